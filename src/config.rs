@@ -1,0 +1,664 @@
+//! Configuration: `RawConfig` as written (serde, unknown keys rejected),
+//! merged over the embedded defaults, then validated into `Config`.
+
+use crate::model::Bytes;
+use regex::Regex;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The embedded default configuration (config/default.toml).
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Where a config came from, for error messages.
+pub const EMBEDDED: &str = "<embedded defaults>";
+
+/// A bad config: one line naming the file, the key and the value.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err(file: &str, key: &str, value: &str, why: &str) -> ConfigError {
+    ConfigError(format!("{file}: '{key}' ('{value}') {why}"))
+}
+
+// ---------------------------------------------------------------- raw form
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub poll: Option<RawPoll>,
+    pub thresholds: Option<RawThresholds>,
+    pub mlx: Option<RawMlx>,
+    pub actions: Option<RawActions>,
+    pub log: Option<RawLog>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPoll {
+    pub interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThresholds {
+    pub yellow_below: Option<String>,
+    pub red_below: Option<String>,
+    pub hysteresis: Option<String>,
+    pub dwell: Option<String>,
+    pub swapout_rate: Option<String>,
+    pub swapout_hold: Option<String>,
+    pub psi_full_avg10: Option<f64>,
+    pub projection_horizon: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMlx {
+    pub patterns: Option<Vec<String>>,
+    pub detect_library: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawNeverKill {
+    Pid(i64),
+    Pattern(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawActions {
+    pub notify: Option<bool>,
+    pub terminate: Option<bool>,
+    pub dry_run: Option<bool>,
+    pub terminate_after: Option<String>,
+    pub kill_after: Option<String>,
+    pub kill_floor: Option<String>,
+    pub never_kill: Option<Vec<RawNeverKill>>,
+    pub users: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub path: Option<String>,
+    pub sample_every: Option<String>,
+    pub max_size: Option<String>,
+    pub keep: Option<u32>,
+}
+
+/// Parse TOML text into a RawConfig; errors name the file and the key path.
+pub fn parse_raw(file: &str, text: &str) -> Result<RawConfig, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.message().replace('\n', " ");
+        let line = inner
+            .span()
+            .map(|s| {
+                format!(
+                    " (line {})",
+                    text[..s.start.min(text.len())].lines().count().max(1)
+                )
+            })
+            .unwrap_or_default();
+        if path.is_empty() || path == "." {
+            ConfigError(format!("{file}{line}: {msg}"))
+        } else {
+            ConfigError(format!("{file}{line}: '{path}': {msg}"))
+        }
+    })
+}
+
+macro_rules! merge_section {
+    ($user:expr, $def:expr, $ty:ident { $($f:ident),* }) => {{
+        let u = $user.unwrap_or_default();
+        let d = $def.unwrap_or_default();
+        $ty { $($f: u.$f.or(d.$f)),* }
+    }};
+}
+
+/// Keys in `user` win; every key it leaves out comes from `defaults`.
+pub fn merge(user: RawConfig, defaults: RawConfig) -> RawConfig {
+    RawConfig {
+        poll: Some(merge_section!(
+            user.poll,
+            defaults.poll,
+            RawPoll { interval }
+        )),
+        thresholds: Some(merge_section!(
+            user.thresholds,
+            defaults.thresholds,
+            RawThresholds {
+                yellow_below,
+                red_below,
+                hysteresis,
+                dwell,
+                swapout_rate,
+                swapout_hold,
+                psi_full_avg10,
+                projection_horizon
+            }
+        )),
+        mlx: Some(merge_section!(
+            user.mlx,
+            defaults.mlx,
+            RawMlx {
+                patterns,
+                detect_library
+            }
+        )),
+        actions: Some(merge_section!(
+            user.actions,
+            defaults.actions,
+            RawActions {
+                notify,
+                terminate,
+                dry_run,
+                terminate_after,
+                kill_after,
+                kill_floor,
+                never_kill,
+                users
+            }
+        )),
+        log: Some(merge_section!(
+            user.log,
+            defaults.log,
+            RawLog {
+                path,
+                sample_every,
+                max_size,
+                keep
+            }
+        )),
+    }
+}
+
+// ---------------------------------------------------------- validated form
+
+/// A memory size: absolute, or a share of total RAM resolved per machine.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Size {
+    Bytes(Bytes),
+    Percent(f64),
+}
+
+impl Size {
+    pub fn resolve(self, total: Bytes) -> Bytes {
+        match self {
+            Size::Bytes(b) => b,
+            Size::Percent(p) => Bytes((total.0 as f64 * p / 100.0) as u64),
+        }
+    }
+}
+
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Size::Bytes(b) => write!(f, "{}", b.0),
+            Size::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// Parse "4GiB", "512MiB", "2GB", "1024", "10%". Returns a reason on failure.
+pub fn parse_size(s: &str) -> Result<Size, &'static str> {
+    let t = s.trim();
+    if let Some(p) = t.strip_suffix('%') {
+        let v: f64 = p
+            .trim()
+            .parse()
+            .map_err(|_| "is not a size (e.g. \"4GiB\" or \"10%\")")?;
+        if !(0.0..=100.0).contains(&v) || !v.is_finite() {
+            return Err("must be a share between 0% and 100%");
+        }
+        return Ok(Size::Percent(v));
+    }
+    if t.starts_with('-') {
+        return Err("must not be negative");
+    }
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num
+        .parse()
+        .map_err(|_| "is not a size (e.g. \"4GiB\" or \"10%\")")?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return Err("has an unknown unit (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB or %)"),
+    };
+    let bytes = v * mult as f64;
+    if !bytes.is_finite() || bytes > u64::MAX as f64 {
+        return Err("is too large");
+    }
+    Ok(Size::Bytes(Bytes(bytes as u64)))
+}
+
+/// Parse "1s", "500ms", "2m" (humantime).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("is not a duration (e.g. \"5s\", \"500ms\"): {e}"))
+}
+
+#[derive(Clone, Debug)]
+pub struct Thresholds {
+    pub yellow_below: Size,
+    pub red_below: Size,
+    pub hysteresis: Size,
+    pub dwell: Duration,
+    /// Bytes per second.
+    pub swapout_rate: Bytes,
+    pub swapout_hold: Duration,
+    pub psi_full_avg10: f64,
+    pub projection_horizon: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub enum NeverKill {
+    Pid(i32),
+    Pattern(Regex),
+}
+
+#[derive(Clone, Debug)]
+pub struct Actions {
+    pub notify: bool,
+    pub terminate: bool,
+    pub dry_run: bool,
+    pub terminate_after: Duration,
+    pub kill_after: Duration,
+    pub kill_floor: Size,
+    pub never_kill: Vec<NeverKill>,
+    pub users: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    pub path: PathBuf,
+    pub sample_every: Duration,
+    pub max_size: Bytes,
+    pub keep: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file this came from, or EMBEDDED.
+    pub source: String,
+    pub poll_interval: Duration,
+    pub thresholds: Thresholds,
+    pub patterns: Vec<Regex>,
+    pub detect_library: bool,
+    pub actions: Actions,
+    pub log: LogConfig,
+}
+
+/// The platform's default log file.
+pub fn default_log_path() -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    if cfg!(target_os = "macos") {
+        home.join("Library/Logs/headroom/headroom.log")
+    } else {
+        let state = std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .unwrap_or_else(|| home.join(".local/state"));
+        state.join("headroom/headroom.log")
+    }
+}
+
+fn expand_tilde(p: &str) -> PathBuf {
+    if let Some(rest) = p.strip_prefix("~/") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return PathBuf::from(home).join(rest);
+        }
+    }
+    PathBuf::from(p)
+}
+
+impl Config {
+    /// Validate a merged RawConfig. `file` names the user's file in errors.
+    pub fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
+        let missing = |k: &str| ConfigError(format!("{file}: '{k}' is missing and has no default"));
+        let poll = raw.poll.unwrap_or_default();
+        let th = raw.thresholds.unwrap_or_default();
+        let mlx = raw.mlx.unwrap_or_default();
+        let act = raw.actions.unwrap_or_default();
+        let log = raw.log.unwrap_or_default();
+
+        let dur = |key: &str, v: Option<String>| -> Result<Duration, ConfigError> {
+            let v = v.ok_or_else(|| missing(key))?;
+            parse_duration(&v).map_err(|why| err(file, key, &v, &why))
+        };
+        let size = |key: &str, v: Option<String>| -> Result<Size, ConfigError> {
+            let v = v.ok_or_else(|| missing(key))?;
+            parse_size(&v).map_err(|why| err(file, key, &v, why))
+        };
+
+        let poll_interval = dur("poll.interval", poll.interval.clone())?;
+        if poll_interval < Duration::from_millis(10) || poll_interval > Duration::from_secs(3600) {
+            let v = poll.interval.unwrap_or_default();
+            return Err(err(
+                file,
+                "poll.interval",
+                &v,
+                "must be between 10ms and 1h",
+            ));
+        }
+
+        let yellow_raw = th.yellow_below.clone().unwrap_or_default();
+        let red_raw = th.red_below.clone().unwrap_or_default();
+        let yellow_below = size("thresholds.yellow_below", th.yellow_below)?;
+        let red_below = size("thresholds.red_below", th.red_below)?;
+        if let Some(false) = size_lt(red_below, yellow_below) {
+            return Err(ConfigError(format!(
+                "{file}: 'thresholds.red_below' ('{red_raw}') must be below 'thresholds.yellow_below' ('{yellow_raw}')"
+            )));
+        }
+        let swap_raw = th.swapout_rate.clone().unwrap_or_default();
+        let swapout_rate = match size("thresholds.swapout_rate", th.swapout_rate)? {
+            Size::Bytes(b) => b,
+            Size::Percent(_) => {
+                return Err(err(
+                    file,
+                    "thresholds.swapout_rate",
+                    &swap_raw,
+                    "must be bytes per second, not a share",
+                ))
+            }
+        };
+        let psi = th
+            .psi_full_avg10
+            .ok_or_else(|| missing("thresholds.psi_full_avg10"))?;
+        if !(0.0..=100.0).contains(&psi) || !psi.is_finite() {
+            return Err(err(
+                file,
+                "thresholds.psi_full_avg10",
+                &psi.to_string(),
+                "must be a percentage between 0 and 100",
+            ));
+        }
+        let thresholds = Thresholds {
+            yellow_below,
+            red_below,
+            hysteresis: size("thresholds.hysteresis", th.hysteresis)?,
+            dwell: dur("thresholds.dwell", th.dwell)?,
+            swapout_rate,
+            swapout_hold: dur("thresholds.swapout_hold", th.swapout_hold)?,
+            psi_full_avg10: psi,
+            projection_horizon: dur("thresholds.projection_horizon", th.projection_horizon)?,
+        };
+
+        let mut patterns = Vec::new();
+        for (i, p) in mlx
+            .patterns
+            .ok_or_else(|| missing("mlx.patterns"))?
+            .iter()
+            .enumerate()
+        {
+            let re = Regex::new(p).map_err(|e| {
+                let first = e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                err(
+                    file,
+                    &format!("mlx.patterns[{i}]"),
+                    p,
+                    &format!("is not a valid regular expression: {first}"),
+                )
+            })?;
+            patterns.push(re);
+        }
+
+        let mut never_kill = Vec::new();
+        for (i, n) in act.never_kill.unwrap_or_default().into_iter().enumerate() {
+            let key = format!("actions.never_kill[{i}]");
+            never_kill.push(match n {
+                RawNeverKill::Pid(p) if p > 0 && p <= i32::MAX as i64 => NeverKill::Pid(p as i32),
+                RawNeverKill::Pid(p) => {
+                    return Err(err(file, &key, &p.to_string(), "is not a valid pid"))
+                }
+                RawNeverKill::Pattern(s) => NeverKill::Pattern(
+                    Regex::new(&s)
+                        .map_err(|_| err(file, &key, &s, "is not a valid regular expression"))?,
+                ),
+            });
+        }
+        let users = act.users.unwrap_or_default();
+        for (i, u) in users.iter().enumerate() {
+            if u.is_empty() || u.contains(|c: char| c.is_whitespace() || c == ':' || c == '/') {
+                return Err(err(
+                    file,
+                    &format!("actions.users[{i}]"),
+                    u,
+                    "is not a valid user name",
+                ));
+            }
+        }
+        let actions = Actions {
+            notify: act.notify.ok_or_else(|| missing("actions.notify"))?,
+            terminate: act.terminate.ok_or_else(|| missing("actions.terminate"))?,
+            dry_run: act.dry_run.ok_or_else(|| missing("actions.dry_run"))?,
+            terminate_after: dur("actions.terminate_after", act.terminate_after)?,
+            kill_after: dur("actions.kill_after", act.kill_after)?,
+            kill_floor: size("actions.kill_floor", act.kill_floor)?,
+            never_kill,
+            users,
+        };
+
+        let path_raw = log.path.unwrap_or_default();
+        let path = if path_raw.trim().is_empty() {
+            default_log_path()
+        } else {
+            let p = expand_tilde(path_raw.trim());
+            if !p.is_absolute() {
+                return Err(err(
+                    file,
+                    "log.path",
+                    &path_raw,
+                    "must be an absolute path (or start with ~/)",
+                ));
+            }
+            p
+        };
+        let max_raw = log.max_size.clone().unwrap_or_default();
+        let max_size = match size("log.max_size", log.max_size)? {
+            Size::Bytes(b) if b.0 >= 4096 => b,
+            _ => {
+                return Err(err(
+                    file,
+                    "log.max_size",
+                    &max_raw,
+                    "must be at least 4096 bytes",
+                ))
+            }
+        };
+        let keep = log.keep.ok_or_else(|| missing("log.keep"))?;
+        if keep > 100 {
+            return Err(err(
+                file,
+                "log.keep",
+                &keep.to_string(),
+                "must be at most 100",
+            ));
+        }
+        let log = LogConfig {
+            path,
+            sample_every: dur("log.sample_every", log.sample_every)?,
+            max_size,
+            keep,
+        };
+
+        Ok(Config {
+            source: file.to_string(),
+            poll_interval,
+            thresholds,
+            patterns,
+            detect_library: mlx
+                .detect_library
+                .ok_or_else(|| missing("mlx.detect_library"))?,
+            actions,
+            log,
+        })
+    }
+
+    /// The embedded defaults alone.
+    pub fn embedded() -> Result<Config, ConfigError> {
+        Config::validate(parse_raw(EMBEDDED, DEFAULT_TOML)?, EMBEDDED)
+    }
+
+    /// Load `path` over the embedded defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{name}: cannot read: {e}")))?;
+        Config::from_text(&name, &text)
+    }
+
+    /// Parse `text` (named `name` in errors) over the embedded defaults.
+    pub fn from_text(name: &str, text: &str) -> Result<Config, ConfigError> {
+        let user = parse_raw(name, text)?;
+        let defaults = parse_raw(EMBEDDED, DEFAULT_TOML)?;
+        Config::validate(merge(user, defaults), name)
+    }
+
+    /// Find and load the config: `--config`, else `$HEADROOM_CONFIG`, else
+    /// `~/.config/headroom/config.toml` if it exists, else the embedded defaults.
+    pub fn load(cli_path: Option<&Path>) -> Result<Config, ConfigError> {
+        match locate(cli_path)? {
+            Some(p) => Config::from_file(&p),
+            None => Config::embedded(),
+        }
+    }
+}
+
+/// The config file `load` would read, if any.
+pub fn locate(cli_path: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> {
+    if let Some(p) = cli_path {
+        return Ok(Some(p.to_path_buf()));
+    }
+    if let Some(v) = std::env::var_os("HEADROOM_CONFIG") {
+        if v.is_empty() {
+            return Err(ConfigError("$HEADROOM_CONFIG is set but empty".into()));
+        }
+        return Ok(Some(PathBuf::from(v)));
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+    Ok(base
+        .map(|b| b.join("headroom/config.toml"))
+        .filter(|p| p.exists()))
+}
+
+/// `Some(a < b)` when comparable without knowing total RAM; `None` when one
+/// is a percentage and the other absolute (checked per machine at run time).
+fn size_lt(a: Size, b: Size) -> Option<bool> {
+    match (a, b) {
+        (Size::Bytes(x), Size::Bytes(y)) => Some(x < y),
+        (Size::Percent(x), Size::Percent(y)) => Some(x < y),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_are_valid_and_match_the_guide() {
+        let c = Config::embedded().expect("defaults");
+        assert_eq!(c.thresholds.red_below, Size::Bytes(Bytes::gib(2)));
+        assert_eq!(c.thresholds.yellow_below, Size::Bytes(Bytes::gib(4)));
+        assert_eq!(c.poll_interval, Duration::from_secs(1));
+        assert!(!c.actions.dry_run);
+        assert_eq!(c.actions.kill_floor, Size::Bytes(Bytes::gib(1)));
+    }
+
+    #[test]
+    fn sizes_parse_with_units_and_percent() {
+        assert_eq!(parse_size("4GiB"), Ok(Size::Bytes(Bytes::gib(4))));
+        assert_eq!(parse_size("512MiB"), Ok(Size::Bytes(Bytes::mib(512))));
+        assert_eq!(parse_size("2GB"), Ok(Size::Bytes(Bytes(2_000_000_000))));
+        assert_eq!(parse_size(" 1024 "), Ok(Size::Bytes(Bytes(1024))));
+        assert_eq!(
+            parse_size("1.5GiB"),
+            Ok(Size::Bytes(Bytes(3 * Bytes::GIB / 2)))
+        );
+        assert_eq!(parse_size("10%"), Ok(Size::Percent(10.0)));
+        assert!(parse_size("-1GiB").is_err());
+        assert!(parse_size("150%").is_err());
+        assert!(parse_size("4 parsecs").is_err());
+        assert!(parse_size("").is_err());
+        assert_eq!(Size::Percent(10.0).resolve(Bytes::gib(100)), Bytes::gib(10));
+    }
+
+    #[test]
+    fn partial_user_file_keeps_other_defaults() {
+        let c = Config::from_text("u.toml", "[thresholds]\nred_below = \"1GiB\"\n").expect("valid");
+        assert_eq!(c.thresholds.red_below, Size::Bytes(Bytes::gib(1)));
+        assert_eq!(c.thresholds.yellow_below, Size::Bytes(Bytes::gib(4)));
+        assert_eq!(c.source, "u.toml");
+    }
+
+    #[test]
+    fn errors_name_file_key_and_value() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[thresholds]\nred_below = \"6GiB\"\n",
+                "'thresholds.red_below' ('6GiB') must be below 'thresholds.yellow_below' ('4GiB')",
+            ),
+            (
+                "[thresholds]\nred_below = \"-2GiB\"\n",
+                "'thresholds.red_below' ('-2GiB') must not be negative",
+            ),
+            ("[poll]\ninterval = 5\n", "'poll.interval'"),
+            ("[poll]\nintervl = \"1s\"\n", "intervl"),
+            (
+                "[poll]\ninterval = \"soon\"\n",
+                "'poll.interval' ('soon') is not a duration",
+            ),
+            ("[mlx]\npatterns = [\"(\"]\n", "'mlx.patterns[0]' ('(')"),
+            (
+                "[actions]\nnever_kill = [0]\n",
+                "'actions.never_kill[0]' ('0') is not a valid pid",
+            ),
+            ("this is not toml", "u.toml"),
+        ];
+        for (text, want) in cases {
+            let e = Config::from_text("u.toml", text)
+                .expect_err(text)
+                .to_string();
+            assert!(e.starts_with("u.toml"), "{e}");
+            assert!(e.contains(want), "for {text:?}: got {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
+    fn mixed_percent_and_absolute_thresholds_are_accepted() {
+        let c = Config::from_text(
+            "u.toml",
+            "[thresholds]\nyellow_below = \"20%\"\nred_below = \"1GiB\"\n",
+        );
+        assert!(c.is_ok());
+    }
+}

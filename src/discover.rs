@@ -1,0 +1,489 @@
+//! Which processes are MLX: command-line patterns or a mapped libmlx.
+//! New pids are examined; known MLX pids are only re-measured; non-MLX pids
+//! are re-examined on a backoff (a `python train.py` maps libmlx only after
+//! its imports run, and a wrapper script may exec into mlx_lm).
+
+use crate::model::{Bytes, MlxProcess, Pid};
+use regex::Regex;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+/// Who a process is: read once per new pid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcIdentity {
+    pub uid: u32,
+    pub start_time: u64,
+    pub name: String,
+    /// Arguments joined by single spaces.
+    pub cmdline: String,
+}
+
+/// What a process uses now: read every cycle for MLX processes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProcMeasure {
+    pub start_time: u64,
+    pub footprint: Bytes,
+    pub rss: Bytes,
+}
+
+/// The OS side of discovery. A process that vanished or belongs to a user
+/// we cannot read is `None`, never an error.
+pub trait ProcSource {
+    /// Every pid on the system now.
+    fn pids(&mut self, out: &mut Vec<Pid>) -> std::io::Result<()>;
+    fn identity(&mut self, pid: Pid) -> Option<ProcIdentity>;
+    /// The path of a loaded MLX library, if the process has one mapped.
+    fn mlx_library(&mut self, pid: Pid) -> Option<String>;
+    fn measure(&mut self, pid: Pid) -> Option<ProcMeasure>;
+}
+
+/// Which users' processes the daemon may act on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scope {
+    /// Every user's (root with no `actions.users`).
+    AllUsers,
+    /// Only these uids (a normal user: just their own).
+    Uids(HashSet<u32>),
+}
+
+impl Scope {
+    pub fn contains(&self, uid: u32) -> bool {
+        match self {
+            Scope::AllUsers => true,
+            Scope::Uids(s) => s.contains(&uid),
+        }
+    }
+}
+
+/// An MLX process appeared or went away.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProcessEvent {
+    Found(MlxProcess),
+    Exited {
+        process: MlxProcess,
+        /// How long it was watched.
+        watched: Duration,
+    },
+}
+
+/// How far back the growth rate looks.
+const GROWTH_WINDOW: Duration = Duration::from_secs(5);
+/// Longest wait before a non-MLX pid is looked at again.
+const MAX_RECHECK: Duration = Duration::from_secs(60);
+
+struct Tracked {
+    process: MlxProcess,
+    since: Duration,
+    history: VecDeque<(Duration, Bytes)>,
+}
+
+struct Ignored {
+    next_check: Duration,
+    backoff: Duration,
+}
+
+pub struct Discovery {
+    patterns: Vec<Regex>,
+    detect_library: bool,
+    scope: Scope,
+    self_pid: Pid,
+    mlx: HashMap<Pid, Tracked>,
+    ignored: HashMap<Pid, Ignored>,
+    events: Vec<ProcessEvent>,
+    pids: Vec<Pid>,
+    seen: HashSet<Pid>,
+}
+
+/// The first pattern that matches `cmdline`, as "pattern:<regex>".
+pub fn match_cmdline(patterns: &[Regex], cmdline: &str) -> Option<String> {
+    patterns
+        .iter()
+        .find(|p| p.is_match(cmdline))
+        .map(|p| format!("pattern:{}", p.as_str()))
+}
+
+impl Discovery {
+    pub fn new(
+        patterns: Vec<Regex>,
+        detect_library: bool,
+        scope: Scope,
+        self_pid: Pid,
+    ) -> Discovery {
+        Discovery {
+            patterns,
+            detect_library,
+            scope,
+            self_pid,
+            mlx: HashMap::new(),
+            ignored: HashMap::new(),
+            events: Vec::new(),
+            pids: Vec::new(),
+            seen: HashSet::new(),
+        }
+    }
+
+    /// Look at the system once; returns the MLX processes now alive, largest first.
+    pub fn scan(
+        &mut self,
+        src: &mut dyn ProcSource,
+        at: Duration,
+    ) -> std::io::Result<Vec<MlxProcess>> {
+        let mut pids = std::mem::take(&mut self.pids);
+        pids.clear();
+        src.pids(&mut pids)?;
+        self.seen.clear();
+        for &pid in &pids {
+            self.seen.insert(pid);
+            if pid == self.self_pid || pid.0 <= 1 {
+                continue;
+            }
+            if self.mlx.contains_key(&pid) {
+                self.remeasure(src, pid, at);
+            } else if self.ignored.get(&pid).is_none_or(|i| at >= i.next_check) {
+                self.examine(src, pid, at);
+            }
+        }
+        self.pids = pids;
+        // Pids no longer listed have exited.
+        let gone: Vec<Pid> = self
+            .mlx
+            .keys()
+            .filter(|p| !self.seen.contains(p))
+            .copied()
+            .collect();
+        for pid in gone {
+            self.exit(pid, at);
+        }
+        let seen = &self.seen;
+        self.ignored.retain(|p, _| seen.contains(p));
+
+        let mut out: Vec<MlxProcess> = self.mlx.values().map(|t| t.process.clone()).collect();
+        out.sort_by(|a, b| {
+            b.footprint_bytes
+                .cmp(&a.footprint_bytes)
+                .then(a.pid.cmp(&b.pid))
+        });
+        Ok(out)
+    }
+
+    pub fn take_events(&mut self) -> Vec<ProcessEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn exit(&mut self, pid: Pid, at: Duration) {
+        if let Some(t) = self.mlx.remove(&pid) {
+            self.events.push(ProcessEvent::Exited {
+                process: t.process,
+                watched: at.saturating_sub(t.since),
+            });
+        }
+    }
+
+    fn remeasure(&mut self, src: &mut dyn ProcSource, pid: Pid, at: Duration) {
+        let Some(m) = src.measure(pid) else {
+            self.exit(pid, at);
+            return;
+        };
+        let Some(t) = self.mlx.get_mut(&pid) else {
+            return;
+        };
+        if m.start_time != t.process.start_time {
+            // Same pid, different process: the one we watched has exited.
+            self.exit(pid, at);
+            self.examine(src, pid, at);
+            return;
+        }
+        update(t, m, at);
+    }
+
+    fn examine(&mut self, src: &mut dyn ProcSource, pid: Pid, at: Duration) {
+        let Some(id) = src.identity(pid) else {
+            self.ignore(pid, at, true);
+            return;
+        };
+        if !self.scope.contains(id.uid) {
+            // Out of scope for good: uid does not change without exec-as-root.
+            self.ignored.insert(
+                pid,
+                Ignored {
+                    next_check: Duration::MAX,
+                    backoff: MAX_RECHECK,
+                },
+            );
+            return;
+        }
+        let matched = match_cmdline(&self.patterns, &id.cmdline).or_else(|| {
+            if self.detect_library {
+                src.mlx_library(pid).map(|lib| format!("library:{lib}"))
+            } else {
+                None
+            }
+        });
+        let Some(matched_by) = matched else {
+            self.ignore(pid, at, false);
+            return;
+        };
+        let Some(m) = src.measure(pid) else { return };
+        if m.start_time != id.start_time {
+            return; // replaced between reads; look again next cycle
+        }
+        self.ignored.remove(&pid);
+        let process = MlxProcess {
+            pid,
+            uid: id.uid,
+            start_time: id.start_time,
+            name: id.name,
+            cmdline: id.cmdline,
+            footprint_bytes: m.footprint,
+            rss_bytes: m.rss,
+            peak_bytes: m.footprint,
+            growth_bytes_per_sec: 0.0,
+            matched_by,
+        };
+        self.events.push(ProcessEvent::Found(process.clone()));
+        let mut history = VecDeque::new();
+        history.push_back((at, m.footprint));
+        self.mlx.insert(
+            pid,
+            Tracked {
+                process,
+                since: at,
+                history,
+            },
+        );
+    }
+
+    fn ignore(&mut self, pid: Pid, at: Duration, unreadable: bool) {
+        let e = self.ignored.entry(pid).or_insert(Ignored {
+            next_check: at,
+            backoff: Duration::from_secs(1),
+        });
+        if unreadable {
+            e.backoff = MAX_RECHECK;
+        }
+        e.next_check = at + e.backoff;
+        e.backoff = (e.backoff * 2).min(MAX_RECHECK);
+    }
+}
+
+fn update(t: &mut Tracked, m: ProcMeasure, at: Duration) {
+    let p = &mut t.process;
+    p.footprint_bytes = m.footprint;
+    p.rss_bytes = m.rss;
+    p.peak_bytes = p.peak_bytes.max(m.footprint);
+    t.history.push_back((at, m.footprint));
+    while t.history.len() > 2
+        && t.history
+            .front()
+            .is_some_and(|(t0, _)| at.saturating_sub(*t0) > GROWTH_WINDOW)
+    {
+        t.history.pop_front();
+    }
+    p.growth_bytes_per_sec = growth_rate(&t.history);
+}
+
+/// Bytes per second between the oldest and newest point of the window.
+pub fn growth_rate(history: &VecDeque<(Duration, Bytes)>) -> f64 {
+    match (history.front(), history.back()) {
+        (Some((t0, b0)), Some((t1, b1))) if t1 > t0 => {
+            (b1.0 as f64 - b0.0 as f64) / (t1.saturating_sub(*t0)).as_secs_f64()
+        }
+        _ => 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// An in-memory process table: the ProcSource contract without an OS.
+    #[derive(Default)]
+    struct Table {
+        procs: HashMap<Pid, (ProcIdentity, Option<String>, ProcMeasure)>,
+        identity_reads: usize,
+    }
+
+    impl ProcSource for Table {
+        fn pids(&mut self, out: &mut Vec<Pid>) -> std::io::Result<()> {
+            out.extend(self.procs.keys().copied());
+            Ok(())
+        }
+        fn identity(&mut self, pid: Pid) -> Option<ProcIdentity> {
+            self.identity_reads += 1;
+            self.procs.get(&pid).map(|p| p.0.clone())
+        }
+        fn mlx_library(&mut self, pid: Pid) -> Option<String> {
+            self.procs.get(&pid).and_then(|p| p.1.clone())
+        }
+        fn measure(&mut self, pid: Pid) -> Option<ProcMeasure> {
+            self.procs.get(&pid).map(|p| p.2)
+        }
+    }
+
+    fn add(t: &mut Table, pid: i32, uid: u32, cmd: &str, lib: Option<&str>, mib: u64) {
+        let id = ProcIdentity {
+            uid,
+            start_time: 100 + pid as u64,
+            name: "p".into(),
+            cmdline: cmd.into(),
+        };
+        let m = ProcMeasure {
+            start_time: 100 + pid as u64,
+            footprint: Bytes::mib(mib),
+            rss: Bytes::mib(mib),
+        };
+        t.procs.insert(Pid(pid), (id, lib.map(String::from), m));
+    }
+
+    fn discovery(scope: Scope) -> Discovery {
+        let c = Config::embedded().expect("defaults");
+        Discovery::new(c.patterns, true, scope, Pid(999))
+    }
+
+    #[test]
+    fn default_patterns_match_mlx_launchers_and_not_lookalikes() {
+        let c = Config::embedded().expect("defaults");
+        let yes = [
+            "/Users/a/venv/bin/python3 /Users/a/venv/bin/mlx_lm.lora --model m --train --batch-size 4",
+            "mlx_lm.generate --model mlx-community/Llama-3.2-3B-Instruct-4bit --prompt hi",
+            "python -m mlx_lm.lora --train",
+            "python3 -m mlx_lm generate --model x",
+            "/opt/homebrew/bin/mlx_lm server",
+            "python -m mlx_vlm.generate --model x",
+            "mlx_vlm.chat",
+            "/usr/bin/python3 /venv/bin/mlx.launch --hosts a,b train.py",
+            "mlx-lm lora --train",
+        ];
+        let no = [
+            "vim notes_about_mlx_lm.txt",
+            "grep mlx_lm.lora log.txt",
+            "python train.py",
+            "cat mlx_lm",
+            "/usr/bin/headroom run",
+        ];
+        for cmd in yes {
+            assert!(
+                match_cmdline(&c.patterns, cmd).is_some(),
+                "should match: {cmd}"
+            );
+        }
+        for cmd in no {
+            assert!(
+                match_cmdline(&c.patterns, cmd).is_none(),
+                "should not match: {cmd}"
+            );
+        }
+    }
+
+    #[test]
+    fn finds_by_pattern_or_library_skips_others_self_and_other_users() {
+        let mut t = Table::default();
+        add(&mut t, 10, 501, "python -m mlx_lm.lora --train", None, 100);
+        add(
+            &mut t,
+            11,
+            501,
+            "python train.py",
+            Some("/v/lib/libmlx.so"),
+            300,
+        );
+        add(&mut t, 12, 501, "python other.py", None, 900);
+        add(&mut t, 13, 502, "python -m mlx_lm.lora", None, 50);
+        add(
+            &mut t,
+            999,
+            501,
+            "python -m mlx_lm.lora (the daemon itself)",
+            None,
+            5,
+        );
+        let mut d = discovery(Scope::Uids(HashSet::from([501])));
+        let found = d.scan(&mut t, Duration::ZERO).expect("scan");
+        let pids: Vec<i32> = found.iter().map(|p| p.pid.0).collect();
+        assert_eq!(
+            pids,
+            vec![11, 10],
+            "largest first; not 12 (no mlx), 13 (other user), 999 (self)"
+        );
+        assert!(found[0].matched_by.starts_with("library:"));
+        assert!(found[1].matched_by.starts_with("pattern:"));
+        assert_eq!(d.take_events().len(), 2);
+
+        let mut all = discovery(Scope::AllUsers);
+        assert_eq!(all.scan(&mut t, Duration::ZERO).expect("scan").len(), 3);
+    }
+
+    #[test]
+    fn known_pids_are_not_re_examined_every_cycle() {
+        let mut t = Table::default();
+        for pid in 2..200 {
+            add(&mut t, pid, 501, "bash", None, 1);
+        }
+        let mut d = discovery(Scope::Uids(HashSet::from([501])));
+        d.scan(&mut t, Duration::ZERO).expect("scan");
+        let first = t.identity_reads;
+        assert_eq!(first, 198);
+        d.scan(&mut t, Duration::from_millis(500)).expect("scan");
+        assert_eq!(
+            t.identity_reads, first,
+            "no identity reads for known non-MLX pids inside the backoff"
+        );
+    }
+
+    #[test]
+    fn late_import_of_mlx_is_caught_on_recheck() {
+        let mut t = Table::default();
+        add(&mut t, 20, 501, "python train.py", None, 10);
+        let mut d = discovery(Scope::Uids(HashSet::from([501])));
+        assert!(d.scan(&mut t, Duration::ZERO).expect("scan").is_empty());
+        t.procs.get_mut(&Pid(20)).expect("pid 20").1 = Some("/v/libmlx.so".into());
+        assert!(d.scan(&mut t, Duration::from_secs(1)).expect("scan").len() == 1);
+    }
+
+    #[test]
+    fn growth_peak_exit_and_pid_reuse() {
+        let mut t = Table::default();
+        add(&mut t, 30, 501, "mlx_lm.lora --train", None, 100);
+        let mut d = discovery(Scope::Uids(HashSet::from([501])));
+        d.scan(&mut t, Duration::ZERO).expect("scan");
+        for (s, mib) in [(1, 200), (2, 300)] {
+            t.procs.get_mut(&Pid(30)).expect("pid").2.footprint = Bytes::mib(mib);
+            d.scan(&mut t, Duration::from_secs(s)).expect("scan");
+        }
+        t.procs.get_mut(&Pid(30)).expect("pid").2.footprint = Bytes::mib(250);
+        let p = d
+            .scan(&mut t, Duration::from_secs(3))
+            .expect("scan")
+            .remove(0);
+        assert_eq!(p.peak_bytes, Bytes::mib(300));
+        assert!(
+            (p.growth_bytes_per_sec - 50.0 * Bytes::MIB as f64).abs() < 1.0,
+            "{}",
+            p.growth_bytes_per_sec
+        );
+        d.take_events();
+
+        // Same pid, new start time: the old process exited, the new one is examined afresh.
+        add(&mut t, 30, 501, "vim", None, 1);
+        t.procs.get_mut(&Pid(30)).expect("pid").0.start_time = 7;
+        t.procs.get_mut(&Pid(30)).expect("pid").2.start_time = 7;
+        assert!(d
+            .scan(&mut t, Duration::from_secs(4))
+            .expect("scan")
+            .is_empty());
+        let ev = d.take_events();
+        assert!(
+            matches!(&ev[..], [ProcessEvent::Exited { process, .. }] if process.peak_bytes == Bytes::mib(300))
+        );
+
+        add(&mut t, 31, 501, "mlx_lm.lora", None, 1);
+        d.scan(&mut t, Duration::from_secs(5)).expect("scan");
+        t.procs.remove(&Pid(31));
+        d.scan(&mut t, Duration::from_secs(6)).expect("scan");
+        let ev = d.take_events();
+        assert!(
+            matches!(ev.last(), Some(ProcessEvent::Exited { process, .. }) if process.pid == Pid(31))
+        );
+    }
+}

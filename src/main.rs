@@ -1,0 +1,2 @@
+//! The `headroom` binary (being written).
+fn main() {}

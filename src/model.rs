@@ -1,0 +1,245 @@
+//! The data every stage passes along: sizes, pids, levels and the Snapshot,
+//! whose serde form is also the trace format (a `sample` log line is a Snapshot).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// A size in bytes.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Bytes(pub u64);
+
+impl Bytes {
+    pub const KIB: u64 = 1024;
+    pub const MIB: u64 = 1024 * 1024;
+    pub const GIB: u64 = 1024 * 1024 * 1024;
+
+    pub fn gib(n: u64) -> Bytes {
+        Bytes(n * Self::GIB)
+    }
+    pub fn mib(n: u64) -> Bytes {
+        Bytes(n * Self::MIB)
+    }
+    pub fn as_gib_f64(self) -> f64 {
+        self.0 as f64 / Self::GIB as f64
+    }
+    pub fn saturating_sub(self, other: Bytes) -> Bytes {
+        Bytes(self.0.saturating_sub(other.0))
+    }
+}
+
+impl fmt::Display for Bytes {
+    /// Human form with binary units: "3.52 GiB", "512 MiB", "900 B".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0 as f64;
+        if self.0 >= Self::GIB {
+            write!(f, "{:.2} GiB", v / Self::GIB as f64)
+        } else if self.0 >= Self::MIB {
+            write!(f, "{:.0} MiB", v / Self::MIB as f64)
+        } else if self.0 >= Self::KIB {
+            write!(f, "{:.0} KiB", v / Self::KIB as f64)
+        } else {
+            write!(f, "{} B", self.0)
+        }
+    }
+}
+
+/// A process id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Pid(pub i32);
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// headroom's memory level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Green,
+    Yellow,
+    Red,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Green => "green",
+            Level::Yellow => "yellow",
+            Level::Red => "red",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kernel's own verdict on memory pressure (macOS
+/// `kern.memorystatus_vm_pressure_level`: 1 normal, 2 warn, 4 critical).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KernelLevel {
+    Normal,
+    Warn,
+    Critical,
+}
+
+impl KernelLevel {
+    /// From the raw sysctl value; unknown values are `None`.
+    pub fn from_sysctl(v: i64) -> Option<KernelLevel> {
+        match v {
+            1 => Some(KernelLevel::Normal),
+            2 => Some(KernelLevel::Warn),
+            4 => Some(KernelLevel::Critical),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KernelLevel::Normal => "normal",
+            KernelLevel::Warn => "warn",
+            KernelLevel::Critical => "critical",
+        }
+    }
+}
+
+/// System-wide memory. `available` is headroom's "headroom": on Linux
+/// MemAvailable, on macOS total − (App + Wired + Compressed). Figures one OS
+/// does not have are `None`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SystemMemory {
+    pub total_bytes: Bytes,
+    pub available_bytes: Bytes,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_bytes: Option<Bytes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wired_bytes: Option<Bytes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressed_bytes: Option<Bytes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_bytes: Option<Bytes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_bytes: Option<Bytes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap_total_bytes: Option<Bytes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap_used_bytes: Option<Bytes>,
+}
+
+/// Kernel pressure signals. Each is `None` where the OS (or this kernel)
+/// lacks it — absent PSI is not an error.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pressure {
+    /// macOS `kern.memorystatus_vm_pressure_level`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_level: Option<KernelLevel>,
+    /// Linux PSI `/proc/pressure/memory` "some" avg10, percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psi_some_avg10: Option<f64>,
+    /// Linux PSI "full" avg10, percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psi_full_avg10: Option<f64>,
+    /// Bytes swapped out per second since the previous sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swapout_bytes_per_sec: Option<f64>,
+}
+
+/// One MLX process the daemon may act on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MlxProcess {
+    pub pid: Pid,
+    pub uid: u32,
+    /// Opaque start time (Linux: clock ticks since boot, /proc/PID/stat
+    /// field 22; macOS: microseconds since the epoch). Together with `pid` it
+    /// identifies the process, because pids are reused.
+    pub start_time: u64,
+    pub name: String,
+    pub cmdline: String,
+    /// What the daemon counts as this process's memory: macOS
+    /// phys_footprint, Linux RSS.
+    pub footprint_bytes: Bytes,
+    pub rss_bytes: Bytes,
+    /// Largest footprint seen since discovery.
+    pub peak_bytes: Bytes,
+    /// Footprint growth over a short window, bytes per second (negative when shrinking).
+    pub growth_bytes_per_sec: f64,
+    /// Why it counts as MLX: "pattern:<regex>" or "library:<path>".
+    pub matched_by: String,
+}
+
+/// Everything one sampling cycle saw. `at` is monotonic time since the
+/// daemon started, the only clock decision code reads.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    #[serde(with = "secs_f64")]
+    pub at: Duration,
+    #[serde(flatten)]
+    pub memory: SystemMemory,
+    #[serde(flatten)]
+    pub pressure: Pressure,
+    #[serde(default)]
+    pub mlx_processes: Vec<MlxProcess>,
+}
+
+/// `Duration` as seconds with millisecond precision (`"at": 12.345`).
+pub mod secs_f64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64((d.as_millis() as f64) / 1000.0)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let v = f64::deserialize(d)?;
+        if !v.is_finite() || v < 0.0 {
+            return Err(serde::de::Error::custom(format!(
+                "'at' must be a non-negative number of seconds, got {v}"
+            )));
+        }
+        Ok(Duration::from_secs_f64(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_round_trips_as_flat_json() {
+        let s = Snapshot {
+            at: Duration::from_millis(12_345),
+            memory: SystemMemory {
+                total_bytes: Bytes::gib(16),
+                available_bytes: Bytes::gib(3),
+                ..Default::default()
+            },
+            pressure: Pressure {
+                psi_some_avg10: Some(1.5),
+                ..Default::default()
+            },
+            mlx_processes: vec![],
+        };
+        let j = serde_json::to_value(&s).expect("serialise");
+        assert_eq!(j["at"], 12.345);
+        assert_eq!(j["available_bytes"], 3 * Bytes::GIB);
+        assert!(j.get("wired_bytes").is_none(), "absent figures are omitted");
+        let back: Snapshot = serde_json::from_value(j).expect("deserialise");
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn bytes_display_uses_binary_units() {
+        assert_eq!(Bytes::gib(2).to_string(), "2.00 GiB");
+        assert_eq!(Bytes::mib(512).to_string(), "512 MiB");
+        assert_eq!(Bytes(900).to_string(), "900 B");
+    }
+}

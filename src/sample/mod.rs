@@ -1,0 +1,64 @@
+//! Samplers: read the platform's memory figures and MLX processes into a
+//! Snapshot. A sampler only reads; it never decides.
+
+use crate::config::Config;
+use crate::discover::ProcessEvent;
+use crate::model::Snapshot;
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub mod linux;
+pub mod macos;
+
+/// Why a sample could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what}: {detail}")]
+    Parse { what: String, detail: String },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl SampleError {
+    pub fn parse(what: impl Into<String>, detail: impl Into<String>) -> SampleError {
+        SampleError::Parse {
+            what: what.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+pub trait Sampler {
+    /// One Snapshot of system memory, pressure and MLX processes.
+    fn sample(&mut self) -> Result<Snapshot, SampleError>;
+    /// MLX processes found or exited since the last call.
+    fn take_events(&mut self) -> Vec<ProcessEvent>;
+}
+
+/// The sampler for the OS this binary was built for; `start` is time zero
+/// of the Snapshot clock (`Snapshot::at`).
+pub fn for_this_platform(
+    cfg: &Config,
+    start: Instant,
+) -> Result<Box<dyn Sampler + Send>, SampleError> {
+    #[cfg(target_os = "linux")]
+    {
+        Ok(Box::new(linux::LinuxSampler::new(cfg, start)?))
+    }
+    #[cfg(target_os = "macos")]
+    {
+        Ok(Box::new(macos::MacSampler::new(cfg, start)?))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    {
+        let _ = (cfg, start);
+        Err(SampleError::Unsupported(
+            "headroom supports Linux and macOS only".into(),
+        ))
+    }
+}
