@@ -5,4 +5,5 @@ pub mod classify;
 pub mod config;
 pub mod discover;
 pub mod model;
+pub mod policy;
 pub mod sample;

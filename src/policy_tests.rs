@@ -1,0 +1,183 @@
+//! Policy tables over synthetic timelines (fake `at`, no sleeping).
+
+use super::*;
+use crate::classify::Classifier;
+use crate::config::Config;
+use std::collections::HashSet;
+
+const ME: u32 = 501;
+
+fn proc(pid: i32, gib: u64, cmd: &str) -> MlxProcess {
+    MlxProcess {
+        pid: Pid(pid),
+        uid: ME,
+        start_time: 1000 + pid as u64,
+        name: cmd.split_whitespace().next().unwrap_or("?").to_string(),
+        cmdline: cmd.to_string(),
+        footprint_bytes: Bytes::gib(gib),
+        rss_bytes: Bytes::gib(gib),
+        peak_bytes: Bytes::gib(gib),
+        growth_bytes_per_sec: 0.0,
+        matched_by: "pattern:test".into(),
+    }
+}
+
+/// Drives Classifier + Policy over a timeline like the daemon does.
+struct Run {
+    cfg: Config,
+    classifier: Classifier,
+    policy: Policy,
+}
+
+impl Run {
+    fn new(extra: &str) -> Run {
+        let cfg = Config::from_text("t.toml", extra).expect("config");
+        Run { cfg, classifier: Classifier::default(), policy: Policy::new(Pid(999), Scope::Uids(HashSet::from([ME]))) }
+    }
+    fn at(&mut self, ms: u64, avail_mib: u64, procs: &[MlxProcess]) -> Vec<Action> {
+        let s = Snapshot {
+            at: Duration::from_millis(ms),
+            memory: crate::model::SystemMemory {
+                total_bytes: Bytes::gib(16),
+                available_bytes: Bytes::mib(avail_mib),
+                ..Default::default()
+            },
+            mlx_processes: procs.to_vec(),
+            ..Default::default()
+        };
+        let c = self.classifier.step(&s, &self.cfg.thresholds);
+        self.policy.step(&s, &c, &self.cfg.actions)
+    }
+}
+
+fn signals(a: &[Action]) -> Vec<(Sig, i32)> {
+    a.iter()
+        .filter_map(|a| match a {
+            Action::Signal(o) => Some((o.signal, o.process.pid.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn notices(a: &[Action]) -> Vec<NoticeKind> {
+    a.iter()
+        .filter_map(|a| match a {
+            Action::Notify(n) => Some(n.kind),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn sigterm_after_red_holds_for_terminate_after_then_sigkill_after_kill_after() {
+    let mut r = Run::new(""); // terminate_after 5s, kill_after 10s, floor 1GiB
+    let ps = [proc(10, 6, "mlx_lm.lora --train"), proc(11, 2, "mlx_lm.generate")];
+    assert_eq!(notices(&r.at(0, 3000, &ps)), vec![NoticeKind::Yellow]);
+    let a = r.at(1000, 1800, &ps);
+    assert_eq!(notices(&a), vec![NoticeKind::Red]);
+    assert!(signals(&a).is_empty(), "grace period first");
+    assert!(signals(&r.at(5999, 1800, &ps)).is_empty());
+    let a = r.at(6000, 1800, &ps);
+    assert_eq!(signals(&a), vec![(Sig::Term, 10)], "largest footprint after 5 s of red");
+    assert!(notices(&a).contains(&NoticeKind::Terminated));
+    assert!(signals(&r.at(15_999, 1800, &ps)).is_empty());
+    assert_eq!(signals(&r.at(16_000, 1800, &ps)), vec![(Sig::Kill, 10)]);
+    assert!(signals(&r.at(30_000, 1800, &ps)).is_empty(), "one SIGKILL only");
+}
+
+#[test]
+fn below_the_floor_sigterm_at_once_and_below_half_floor_sigkill_at_once() {
+    let mut r = Run::new("");
+    let ps = [proc(10, 6, "mlx_lm.lora")];
+    assert_eq!(signals(&r.at(0, 900, &ps)), vec![(Sig::Term, 10)]);
+    assert_eq!(signals(&r.at(500, 400, &ps)), vec![(Sig::Kill, 10)], "below 512 MiB");
+}
+
+#[test]
+fn one_victim_per_incident_and_the_next_only_after_exit_and_a_fresh_sample() {
+    let mut r = Run::new("");
+    let big = proc(10, 6, "mlx_lm.lora");
+    let small = proc(11, 3, "mlx_lm.generate");
+    assert_eq!(signals(&r.at(0, 900, &[big.clone(), small.clone()])), vec![(Sig::Term, 10)]);
+    // Victim still alive, memory still bad: no second victim.
+    for ms in [1000, 2000, 3000] {
+        let a = r.at(ms, 900, &[big.clone(), small.clone()]);
+        assert!(signals(&a).iter().all(|(_, pid)| *pid == 10), "{a:?}");
+    }
+    // Victim exited; this very snapshot may not pick another one.
+    let a = r.at(4000, 900, std::slice::from_ref(&small));
+    assert!(signals(&a).is_empty(), "{a:?}");
+    assert!(a.iter().any(|x| matches!(x, Action::VictimExited { process, .. } if process.pid == Pid(10))));
+    // A fresh sample still below the floor: now the next one.
+    assert_eq!(signals(&r.at(5000, 900, &[small])), vec![(Sig::Term, 11)]);
+}
+
+#[test]
+fn no_eligible_victim_is_reported_once_and_nothing_is_signalled() {
+    let mut r = Run::new("[actions]\nnever_kill = ['mlx_lm\\.server']\n");
+    let mut other = proc(12, 8, "mlx_lm.lora");
+    other.uid = 0; // another user's
+    let ps = [proc(10, 6, "mlx_lm.server --port 8080"), other];
+    let mut all = Vec::new();
+    for ms in (0..20_000).step_by(1000) {
+        all.extend(r.at(ms, 900, &ps));
+    }
+    assert!(signals(&all).is_empty());
+    let nv: Vec<&Action> = all.iter().filter(|a| matches!(a, Action::NoVictim { .. })).collect();
+    assert_eq!(nv.len(), 1, "{all:?}");
+    let Action::NoVictim { reason, .. } = nv[0] else { unreachable!() };
+    assert!(reason.contains("never_kill") && reason.contains("not in scope"), "{reason}");
+}
+
+#[test]
+fn non_mlx_hog_is_notified_never_signalled() {
+    let mut r = Run::new("");
+    let mut all = Vec::new();
+    for ms in (0..30_000).step_by(500) {
+        all.extend(r.at(ms, 500, &[]));
+    }
+    assert!(signals(&all).is_empty());
+    assert!(all.iter().any(|a| matches!(a, Action::NoVictim { reason, .. } if reason.contains("no MLX process"))));
+    assert!(notices(&all).contains(&NoticeKind::NoVictim));
+}
+
+#[test]
+fn terminate_false_only_warns() {
+    let mut r = Run::new("[actions]\nterminate = false\n");
+    let ps = [proc(10, 6, "mlx_lm.lora")];
+    let mut all = Vec::new();
+    for ms in (0..30_000).step_by(1000) {
+        all.extend(r.at(ms, 500, &ps));
+    }
+    assert!(signals(&all).is_empty());
+    assert_eq!(all.iter().filter(|a| matches!(a, Action::NoVictim { .. })).count(), 1);
+}
+
+#[test]
+fn recovery_is_notified_and_notices_are_rate_limited_across_incidents() {
+    let mut r = Run::new("[thresholds]\ndwell = \"1s\"\n");
+    let ps = [proc(10, 6, "mlx_lm.lora")];
+    assert_eq!(notices(&r.at(0, 3000, &ps)), vec![NoticeKind::Yellow]);
+    assert!(notices(&r.at(1000, 9000, &ps)).is_empty(), "dwell");
+    assert_eq!(notices(&r.at(2000, 9000, &ps)), vec![NoticeKind::Recovered]);
+    // A second yellow incident 10 s later: no second yellow notice within a minute.
+    assert!(notices(&r.at(12_000, 3000, &ps)).is_empty());
+    r.at(13_000, 9000, &ps);
+    r.at(14_000, 9000, &ps);
+    assert_eq!(notices(&r.at(70_000, 3000, &ps)), vec![NoticeKind::Yellow]);
+}
+
+#[test]
+fn victim_choice_ties_break_on_growth_and_respects_exclusions() {
+    let scope = Scope::Uids(HashSet::from([ME]));
+    let mut a = proc(20, 4, "mlx_lm.lora");
+    let mut b = proc(21, 4, "mlx_lm.lora");
+    a.growth_bytes_per_sec = 1.0;
+    b.growth_bytes_per_sec = 5.0;
+    let init = proc(1, 50, "mlx_lm.lora");
+    let me = proc(999, 50, "mlx_lm.lora");
+    let ps = [a, b, init, me];
+    assert_eq!(choose_victim(&ps, Pid(999), &scope, &[]).map(|p| p.pid), Some(Pid(21)));
+    let nk = [NeverKill::Pid(21)];
+    assert_eq!(choose_victim(&ps, Pid(999), &scope, &nk).map(|p| p.pid), Some(Pid(20)));
+}
