@@ -1,9 +1,39 @@
 //! headroom: keeps Apple Silicon Macs (and Linux boxes) usable while MLX
 //! jobs run — sample → classify → policy → act → log.
 
+pub mod act;
 pub mod classify;
+pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod discover;
+pub mod log;
 pub mod model;
 pub mod policy;
 pub mod sample;
+pub mod status;
+
+/// A failure that ends a command, with its exit code (sysexits).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Sample(#[from] sample::SampleError),
+    #[error("{0}")]
+    Io(std::io::Error),
+    /// Input data (a trace, pasted text) that cannot be read.
+    #[error("{0}")]
+    Data(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => 78, // EX_CONFIG
+            Error::Sample(_) => 69, // EX_UNAVAILABLE
+            Error::Io(_) => 74,     // EX_IOERR
+            Error::Data(_) => 65,   // EX_DATAERR
+        }
+    }
+}

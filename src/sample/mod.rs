@@ -2,7 +2,7 @@
 //! Snapshot. A sampler only reads; it never decides.
 
 use crate::config::Config;
-use crate::discover::ProcessEvent;
+use crate::discover::{ProcessEvent, Scope};
 use crate::model::Snapshot;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -41,22 +41,23 @@ pub trait Sampler {
 }
 
 /// The sampler for the OS this binary was built for; `start` is time zero
-/// of the Snapshot clock (`Snapshot::at`).
+/// of the Snapshot clock (`Snapshot::at`); `scope` says whose processes count.
 pub fn for_this_platform(
     cfg: &Config,
+    scope: Scope,
     start: Instant,
 ) -> Result<Box<dyn Sampler + Send>, SampleError> {
     #[cfg(target_os = "linux")]
     {
-        Ok(Box::new(linux::LinuxSampler::new(cfg, start)?))
+        Ok(Box::new(linux::LinuxSampler::new(cfg, scope, start)?))
     }
     #[cfg(target_os = "macos")]
     {
-        Ok(Box::new(macos::MacSampler::new(cfg, start)?))
+        Ok(Box::new(macos::MacSampler::new(cfg, scope, start)?))
     }
     #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     {
-        let _ = (cfg, start);
+        let _ = (cfg, scope, start);
         Err(SampleError::Unsupported(
             "headroom supports Linux and macOS only".into(),
         ))

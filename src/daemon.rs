@@ -1,0 +1,296 @@
+//! The daemon loop on a current-thread tokio runtime: timer → sample (on a
+//! blocking thread) → classify → policy → act → log; SIGTERM/SIGINT stop
+//! it cleanly, SIGHUP reloads the config (a bad new one is reported and the
+//! old one kept).
+
+use crate::act::{Actuator, DryRun, Outcome};
+use crate::classify::{Classification, Classifier, Lines};
+use crate::config::{Config, ConfigError};
+use crate::discover::{ProcessEvent, Scope};
+use crate::log::LogHandle;
+use crate::log_event;
+use crate::model::{Pid, Snapshot};
+use crate::policy::{Action, Policy, Sig};
+use crate::sample::{self, Sampler};
+use serde_json::json;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Which users' processes are in scope: a normal user only their own; root
+/// every user's, narrowed by `actions.users`.
+pub fn scope_for(cfg: &Config) -> Result<Scope, ConfigError> {
+    let uid = nix::unistd::Uid::current();
+    if !uid.is_root() {
+        return Ok(Scope::Uids(HashSet::from([uid.as_raw()])));
+    }
+    if cfg.actions.users.is_empty() {
+        return Ok(Scope::AllUsers);
+    }
+    let mut uids = HashSet::new();
+    for (i, name) in cfg.actions.users.iter().enumerate() {
+        match nix::unistd::User::from_name(name) {
+            Ok(Some(u)) => {
+                uids.insert(u.uid.as_raw());
+            }
+            _ => {
+                return Err(ConfigError(format!("{}: 'actions.users[{i}]' ('{name}') is not a user on this machine", cfg.source)))
+            }
+        }
+    }
+    Ok(Scope::Uids(uids))
+}
+
+fn describe_scope(scope: &Scope) -> String {
+    match scope {
+        Scope::AllUsers => "all users (running as root)".into(),
+        Scope::Uids(u) => {
+            let mut v: Vec<u32> = u.iter().copied().collect();
+            v.sort_unstable();
+            format!("uids {v:?}")
+        }
+    }
+}
+
+/// Everything one cycle needs; owned by the loop, swapped whole on reload.
+pub struct Daemon {
+    cfg: Config,
+    cli_config: Option<PathBuf>,
+    force_dry_run: bool,
+    sampler: Option<Box<dyn Sampler + Send>>,
+    classifier: Classifier,
+    policy: Policy,
+    actuator: Box<dyn Actuator>,
+    log: LogHandle,
+    start: Instant,
+    last_sample_logged: Option<Duration>,
+    last_error: Option<String>,
+}
+
+impl Daemon {
+    pub fn new(cfg: Config, cli_config: Option<PathBuf>, force_dry_run: bool, log: LogHandle) -> Result<Daemon, crate::Error> {
+        let scope = scope_for(&cfg)?;
+        let start = Instant::now();
+        let sampler = sample::for_this_platform(&cfg, scope.clone(), start)?;
+        let self_pid = Pid(std::process::id() as i32);
+        Ok(Daemon {
+            cfg,
+            cli_config,
+            force_dry_run,
+            sampler: Some(sampler),
+            classifier: Classifier::default(),
+            policy: Policy::new(self_pid, scope),
+            actuator: Box::new(DryRun),
+            log,
+            start,
+            last_sample_logged: None,
+            last_error: None,
+        })
+    }
+
+    fn dry_run(&self) -> bool {
+        // The real actuators are their own issue: until then every decision is a dry run.
+        true
+    }
+
+    fn log_started(&self) {
+        let scope = scope_for(&self.cfg).map(|s| describe_scope(&s)).unwrap_or_default();
+        log_event!(
+            info,
+            "started",
+            json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "pid": std::process::id(),
+                "uid": nix::unistd::Uid::current().as_raw(),
+                "config": self.cfg.source,
+                "log_path": self.log.path(),
+                "dry_run": self.dry_run(),
+                "dry_run_requested": self.force_dry_run || self.cfg.actions.dry_run,
+                "scope": scope,
+                "poll_interval_secs": self.cfg.poll_interval.as_secs_f64(),
+            })
+        );
+        if nix::unistd::Uid::current().is_root() {
+            log_event!(warn, "scope", json!({ "scope": scope, "note": "running as root: these users' MLX processes may be stopped" }));
+        }
+    }
+
+    /// Run until SIGTERM or SIGINT.
+    pub async fn run(mut self) -> Result<(), crate::Error> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).map_err(crate::Error::Io)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(crate::Error::Io)?;
+        let mut hup = signal(SignalKind::hangup()).map_err(crate::Error::Io)?;
+        self.log_started();
+        loop {
+            self.cycle().await;
+            tokio::select! {
+                _ = tokio::time::sleep(self.cfg.poll_interval) => {}
+                _ = term.recv() => { self.stop("SIGTERM"); return Ok(()); }
+                _ = int.recv() => { self.stop("SIGINT"); return Ok(()); }
+                _ = hup.recv() => self.reload(),
+            }
+        }
+    }
+
+    fn stop(&self, signal: &str) {
+        log_event!(info, "stopping", json!({ "signal": signal, "at": self.start.elapsed().as_secs_f64() }));
+    }
+
+    fn reload(&mut self) {
+        match Config::load(self.cli_config.as_deref()).and_then(|c| scope_for(&c).map(|s| (c, s))) {
+            Ok((cfg, scope)) => {
+                let rebuild = cfg.detect_library != self.cfg.detect_library
+                    || cfg.patterns.iter().map(|r| r.as_str()).ne(self.cfg.patterns.iter().map(|r| r.as_str()))
+                    || scope_for(&self.cfg).ok().as_ref() != Some(&scope);
+                if rebuild {
+                    match sample::for_this_platform(&cfg, scope.clone(), self.start) {
+                        Ok(s) => self.sampler = Some(s),
+                        Err(e) => {
+                            log_event!(error, "error", json!({ "error": format!("config reload: {e}; keeping the old config") }));
+                            return;
+                        }
+                    }
+                    self.policy = Policy::new(Pid(std::process::id() as i32), scope);
+                }
+                self.log.reconfigure(&cfg.log.path, cfg.log.max_size.0, cfg.log.keep);
+                self.cfg = cfg;
+                log_event!(info, "config_reloaded", json!({ "source": self.cfg.source, "rebuilt_sampler": rebuild }));
+            }
+            Err(e) => {
+                log_event!(error, "error", json!({ "error": format!("config reload failed, keeping the old config: {e}") }));
+            }
+        }
+    }
+
+    async fn cycle(&mut self) {
+        let Some(mut sampler) = self.sampler.take() else { return };
+        let joined = tokio::task::spawn_blocking(move || {
+            let r = sampler.sample();
+            let ev = sampler.take_events();
+            (sampler, r, ev)
+        })
+        .await;
+        let (sampler, result, events) = match joined {
+            Ok(x) => x,
+            Err(e) => {
+                self.error_once(format!("sampler thread failed: {e}"));
+                return; // sampler lost with the thread; a reload makes a new one
+            }
+        };
+        self.sampler = Some(sampler);
+        for ev in events {
+            log_process_event(&ev);
+        }
+        let snap = match result {
+            Ok(s) => {
+                if self.last_error.take().is_some() {
+                    log_event!(info, "sampling_recovered", json!({}));
+                }
+                s
+            }
+            Err(e) => {
+                self.error_once(format!("sample failed: {e}"));
+                return;
+            }
+        };
+        let c = self.classifier.step(&snap, &self.cfg.thresholds);
+        if c.changed() {
+            log_level_change(&snap, &c, &self.cfg);
+        }
+        let actions = self.policy.step(&snap, &c, &self.cfg.actions);
+        for a in &actions {
+            let outcome = self.actuator.act(a);
+            log_action(a, &outcome);
+        }
+        let due = self.last_sample_logged.is_none_or(|t| snap.at.saturating_sub(t) >= self.cfg.log.sample_every);
+        if due || c.changed() || !actions.is_empty() {
+            self.last_sample_logged = Some(snap.at);
+            log_sample(&snap, &c);
+        }
+    }
+
+    /// Report an error once, not every cycle, until it changes or clears.
+    fn error_once(&mut self, msg: String) {
+        if self.last_error.as_deref() != Some(msg.as_str()) {
+            log_event!(error, "error", json!({ "error": msg }));
+            self.last_error = Some(msg);
+        }
+    }
+}
+
+pub fn log_sample(snap: &Snapshot, c: &Classification) {
+    let mut v = serde_json::to_value(snap).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        m.insert("level".into(), json!(c.level));
+        m.insert("reasons".into(), json!(c.reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>()));
+    }
+    log_event!(info, "sample", v);
+}
+
+fn log_level_change(snap: &Snapshot, c: &Classification, cfg: &Config) {
+    let lines = Lines::resolve(&cfg.thresholds, snap.memory.total_bytes);
+    let text: Vec<String> = c.reasons.iter().map(|r| r.to_string()).collect();
+    log_event!(
+        warn,
+        "level_changed",
+        json!({
+            "at": snap.at.as_secs_f64(),
+            "from": c.previous,
+            "to": c.level,
+            "available_bytes": snap.memory.available_bytes,
+            "total_bytes": snap.memory.total_bytes,
+            "yellow_below_bytes": lines.yellow,
+            "red_below_bytes": lines.red,
+            "reasons": c.reasons,
+            "reasons_text": text.join("; "),
+        })
+    );
+}
+
+fn log_process_event(ev: &ProcessEvent) {
+    match ev {
+        ProcessEvent::Found(p) => log_event!(info, "mlx_process_found", p),
+        ProcessEvent::Exited { process, watched } => {
+            let mut v = serde_json::to_value(process).unwrap_or_default();
+            if let Some(m) = v.as_object_mut() {
+                m.insert("watched_secs".into(), json!(watched.as_secs_f64()));
+            }
+            log_event!(info, "mlx_process_exited", v)
+        }
+    }
+}
+
+fn log_action(a: &Action, outcome: &Outcome) {
+    let dry = outcome.is_dry_run();
+    let (event, mut v) = match a {
+        Action::Notify(n) => ("notified", json!(n)),
+        Action::Signal(o) => {
+            let ev = if o.signal == Sig::Term { "terminate_sent" } else { "kill_sent" };
+            let mut v = serde_json::to_value(&o.process).unwrap_or_default();
+            if let Some(m) = v.as_object_mut() {
+                m.insert("signal".into(), json!(o.signal));
+                m.insert("reason".into(), json!(o.reason));
+                m.insert("available_bytes".into(), json!(o.available_bytes));
+            }
+            (ev, v)
+        }
+        Action::NoVictim { reason, mlx_processes } => ("no_victim", json!({ "reason": reason, "mlx_processes": mlx_processes })),
+        Action::VictimExited { process, after_secs, available_before_bytes, available_after_bytes, killed } => (
+            "victim_exited",
+            json!({
+                "pid": process.pid, "name": process.name, "start_time": process.start_time,
+                "peak_bytes": process.peak_bytes, "after_secs": after_secs, "killed": killed,
+                "available_before_bytes": available_before_bytes, "available_after_bytes": available_after_bytes,
+            }),
+        ),
+    };
+    if let Some(m) = v.as_object_mut() {
+        m.insert("dry_run".into(), json!(dry));
+        m.insert("result".into(), json!(outcome));
+    }
+    match a {
+        Action::Signal(_) => log_event!(warn, event, v),
+        _ => log_event!(info, event, v),
+    }
+}

@@ -1,0 +1,298 @@
+//! The JSON-lines event log: a tracing Layer that writes one flat object
+//! per event (`ts`, `severity`, `event`, fields), rotates by size, and keeps
+//! the daemon running when the log cannot be written.
+
+use serde::Serialize;
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+
+/// Fields whose name ends with this carry pre-serialised JSON: an object is
+/// merged into the line (keeping it flat), anything else is stored under the
+/// name without the suffix.
+const JSON_SUFFIX: &str = "_json";
+/// How long to wait before trying again to open a log that failed.
+const RETRY: Duration = Duration::from_secs(10);
+
+/// Log an event whose fields are `fields` (a struct or map serialising to a
+/// JSON object), flat on the line next to `event`.
+#[macro_export]
+macro_rules! log_event {
+    ($sev:ident, $event:expr, $fields:expr) => {{
+        let json = $crate::log::to_json(&$fields);
+        tracing::$sev!(event = $event, fields_json = json.as_str());
+    }};
+}
+
+pub fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"serialise_error\":{:?}}}", e.to_string()))
+}
+
+struct Sink {
+    path: PathBuf,
+    max_size: u64,
+    keep: u32,
+    file: Option<File>,
+    written: u64,
+    failed_at: Option<Instant>,
+    reported: bool,
+    human: bool,
+}
+
+impl Sink {
+    fn open(&mut self) -> std::io::Result<&mut File> {
+        if self.file.is_none() {
+            if let Some(dir) = self.path.parent() {
+                create_private_dir(dir)?;
+            }
+            let f = open_private(&self.path)?;
+            self.written = f.metadata().map(|m| m.len()).unwrap_or(0);
+            self.file = Some(f);
+        }
+        self.file.as_mut().ok_or_else(|| std::io::Error::other("log file not open"))
+    }
+
+    fn write_line(&mut self, line: &[u8]) {
+        if self.failed_at.is_some_and(|t| t.elapsed() < RETRY) {
+            return;
+        }
+        // One write_all of a whole line to an O_APPEND file: lines never interleave.
+        let res = self.open().and_then(|f| f.write_all(line));
+        match res {
+            Ok(()) => {
+                self.failed_at = None;
+                if self.reported {
+                    self.reported = false;
+                    eprintln!("headroom: writing the log {} again", self.path.display());
+                }
+                self.written += line.len() as u64;
+                if self.written >= self.max_size {
+                    self.rotate();
+                }
+            }
+            Err(e) => {
+                self.file = None;
+                self.failed_at = Some(Instant::now());
+                if !self.reported {
+                    self.reported = true;
+                    eprintln!(
+                        "headroom: cannot write the log {}: {e}; continuing without it (retrying every {}s)",
+                        self.path.display(),
+                        RETRY.as_secs()
+                    );
+                }
+            }
+        }
+    }
+
+    fn rotate(&mut self) {
+        self.file = None;
+        let name = |i: u32| {
+            let mut s = self.path.clone().into_os_string();
+            s.push(format!(".{i}"));
+            PathBuf::from(s)
+        };
+        if self.keep == 0 {
+            let _ = std::fs::remove_file(&self.path);
+        } else {
+            for i in (1..self.keep).rev() {
+                let _ = std::fs::rename(name(i), name(i + 1));
+            }
+            let _ = std::fs::rename(&self.path, name(1));
+        }
+        self.written = 0;
+    }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+fn open_private(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+}
+
+/// Handle to change where the log goes (config reload) and to flush.
+#[derive(Clone)]
+pub struct LogHandle {
+    sink: Arc<Mutex<Sink>>,
+}
+
+fn lock(sink: &Mutex<Sink>) -> MutexGuard<'_, Sink> {
+    sink.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl LogHandle {
+    pub fn reconfigure(&self, path: &Path, max_size: u64, keep: u32) {
+        let mut s = lock(&self.sink);
+        if s.path != path {
+            s.path = path.to_path_buf();
+            s.file = None;
+            s.failed_at = None;
+            s.reported = false;
+        }
+        s.max_size = max_size;
+        s.keep = keep;
+    }
+    pub fn path(&self) -> PathBuf {
+        lock(&self.sink).path.clone()
+    }
+}
+
+pub struct JsonLayer {
+    sink: Arc<Mutex<Sink>>,
+}
+
+/// Install the JSON log as the global tracing subscriber. Human lines go to
+/// stderr for level changes and actions when stderr is a terminal, and for
+/// errors always.
+pub fn init(path: &Path, max_size: u64, keep: u32) -> LogHandle {
+    use tracing_subscriber::prelude::*;
+    let sink = Arc::new(Mutex::new(Sink {
+        path: path.to_path_buf(),
+        max_size,
+        keep,
+        file: None,
+        written: 0,
+        failed_at: None,
+        reported: false,
+        human: std::io::stderr().is_terminal(),
+    }));
+    let layer = JsonLayer { sink: sink.clone() };
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+    LogHandle { sink }
+}
+
+#[derive(Default)]
+struct Fields(serde_json::Map<String, serde_json::Value>);
+
+impl Fields {
+    fn put(&mut self, name: &str, v: serde_json::Value) {
+        let key = if name == "message" { "msg" } else { name };
+        self.0.insert(key.to_string(), v);
+    }
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let name = field.name();
+        if let Some(base) = name.strip_suffix(JSON_SUFFIX) {
+            match serde_json::from_str::<serde_json::Value>(value) {
+                Ok(serde_json::Value::Object(m)) => self.0.extend(m),
+                Ok(v) => self.put(base, v),
+                Err(_) => self.put(base, value.into()),
+            }
+        } else {
+            self.put(name, value.into());
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.put(field.name(), format!("{value:?}").into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field.name(), value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field.name(), value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field.name(), value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field.name(), value.into());
+    }
+}
+
+fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| now.unix_timestamp().to_string())
+}
+
+impl<S: Subscriber> Layer<S> for JsonLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let mut f = Fields::default();
+        f.0.insert("ts".into(), now_rfc3339().into());
+        f.0.insert("severity".into(), event.metadata().level().as_str().to_ascii_lowercase().into());
+        event.record(&mut f);
+        let mut line = serde_json::Value::Object(f.0).to_string();
+        line.push('\n');
+        let mut sink = lock(&self.sink);
+        sink.write_line(line.as_bytes());
+        let is_error = *event.metadata().level() == tracing::Level::ERROR;
+        if is_error || sink.human {
+            if let Ok(serde_json::Value::Object(m)) = serde_json::from_str(&line) {
+                if let Some(h) = human_line(&m) {
+                    eprintln!("{h}");
+                }
+            }
+        }
+    }
+}
+
+/// A short line for a person watching the terminal; `None` for routine events.
+pub fn human_line(m: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    let s = |k: &str| m.get(k).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_default();
+    let gib = |k: &str| m.get(k).and_then(|v| v.as_u64()).map(|b| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)).unwrap_or_default();
+    let time = s("ts").get(11..19).unwrap_or("").to_string();
+    let text = match s("event").as_str() {
+        "started" => format!("headroom started (log {}; dry_run {})", s("log_path"), s("dry_run")),
+        "stopping" => "headroom stopping".to_string(),
+        "level_changed" => format!("level {} -> {} ({} available): {}", s("from"), s("to"), gib("available_bytes"), s("reasons_text")),
+        "mlx_process_found" => format!("MLX process {} pid {} ({})", s("name"), s("pid"), gib("footprint_bytes")),
+        "mlx_process_exited" => format!("MLX process {} pid {} exited (peak {})", s("name"), s("pid"), gib("peak_bytes")),
+        "terminate_sent" | "kill_sent" => {
+            format!("{} pid {} {}{}: {}", s("event"), s("pid"), s("name"), if s("dry_run") == "true" { " [dry run]" } else { "" }, s("reason"))
+        }
+        "no_victim" => format!("red, nothing to stop: {}", s("reason")),
+        "victim_exited" => format!("victim pid {} exited after {} s", s("pid"), s("after_secs")),
+        "config_reloaded" => format!("config reloaded from {}", s("source")),
+        "error" => format!("error: {}", s("error")),
+        _ => return None,
+    };
+    Some(format!("{time} {text}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(path: &Path, max: u64, keep: u32) -> Sink {
+        Sink { path: path.to_path_buf(), max_size: max, keep, file: None, written: 0, failed_at: None, reported: false, human: false }
+    }
+
+    #[test]
+    fn creates_private_dir_and_rotates_by_size() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a/b/headroom.log");
+        let mut s = sink(&path, 100, 2);
+        for i in 0..10 {
+            s.write_line(format!("{{\"i\":{i},\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}}\n").as_bytes());
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path.parent().expect("parent")).expect("dir").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let rotated1 = std::fs::read_to_string(dir.path().join("a/b/headroom.log.1")).expect(".1");
+        assert!(dir.path().join("a/b/headroom.log.2").exists());
+        assert!(!dir.path().join("a/b/headroom.log.3").exists(), "keep = 2");
+        for line in rotated1.lines() {
+            serde_json::from_str::<serde_json::Value>(line).expect("every rotated line is whole JSON");
+        }
+    }
+
+    #[test]
+    fn unwritable_log_is_reported_and_skipped_without_panic() {
+        let mut s = sink(Path::new("/proc/headroom-cannot/x.log"), 1 << 20, 1);
+        s.write_line(b"{}\n");
+        assert!(s.reported && s.file.is_none());
+    }
+}

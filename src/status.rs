@@ -1,0 +1,140 @@
+//! `headroom status` (one sample, for a person or as JSON) and
+//! `headroom check-config` (the effective config, as TOML).
+
+use crate::classify::{classify_once, Lines};
+use crate::config::{Config, NeverKill, Size};
+use crate::model::{Bytes, Snapshot};
+use crate::sample;
+use serde_json::json;
+use std::fmt::Write as _;
+use std::time::Instant;
+
+/// One sample, classified on its own, rendered as text or JSON.
+pub fn status(cfg: &Config, as_json: bool) -> Result<String, crate::Error> {
+    let scope = crate::daemon::scope_for(cfg)?;
+    let mut sampler = sample::for_this_platform(cfg, scope, Instant::now())?;
+    let snap = sampler.sample()?;
+    Ok(render(cfg, &snap, as_json))
+}
+
+pub fn render(cfg: &Config, snap: &Snapshot, as_json: bool) -> String {
+    let (level, reasons) = classify_once(snap, &cfg.thresholds);
+    let lines = Lines::resolve(&cfg.thresholds, snap.memory.total_bytes);
+    if as_json {
+        let mut v = serde_json::to_value(snap).unwrap_or_default();
+        if let Some(m) = v.as_object_mut() {
+            m.insert("level".into(), json!(level));
+            m.insert("reasons".into(), json!(reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>()));
+            m.insert("yellow_below_bytes".into(), json!(lines.yellow));
+            m.insert("red_below_bytes".into(), json!(lines.red));
+        }
+        return format!("{v:#}\n");
+    }
+    let m = &snap.memory;
+    let mut o = String::new();
+    let _ = writeln!(o, "level:     {}", level.as_str().to_uppercase());
+    let _ = writeln!(
+        o,
+        "available: {} of {} (yellow below {}, red below {})",
+        m.available_bytes, m.total_bytes, lines.yellow, lines.red
+    );
+    let parts: Vec<String> = [("app", m.app_bytes), ("wired", m.wired_bytes), ("compressed", m.compressed_bytes), ("cached", m.cached_bytes), ("free", m.free_bytes)]
+        .iter()
+        .filter_map(|(k, v)| v.map(|b| format!("{k} {b}")))
+        .collect();
+    if !parts.is_empty() {
+        let _ = writeln!(o, "memory:    {}", parts.join(", "));
+    }
+    if let (Some(t), Some(u)) = (m.swap_total_bytes, m.swap_used_bytes) {
+        let rate = snap.pressure.swapout_bytes_per_sec.map(|r| format!(", swapping out {}/s", Bytes(r as u64))).unwrap_or_default();
+        let _ = writeln!(o, "swap:      {u} used of {t}{rate}");
+    }
+    if let (Some(s), Some(f)) = (snap.pressure.psi_some_avg10, snap.pressure.psi_full_avg10) {
+        let _ = writeln!(o, "PSI:       memory some {s:.2}%, full {f:.2}% (avg10)");
+    }
+    if let Some(k) = snap.pressure.kernel_level {
+        let _ = writeln!(o, "kernel:    {}", k.as_str());
+    }
+    let why: Vec<String> = reasons.iter().map(|r| r.to_string()).collect();
+    let _ = writeln!(o, "reasons:   {}", if why.is_empty() { "none".into() } else { why.join("; ") });
+    let _ = writeln!(o, "MLX processes: {}", snap.mlx_processes.len());
+    if !snap.mlx_processes.is_empty() {
+        let _ = writeln!(o, "  {:>7}  {:>10}  {:<16}  COMMAND", "PID", "FOOTPRINT", "NAME");
+        for p in &snap.mlx_processes {
+            let cmd: String = p.cmdline.chars().take(80).map(|c| if c.is_control() { '?' } else { c }).collect();
+            let name: String = p.name.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+            let _ = writeln!(o, "  {:>7}  {:>10}  {:<16}  {}", p.pid, p.footprint_bytes.to_string(), name, cmd);
+        }
+    }
+    o
+}
+
+/// A size as the config would write it.
+fn size_str(s: Size) -> String {
+    match s {
+        Size::Percent(p) => format!("{p}%"),
+        Size::Bytes(b) if b.0 != 0 && b.0 % Bytes::GIB == 0 => format!("{}GiB", b.0 / Bytes::GIB),
+        Size::Bytes(b) if b.0 != 0 && b.0 % Bytes::MIB == 0 => format!("{}MiB", b.0 / Bytes::MIB),
+        Size::Bytes(b) => b.0.to_string(),
+    }
+}
+
+fn dur(d: std::time::Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// The validated config, every key, as TOML that `--config` would accept.
+pub fn effective_config(cfg: &Config) -> String {
+    let t = &cfg.thresholds;
+    let a = &cfg.actions;
+    let never: Vec<toml::Value> = a
+        .never_kill
+        .iter()
+        .map(|n| match n {
+            NeverKill::Pid(p) => toml::Value::Integer(*p as i64),
+            NeverKill::Pattern(r) => toml::Value::String(r.as_str().to_string()),
+        })
+        .collect();
+    let doc = json!({
+        "poll": { "interval": dur(cfg.poll_interval) },
+        "thresholds": {
+            "yellow_below": size_str(t.yellow_below), "red_below": size_str(t.red_below),
+            "hysteresis": size_str(t.hysteresis), "dwell": dur(t.dwell),
+            "swapout_rate": size_str(Size::Bytes(t.swapout_rate)), "swapout_hold": dur(t.swapout_hold),
+            "psi_full_avg10": t.psi_full_avg10, "projection_horizon": dur(t.projection_horizon),
+        },
+        "mlx": {
+            "patterns": cfg.patterns.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            "detect_library": cfg.detect_library,
+        },
+        "actions": {
+            "notify": a.notify, "terminate": a.terminate, "dry_run": a.dry_run,
+            "terminate_after": dur(a.terminate_after), "kill_after": dur(a.kill_after),
+            "kill_floor": size_str(a.kill_floor), "never_kill": never, "users": a.users,
+        },
+        "log": {
+            "path": cfg.log.path.display().to_string(), "sample_every": dur(cfg.log.sample_every),
+            "max_size": size_str(Size::Bytes(cfg.log.max_size)), "keep": cfg.log.keep,
+        },
+    });
+    let body = toml::to_string(&doc).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
+    format!("# effective configuration (from {})\n{body}", cfg.source)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effective_config_round_trips_through_the_parser() {
+        let c = Config::from_text("u.toml", "[thresholds]\nred_below = \"5%\"\n[actions]\nnever_kill = [1234, 'jupyter']\n").expect("cfg");
+        let text = effective_config(&c);
+        let back = Config::from_text("back.toml", &text).expect(&text);
+        assert_eq!(back.thresholds.red_below, Size::Percent(5.0));
+        assert_eq!(back.thresholds.yellow_below, c.thresholds.yellow_below);
+        assert_eq!(back.thresholds.hysteresis, c.thresholds.hysteresis);
+        assert_eq!(back.actions.never_kill.len(), 2);
+        assert_eq!(back.log.path, c.log.path);
+        assert_eq!(back.patterns.len(), c.patterns.len());
+    }
+}
