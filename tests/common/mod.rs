@@ -1,0 +1,216 @@
+//! Shared helpers for integration tests: start the real `headroom` binary,
+//! follow its JSON log, read /proc/meminfo, make a venv with real MLX.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Tests that move a lot of memory take this, so two of them never run at once
+/// and read each other's allocations as their own.
+pub static MEMORY_HEAVY: Mutex<()> = Mutex::new(());
+
+pub const GIB: u64 = 1 << 30;
+pub const MIB: u64 = 1 << 20;
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_headroom"))
+}
+
+/// MemAvailable from the real /proc/meminfo, in bytes.
+pub fn mem_available() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").expect("read /proc/meminfo");
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:")).expect("MemAvailable line");
+    let kb: u64 = line.split_whitespace().nth(1).expect("value").parse().expect("number");
+    kb * 1024
+}
+
+/// A running `headroom run`, killed (by pid) on drop if still alive.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Start `headroom run --config <dir>/config.toml [extra args]`; `config`
+    /// is TOML without the [log] section, which points into the temp dir.
+    pub fn start(config: &str, extra: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("logs/headroom.log");
+        let cfg = format!("{config}\n[log]\npath = \"{}\"\nsample_every = \"1s\"\n", log.display());
+        let cfg_path = dir.path().join("config.toml");
+        std::fs::write(&cfg_path, cfg).expect("write config");
+        let child = Command::new(bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&cfg_path)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start headroom");
+        Daemon { child, log, dir }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("signal headroom");
+    }
+
+    /// Every log line so far, parsed. A line that is not whole JSON fails the test.
+    pub fn events(&self) -> Vec<Value> {
+        read_events(&self.log)
+    }
+
+    /// Wait (bounded) until an event satisfies `pred`; returns it.
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.events().into_iter().find(|e| pred(e)) {
+                return e;
+            }
+            if Instant::now() > deadline {
+                let tail: Vec<String> = self.events().iter().rev().take(15).map(|e| e.to_string()).collect();
+                panic!("timed out after {timeout:?} waiting for {what}; last events:\n{}", tail.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for the exit status.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let status = wait_bounded(&mut self.child, Duration::from_secs(30)).expect("headroom exits after SIGTERM");
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        (status, err)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn read_events(path: &Path) -> Vec<Value> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
+    let mut out = Vec::new();
+    let complete = text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if i + 1 == lines.len() && !complete {
+            break; // being written right now
+        }
+        out.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("log line {} is not JSON ({e}): {line}", i + 1)));
+    }
+    out
+}
+
+pub fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child we started, killed by pid on drop.
+pub struct Kid(pub Child);
+
+impl Kid {
+    pub fn pid(&self) -> i64 {
+        self.0.id() as i64
+    }
+    /// Wait (bounded) until the child prints a line starting with `word`.
+    pub fn wait_line(&mut self, word: &str, timeout: Duration) -> String {
+        let out = self.0.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = word.to_string();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if line.starts_with(&w) {
+                    let _ = tx.send(line);
+                    return;
+                }
+            }
+        });
+        rx.recv_timeout(timeout).unwrap_or_else(|_| panic!("child did not print {word:?} within {timeout:?}"))
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Python code that fills `total` bytes in `step`-sized chunks, one every
+/// `pause` seconds, printing "step N" after each, then sleeps.
+pub fn allocator_py(total: u64, step: u64, pause: f64) -> String {
+    format!(
+        "import time, sys\nheld = []\nn = 0\nprint('ready', flush=True)\nwhile n < {total}:\n    held.append(b'\\x01' * {step})\n    n += {step}\n    print('step', n, flush=True)\n    time.sleep({pause})\nprint('done', flush=True)\ntime.sleep(600)\n"
+    )
+}
+
+/// A Python whose module path puts a fake `mlx_lm` package first, so that
+/// `python3 -m mlx_lm.lora` is a real process with a real MLX command line
+/// (the pattern is what is under test, not mlx_lm itself).
+pub fn fake_mlx_lm(dir: &Path, body: &str) -> PathBuf {
+    let pkg = dir.join("mlx_lm");
+    std::fs::create_dir_all(&pkg).expect("mkdir mlx_lm");
+    std::fs::write(pkg.join("__init__.py"), "").expect("write __init__");
+    std::fs::write(pkg.join("lora.py"), body).expect("write lora.py");
+    dir.to_path_buf()
+}
+
+/// The Python interpreter of a venv with real `mlx[cpu]`: $HEADROOM_TEST_PYTHON,
+/// else <target>/test-venv, created here (python3 -m venv + pip) if missing.
+pub fn mlx_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("HEADROOM_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv");
+    let py = venv.join("bin/python");
+    let ok = |py: &Path| {
+        Command::new(py).args(["-c", "import mlx.core"]).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
+    };
+    if py.exists() && ok(&py) {
+        return py;
+    }
+    let st = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().expect("python3 -m venv");
+    assert!(st.success(), "python3 -m venv {} failed", venv.display());
+    let st = Command::new(venv.join("bin/pip")).args(["install", "--quiet", "mlx[cpu]"]).status().expect("pip install mlx[cpu]");
+    assert!(st.success(), "pip install mlx[cpu] failed");
+    assert!(ok(&py), "mlx does not import in {}", venv.display());
+    py
+}
+
+pub fn write_file(path: &Path, text: &str) {
+    let mut f = std::fs::File::create(path).expect("create");
+    f.write_all(text.as_bytes()).expect("write");
+}
