@@ -68,9 +68,14 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn new(cfg: Config, cli_config: Option<PathBuf>, force_dry_run: bool, log: LogHandle) -> Result<Daemon, crate::Error> {
+    pub fn new(
+        cfg: Config,
+        cli_config: Option<PathBuf>,
+        force_dry_run: bool,
+        log: LogHandle,
+        start: Instant,
+    ) -> Result<Daemon, crate::Error> {
         let scope = scope_for(&cfg)?;
-        let start = Instant::now();
         let sampler = sample::for_this_platform(&cfg, scope.clone(), start)?;
         let self_pid = Pid(std::process::id() as i32);
         Ok(Daemon {
@@ -134,7 +139,7 @@ impl Daemon {
     }
 
     fn stop(&self, signal: &str) {
-        log_event!(info, "stopping", json!({ "signal": signal, "at": self.start.elapsed().as_secs_f64() }));
+        log_event!(info, "stopping", json!({ "signal": signal }));
     }
 
     fn reload(&mut self) {
@@ -235,7 +240,7 @@ fn log_level_change(snap: &Snapshot, c: &Classification, cfg: &Config) {
         warn,
         "level_changed",
         json!({
-            "at": snap.at.as_secs_f64(),
+            "at": snap.at.as_millis() as f64 / 1000.0,
             "from": c.previous,
             "to": c.level,
             "available_bytes": snap.memory.available_bytes,

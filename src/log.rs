@@ -42,6 +42,8 @@ struct Sink {
     failed_at: Option<Instant>,
     reported: bool,
     human: bool,
+    /// Time zero of the monotonic `at` stamped on events that carry none.
+    start: Instant,
 }
 
 impl Sink {
@@ -156,7 +158,7 @@ pub struct JsonLayer {
 /// Install the JSON log as the global tracing subscriber. Human lines go to
 /// stderr for level changes and actions when stderr is a terminal, and for
 /// errors always.
-pub fn init(path: &Path, max_size: u64, keep: u32) -> LogHandle {
+pub fn init(path: &Path, max_size: u64, keep: u32, start: Instant) -> LogHandle {
     use tracing_subscriber::prelude::*;
     let sink = Arc::new(Mutex::new(Sink {
         path: path.to_path_buf(),
@@ -167,6 +169,7 @@ pub fn init(path: &Path, max_size: u64, keep: u32) -> LogHandle {
         failed_at: None,
         reported: false,
         human: std::io::stderr().is_terminal(),
+        start,
     }));
     let layer = JsonLayer { sink: sink.clone() };
     let _ = tracing_subscriber::registry().with(layer).try_init();
@@ -213,6 +216,11 @@ impl Visit for Fields {
     }
 }
 
+/// Seconds with millisecond precision, like `Snapshot::at`.
+fn secs(d: Duration) -> f64 {
+    d.as_millis() as f64 / 1000.0
+}
+
 fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
     now.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| now.unix_timestamp().to_string())
@@ -221,12 +229,20 @@ fn now_rfc3339() -> String {
 impl<S: Subscriber> Layer<S> for JsonLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let mut f = Fields::default();
-        f.0.insert("ts".into(), now_rfc3339().into());
-        f.0.insert("severity".into(), event.metadata().level().as_str().to_ascii_lowercase().into());
         event.record(&mut f);
-        let mut line = serde_json::Value::Object(f.0).to_string();
-        line.push('\n');
         let mut sink = lock(&self.sink);
+        // Fixed leading keys so a person tailing the log reads them first.
+        let mut m = serde_json::Map::new();
+        m.insert("ts".into(), now_rfc3339().into());
+        let at = f.0.shift_remove("at").unwrap_or_else(|| secs(sink.start.elapsed()).into());
+        m.insert("at".into(), at);
+        if let Some(e) = f.0.shift_remove("event") {
+            m.insert("event".into(), e);
+        }
+        m.insert("severity".into(), event.metadata().level().as_str().to_ascii_lowercase().into());
+        m.extend(f.0);
+        let mut line = serde_json::Value::Object(m).to_string();
+        line.push('\n');
         sink.write_line(line.as_bytes());
         let is_error = *event.metadata().level() == tracing::Level::ERROR;
         if is_error || sink.human {
@@ -267,7 +283,7 @@ mod tests {
     use super::*;
 
     fn sink(path: &Path, max: u64, keep: u32) -> Sink {
-        Sink { path: path.to_path_buf(), max_size: max, keep, file: None, written: 0, failed_at: None, reported: false, human: false }
+        Sink { path: path.to_path_buf(), max_size: max, keep, file: None, written: 0, failed_at: None, reported: false, human: false, start: Instant::now() }
     }
 
     #[test]

@@ -23,8 +23,9 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
         Command::Run { config, dry_run } => {
             let cfg = Config::load(config.as_deref())?;
             headroom::daemon::scope_for(&cfg)?;
-            let log = headroom::log::init(&cfg.log.path, cfg.log.max_size.0, cfg.log.keep);
-            let daemon = headroom::daemon::Daemon::new(cfg, config, dry_run, log)?;
+            let start = std::time::Instant::now();
+            let log = headroom::log::init(&cfg.log.path, cfg.log.max_size.0, cfg.log.keep, start);
+            let daemon = headroom::daemon::Daemon::new(cfg, config, dry_run, log, start)?;
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Error::Io)?;
             rt.block_on(daemon.run())
         }
