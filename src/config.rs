@@ -78,6 +78,9 @@ pub struct RawActions {
     pub kill_floor: Option<String>,
     pub never_kill: Option<Vec<RawNeverKill>>,
     pub users: Option<Vec<String>>,
+    pub pre_terminate: Option<Vec<String>>,
+    pub post_terminate: Option<Vec<String>>,
+    pub hook_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,7 +165,10 @@ pub fn merge(user: RawConfig, defaults: RawConfig) -> RawConfig {
                 kill_after,
                 kill_floor,
                 never_kill,
-                users
+                users,
+                pre_terminate,
+                post_terminate,
+                hook_timeout
             }
         )),
         log: Some(merge_section!(
@@ -282,6 +288,11 @@ pub struct Actions {
     pub kill_floor: Size,
     pub never_kill: Vec<NeverKill>,
     pub users: Vec<String>,
+    /// argv run (no shell) right before a SIGTERM; empty = none.
+    pub pre_terminate: Vec<String>,
+    /// argv run (no shell) once the victim has exited; empty = none.
+    pub post_terminate: Vec<String>,
+    pub hook_timeout: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -452,6 +463,13 @@ impl Config {
                 ));
             }
         }
+        for (key, argv) in [("actions.pre_terminate", &act.pre_terminate), ("actions.post_terminate", &act.post_terminate)] {
+            if let Some(first) = argv.as_ref().and_then(|a| a.first()) {
+                if first.trim().is_empty() {
+                    return Err(err(file, &format!("{key}[0]"), first, "must name a program (argv, run without a shell)"));
+                }
+            }
+        }
         let actions = Actions {
             notify: act.notify.ok_or_else(|| missing("actions.notify"))?,
             terminate: act.terminate.ok_or_else(|| missing("actions.terminate"))?,
@@ -461,6 +479,9 @@ impl Config {
             kill_floor: size("actions.kill_floor", act.kill_floor)?,
             never_kill,
             users,
+            pre_terminate: act.pre_terminate.unwrap_or_default(),
+            post_terminate: act.post_terminate.unwrap_or_default(),
+            hook_timeout: dur("actions.hook_timeout", act.hook_timeout)?,
         };
 
         let path_raw = log.path.unwrap_or_default();

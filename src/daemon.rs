@@ -3,7 +3,7 @@
 //! it cleanly, SIGHUP reloads the config (a bad new one is reported and the
 //! old one kept).
 
-use crate::act::{Actuator, DryRun, Outcome};
+use crate::act::{Actuator, Outcome, Poster, System};
 use crate::classify::{Classification, Classifier, Lines};
 use crate::config::{Config, ConfigError};
 use crate::discover::{ProcessEvent, Scope};
@@ -60,7 +60,7 @@ pub struct Daemon {
     sampler: Option<Box<dyn Sampler + Send>>,
     classifier: Classifier,
     policy: Policy,
-    actuator: Box<dyn Actuator>,
+    actuator: System,
     log: LogHandle,
     start: Instant,
     last_sample_logged: Option<Duration>,
@@ -78,6 +78,9 @@ impl Daemon {
         let scope = scope_for(&cfg)?;
         let sampler = sample::for_this_platform(&cfg, scope.clone(), start)?;
         let self_pid = Pid(std::process::id() as i32);
+        let dry_run = force_dry_run || cfg.actions.dry_run;
+        let poster: Option<Box<dyn Poster>> = Some(Box::new(crate::act::notify::Notifier::start()));
+        let actuator = System::new(&cfg.actions, dry_run, poster);
         Ok(Daemon {
             cfg,
             cli_config,
@@ -85,7 +88,7 @@ impl Daemon {
             sampler: Some(sampler),
             classifier: Classifier::default(),
             policy: Policy::new(self_pid, scope),
-            actuator: Box::new(DryRun),
+            actuator,
             log,
             start,
             last_sample_logged: None,
@@ -94,8 +97,7 @@ impl Daemon {
     }
 
     fn dry_run(&self) -> bool {
-        // The real actuators are their own issue: until then every decision is a dry run.
-        true
+        self.force_dry_run || self.cfg.actions.dry_run
     }
 
     fn log_started(&self) {
@@ -110,7 +112,6 @@ impl Daemon {
                 "config": self.cfg.source,
                 "log_path": self.log.path(),
                 "dry_run": self.dry_run(),
-                "dry_run_requested": self.force_dry_run || self.cfg.actions.dry_run,
                 "scope": scope,
                 "poll_interval_secs": self.cfg.poll_interval.as_secs_f64(),
             })
@@ -159,6 +160,7 @@ impl Daemon {
                     self.policy = Policy::new(Pid(std::process::id() as i32), scope);
                 }
                 self.log.reconfigure(&cfg.log.path, cfg.log.max_size.0, cfg.log.keep);
+                self.actuator.reconfigure(&cfg.actions, self.force_dry_run || cfg.actions.dry_run);
                 self.cfg = cfg;
                 log_event!(info, "config_reloaded", json!({ "source": self.cfg.source, "rebuilt_sampler": rebuild }));
             }
@@ -203,9 +205,16 @@ impl Daemon {
         if c.changed() {
             log_level_change(&snap, &c, &self.cfg);
         }
-        let actions = self.policy.step(&snap, &c, &self.cfg.actions);
+        let actions = self.policy.step(&snap, &c, &self.cfg);
+        self.actuator.level = c.level;
         for a in &actions {
-            let outcome = self.actuator.act(a);
+            let outcome = match self.sampler.as_deref_mut() {
+                Some(probe) => self.actuator.act(a, probe),
+                None => Outcome::Failed("no sampler to re-check with".into()),
+            };
+            if let Action::Signal(o) = a {
+                self.policy.signal_outcome(o, &outcome);
+            }
             log_action(a, &outcome);
         }
         let due = self.last_sample_logged.is_none_or(|t| snap.at.saturating_sub(t) >= self.cfg.log.sample_every);

@@ -2,7 +2,9 @@
 //! escalation and victim choice, all timed on `Snapshot::at`. No I/O.
 
 use crate::classify::{Classification, Reason};
-use crate::config::{Actions, NeverKill};
+use crate::act::Outcome;
+use crate::classify::Lines;
+use crate::config::{Config, NeverKill};
 use crate::discover::Scope;
 use crate::model::{Bytes, Level, MlxProcess, Pid, Snapshot};
 use serde::Serialize;
@@ -46,6 +48,8 @@ pub struct SignalOrder {
     pub signal: Sig,
     pub process: MlxProcess,
     pub available_bytes: Bytes,
+    /// Stand down if a fresh reading right before the signal is at or above this.
+    pub red_line_bytes: Bytes,
     pub reason: String,
 }
 
@@ -148,7 +152,9 @@ impl Policy {
         self.incident.as_ref().and_then(|i| i.victim.as_ref()).map(|v| &v.process)
     }
 
-    pub fn step(&mut self, s: &Snapshot, c: &Classification, cfg: &Actions) -> Vec<Action> {
+    pub fn step(&mut self, s: &Snapshot, c: &Classification, config: &Config) -> Vec<Action> {
+        let cfg = &config.actions;
+        let red_line = Lines::resolve(&config.thresholds, s.memory.total_bytes).red;
         let mut out = Vec::new();
         if c.level == Level::Green {
             if let Some(inc) = self.incident.take() {
@@ -197,7 +203,7 @@ impl Policy {
                 self.notice(cfg, &mut inc.notified, NoticeKind::Red, s.at, &title, body, top.map(|p| p.pid), &mut out);
             }
             let red_since = *inc.red_since.get_or_insert(s.at);
-            self.red(s, cfg, &mut inc, red_since, &why, &mut out);
+            self.red(s, cfg, red_line, &mut inc, red_since, &why, &mut out);
         } else {
             inc.red_since = None;
         }
@@ -205,9 +211,26 @@ impl Policy {
         out
     }
 
-    fn red(&mut self, s: &Snapshot, cfg: &Actions, inc: &mut Incident, red_since: Duration, why: &str, out: &mut Vec<Action>) {
+    #[allow(clippy::too_many_arguments)]
+    fn red(
+        &mut self,
+        s: &Snapshot,
+        cfg: &crate::config::Actions,
+        red_line: Bytes,
+        inc: &mut Incident,
+        red_since: Duration,
+        why: &str,
+        out: &mut Vec<Action>,
+    ) {
         let total = s.memory.total_bytes;
         let avail = s.memory.available_bytes;
+        // Red held only by the hysteresis band (memory is back above the red
+        // line, the kernel not critical) starts and escalates nothing.
+        let critical = s.pressure.kernel_level == Some(crate::model::KernelLevel::Critical);
+        if avail >= red_line && !critical {
+            inc.red_since = None; // the grace period restarts below the line
+            return;
+        }
         let floor = cfg.kill_floor.resolve(total);
         let half_floor = Bytes(floor.0 / 2);
 
@@ -229,7 +252,7 @@ impl Policy {
                 if let Some(now) = s.mlx_processes.iter().find(|p| p.pid == process.pid) {
                     process = now.clone();
                 }
-                out.push(Action::Signal(SignalOrder { signal: Sig::Kill, process, available_bytes: avail, reason }));
+                out.push(Action::Signal(SignalOrder { signal: Sig::Kill, process, available_bytes: avail, red_line_bytes: red_line, reason }));
             }
             return;
         }
@@ -256,7 +279,13 @@ impl Policy {
                 let title = format!("Stopping {} (pid {})", p.name, p.pid);
                 let body = format!("{}. {reason}.", describe(p));
                 inc.victim = Some(Victim { process: p.clone(), term_at: s.at, killed: false, available_before: avail });
-                out.push(Action::Signal(SignalOrder { signal: Sig::Term, process: p.clone(), available_bytes: avail, reason }));
+                out.push(Action::Signal(SignalOrder {
+                    signal: Sig::Term,
+                    process: p.clone(),
+                    available_bytes: avail,
+                    red_line_bytes: red_line,
+                    reason,
+                }));
                 self.notice(cfg, &mut Vec::new(), NoticeKind::Terminated, s.at, &title, body, Some(p.pid), out);
             }
             None if !inc.no_victim_reported => {
@@ -279,6 +308,28 @@ impl Policy {
         }
     }
 
+    /// What became of a signal this policy ordered. A SIGTERM that was not
+    /// sent (memory recovered, pid gone or reused) leaves no victim behind,
+    /// so a later sample decides afresh; a SIGKILL not sent may be ordered again.
+    pub fn signal_outcome(&mut self, order: &SignalOrder, outcome: &Outcome) {
+        if matches!(outcome, Outcome::Done | Outcome::DryRun) {
+            return;
+        }
+        let Some(inc) = self.incident.as_mut() else { return };
+        let same = inc.victim.as_ref().is_some_and(|v| v.process.pid == order.process.pid && v.process.start_time == order.process.start_time);
+        if !same {
+            return;
+        }
+        match order.signal {
+            Sig::Term => inc.victim = None,
+            Sig::Kill => {
+                if let Some(v) = inc.victim.as_mut() {
+                    v.killed = false;
+                }
+            }
+        }
+    }
+
     fn track_victim_exit(&self, v: &Victim, s: &Snapshot, out: &mut Vec<Action>) {
         let alive = s.mlx_processes.iter().any(|p| p.pid == v.process.pid && p.start_time == v.process.start_time);
         if !alive {
@@ -297,7 +348,7 @@ impl Policy {
     #[allow(clippy::too_many_arguments)]
     fn notice(
         &mut self,
-        cfg: &Actions,
+        cfg: &crate::config::Actions,
         once: &mut Vec<NoticeKind>,
         kind: NoticeKind,
         at: Duration,

@@ -46,7 +46,7 @@ impl Run {
             ..Default::default()
         };
         let c = self.classifier.step(&s, &self.cfg.thresholds);
-        self.policy.step(&s, &c, &self.cfg.actions)
+        self.policy.step(&s, &c, &self.cfg)
     }
 }
 
@@ -180,4 +180,31 @@ fn victim_choice_ties_break_on_growth_and_respects_exclusions() {
     assert_eq!(choose_victim(&ps, Pid(999), &scope, &[]).map(|p| p.pid), Some(Pid(21)));
     let nk = [NeverKill::Pid(21)];
     assert_eq!(choose_victim(&ps, Pid(999), &scope, &nk).map(|p| p.pid), Some(Pid(20)));
+}
+
+#[test]
+fn red_held_only_by_hysteresis_signals_nothing() {
+    let mut r = Run::new("");
+    let ps = [proc(10, 6, "mlx_lm.lora")];
+    r.at(0, 1900, &ps); // red
+    // Back above the 2 GiB line but inside the 512 MiB margin: still red, no SIGTERM.
+    for ms in (1000..20_000).step_by(1000) {
+        assert!(signals(&r.at(ms, 2200, &ps)).is_empty());
+    }
+    // Below the line again: the 5 s grace period starts over.
+    assert!(signals(&r.at(20_000, 1900, &ps)).is_empty());
+    assert_eq!(signals(&r.at(25_000, 1900, &ps)), vec![(Sig::Term, 10)]);
+}
+
+#[test]
+fn a_sigterm_that_was_not_sent_leaves_no_victim_behind() {
+    let mut r = Run::new("");
+    let big = proc(10, 6, "mlx_lm.lora");
+    let small = proc(11, 3, "mlx_lm.generate");
+    let a = r.at(0, 900, &[big.clone(), small.clone()]);
+    let Some(Action::Signal(order)) = a.iter().find(|x| matches!(x, Action::Signal(_))) else { panic!("{a:?}") };
+    r.policy.signal_outcome(order, &Outcome::Skipped("pid reused".into()));
+    assert!(r.policy.victim_pending().is_none());
+    // The next sample may choose again (the process table has changed).
+    assert_eq!(signals(&r.at(1000, 900, &[small])), vec![(Sig::Term, 11)]);
 }

@@ -111,6 +111,7 @@ pub fn effective_config(cfg: &Config) -> String {
             "notify": a.notify, "terminate": a.terminate, "dry_run": a.dry_run,
             "terminate_after": dur(a.terminate_after), "kill_after": dur(a.kill_after),
             "kill_floor": size_str(a.kill_floor), "never_kill": never, "users": a.users,
+            "pre_terminate": a.pre_terminate, "post_terminate": a.post_terminate, "hook_timeout": dur(a.hook_timeout),
         },
         "log": {
             "path": cfg.log.path.display().to_string(), "sample_every": dur(cfg.log.sample_every),

@@ -33,7 +33,9 @@ impl SampleError {
     }
 }
 
-pub trait Sampler {
+/// A sampler is also the actuator's probe: it re-reads memory and a pid's
+/// start time right before a signal.
+pub trait Sampler: crate::act::Probe {
     /// One Snapshot of system memory, pressure and MLX processes.
     fn sample(&mut self) -> Result<Snapshot, SampleError>;
     /// MLX processes found or exited since the last call.

@@ -1,0 +1,61 @@
+//! Sending SIGTERM / SIGKILL to a victim, with the last checks right before
+//! the signal: memory re-read (stand down if it recovered) and the pid's
+//! identity confirmed through a handle that pins the process.
+
+use super::Outcome;
+use crate::model::{Bytes, Pid};
+use crate::policy::{Sig, SignalOrder};
+use crate::sys::unix::ProcessHandle;
+
+/// A fresh reading taken right before signalling.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fresh {
+    pub available: Bytes,
+    /// The kernel says critical (macOS); red regardless of available memory.
+    pub kernel_critical: bool,
+}
+
+/// Why the signal should not be sent after all, given a fresh reading.
+pub fn stand_down(order: &SignalOrder, fresh: &Fresh) -> Option<String> {
+    if fresh.kernel_critical || fresh.available < order.red_line_bytes {
+        return None;
+    }
+    Some(format!(
+        "memory recovered before the signal: available {} is above the red line {}",
+        fresh.available, order.red_line_bytes
+    ))
+}
+
+fn signo(s: Sig) -> i32 {
+    match s {
+        Sig::Term => libc::SIGTERM,
+        Sig::Kill => libc::SIGKILL,
+    }
+}
+
+/// Confirm identity and send. `start_time_of` reads the pid's start time
+/// now (None if gone); it is called after the handle is open, so on Linux
+/// the pidfd already pins the process that was checked.
+pub fn deliver(order: &SignalOrder, start_time_of: &mut dyn FnMut(Pid) -> Option<u64>) -> Outcome {
+    let pid = order.process.pid;
+    let handle = match ProcessHandle::open(pid.0) {
+        Ok(h) => h,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Outcome::Skipped(format!("pid {pid} has already exited")),
+        Err(e) => return Outcome::Failed(format!("cannot open pid {pid}: {e}")),
+    };
+    match start_time_of(pid) {
+        Some(t) if t == order.process.start_time => {}
+        Some(t) => {
+            return Outcome::Skipped(format!(
+                "pid {pid} now belongs to another process (start time {t}, victim's {})",
+                order.process.start_time
+            ))
+        }
+        None => return Outcome::Skipped(format!("pid {pid} has already exited")),
+    }
+    match handle.signal(signo(order.signal)) {
+        Ok(()) => Outcome::Done,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Outcome::Skipped(format!("pid {pid} exited before the signal")),
+        Err(e) => Outcome::Failed(format!("signal to pid {pid} failed: {e}")),
+    }
+}
