@@ -13,7 +13,11 @@ use std::time::Duration;
 pub enum Reason {
     /// Available memory is below a level's threshold (plus the hysteresis
     /// margin while leaving that level).
-    AvailableBelow { level: Level, available_bytes: Bytes, threshold_bytes: Bytes },
+    AvailableBelow {
+        level: Level,
+        available_bytes: Bytes,
+        threshold_bytes: Bytes,
+    },
     /// The kernel's own pressure verdict (macOS).
     Kernel { kernel_level: KernelLevel },
     /// Swap-outs have stayed above `swapout_rate` for `held`.
@@ -21,29 +25,66 @@ pub enum Reason {
     /// Linux PSI "full" avg10 at or above the threshold.
     Psi { full_avg10: f64 },
     /// An MLX process, growing at its recent rate, reaches red within the horizon.
-    Projection { pid: Pid, name: String, growth_bytes_per_sec: f64, red_in_secs: f64 },
+    Projection {
+        pid: Pid,
+        name: String,
+        growth_bytes_per_sec: f64,
+        red_in_secs: f64,
+    },
     /// Conditions eased, but not yet for `dwell`.
-    Dwell { level: Level, calm_secs: f64, dwell_secs: f64 },
+    Dwell {
+        level: Level,
+        calm_secs: f64,
+        dwell_secs: f64,
+    },
 }
 
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Reason::AvailableBelow { level, available_bytes, threshold_bytes } => {
-                write!(f, "available {available_bytes} below the {level} line {threshold_bytes}")
+            Reason::AvailableBelow {
+                level,
+                available_bytes,
+                threshold_bytes,
+            } => {
+                write!(
+                    f,
+                    "available {available_bytes} below the {level} line {threshold_bytes}"
+                )
             }
-            Reason::Kernel { kernel_level } => write!(f, "kernel memory pressure is {}", kernel_level.as_str()),
-            Reason::SwapOut { bytes_per_sec, held_secs } => {
-                write!(f, "swapping out {}/s for {held_secs:.0} s", Bytes(*bytes_per_sec as u64))
+            Reason::Kernel { kernel_level } => {
+                write!(f, "kernel memory pressure is {}", kernel_level.as_str())
+            }
+            Reason::SwapOut {
+                bytes_per_sec,
+                held_secs,
+            } => {
+                write!(
+                    f,
+                    "swapping out {}/s for {held_secs:.0} s",
+                    Bytes(*bytes_per_sec as u64)
+                )
             }
             Reason::Psi { full_avg10 } => write!(f, "PSI memory full avg10 {full_avg10:.1}%"),
-            Reason::Projection { pid, name, growth_bytes_per_sec, red_in_secs } => write!(
+            Reason::Projection {
+                pid,
+                name,
+                growth_bytes_per_sec,
+                red_in_secs,
+            } => write!(
                 f,
                 "{name} (pid {pid}) grows {}/s: red in ~{red_in_secs:.0} s",
                 Bytes(*growth_bytes_per_sec as u64)
             ),
-            Reason::Dwell { level, calm_secs, dwell_secs } => {
-                write!(f, "holding {level}: calm for {calm_secs:.1} s of {dwell_secs:.1} s")
+            Reason::Dwell {
+                level,
+                calm_secs,
+                dwell_secs,
+            } => {
+                write!(
+                    f,
+                    "holding {level}: calm for {calm_secs:.1} s of {dwell_secs:.1} s"
+                )
             }
         }
     }
@@ -69,7 +110,12 @@ impl Lines {
 
 /// The level these conditions call for, with `margin` added to the
 /// available-memory lines (0 to enter, the hysteresis to leave).
-fn evaluate(s: &Snapshot, th: &Thresholds, margin: Bytes, swap_held: Option<Duration>) -> (Level, Vec<Reason>) {
+fn evaluate(
+    s: &Snapshot,
+    th: &Thresholds,
+    margin: Bytes,
+    swap_held: Option<Duration>,
+) -> (Level, Vec<Reason>) {
     let lines = Lines::resolve(th, s.memory.total_bytes);
     let avail = s.memory.available_bytes;
     let mut level = Level::Green;
@@ -82,20 +128,37 @@ fn evaluate(s: &Snapshot, th: &Thresholds, margin: Bytes, swap_held: Option<Dura
     let red_line = Bytes(lines.red.0.saturating_add(margin.0));
     let yellow_line = Bytes(lines.yellow.0.saturating_add(margin.0));
     if avail < red_line {
-        let r = Reason::AvailableBelow { level: Level::Red, available_bytes: avail, threshold_bytes: red_line };
+        let r = Reason::AvailableBelow {
+            level: Level::Red,
+            available_bytes: avail,
+            threshold_bytes: red_line,
+        };
         raise(Level::Red, r, &mut level);
     } else if avail < yellow_line {
-        let r = Reason::AvailableBelow { level: Level::Yellow, available_bytes: avail, threshold_bytes: yellow_line };
+        let r = Reason::AvailableBelow {
+            level: Level::Yellow,
+            available_bytes: avail,
+            threshold_bytes: yellow_line,
+        };
         raise(Level::Yellow, r, &mut level);
     }
     match s.pressure.kernel_level {
-        Some(k @ KernelLevel::Critical) => raise(Level::Red, Reason::Kernel { kernel_level: k }, &mut level),
-        Some(k @ KernelLevel::Warn) => raise(Level::Yellow, Reason::Kernel { kernel_level: k }, &mut level),
+        Some(k @ KernelLevel::Critical) => {
+            raise(Level::Red, Reason::Kernel { kernel_level: k }, &mut level)
+        }
+        Some(k @ KernelLevel::Warn) => raise(
+            Level::Yellow,
+            Reason::Kernel { kernel_level: k },
+            &mut level,
+        ),
         _ => {}
     }
     if let (Some(rate), Some(held)) = (s.pressure.swapout_bytes_per_sec, swap_held) {
         if held >= th.swapout_hold {
-            let r = Reason::SwapOut { bytes_per_sec: rate, held_secs: held.as_secs_f64() };
+            let r = Reason::SwapOut {
+                bytes_per_sec: rate,
+                held_secs: held.as_secs_f64(),
+            };
             raise(Level::Yellow, r, &mut level);
         }
     }
@@ -131,7 +194,11 @@ fn evaluate(s: &Snapshot, th: &Thresholds, margin: Bytes, swap_held: Option<Dura
 /// One snapshot on its own, with no history (for `status` and `explain`):
 /// entry thresholds, a swap-out rate counts at once.
 pub fn classify_once(s: &Snapshot, th: &Thresholds) -> (Level, Vec<Reason>) {
-    let held = s.pressure.swapout_bytes_per_sec.filter(|r| *r > th.swapout_rate.0 as f64).map(|_| th.swapout_hold);
+    let held = s
+        .pressure
+        .swapout_bytes_per_sec
+        .filter(|r| *r > th.swapout_rate.0 as f64)
+        .map(|_| th.swapout_hold);
     evaluate(s, th, Bytes(0), held)
 }
 
@@ -160,7 +227,11 @@ pub struct Classifier {
 
 impl Default for Classifier {
     fn default() -> Self {
-        Classifier { level: Level::Green, calm_since: None, swap_since: None }
+        Classifier {
+            level: Level::Green,
+            calm_since: None,
+            swap_since: None,
+        }
     }
 }
 
@@ -171,31 +242,58 @@ impl Classifier {
 
     pub fn step(&mut self, s: &Snapshot, th: &Thresholds) -> Classification {
         let previous = self.level;
-        let swapping = s.pressure.swapout_bytes_per_sec.is_some_and(|r| r > th.swapout_rate.0 as f64);
-        self.swap_since = if swapping { Some(self.swap_since.unwrap_or(s.at)) } else { None };
+        let swapping = s
+            .pressure
+            .swapout_bytes_per_sec
+            .is_some_and(|r| r > th.swapout_rate.0 as f64);
+        self.swap_since = if swapping {
+            Some(self.swap_since.unwrap_or(s.at))
+        } else {
+            None
+        };
         let swap_held = self.swap_since.map(|t0| s.at.saturating_sub(t0));
 
         let (enter, enter_reasons) = evaluate(s, th, Bytes(0), swap_held);
         if enter >= self.level {
             self.level = enter;
             self.calm_since = None;
-            return Classification { level: enter, previous, reasons: enter_reasons };
+            return Classification {
+                level: enter,
+                previous,
+                reasons: enter_reasons,
+            };
         }
         let margin = th.hysteresis.resolve(s.memory.total_bytes);
         let (exit, mut exit_reasons) = evaluate(s, th, margin, swap_held);
         if exit >= self.level {
             self.calm_since = None;
-            return Classification { level: self.level, previous, reasons: exit_reasons };
+            return Classification {
+                level: self.level,
+                previous,
+                reasons: exit_reasons,
+            };
         }
         let since = *self.calm_since.get_or_insert(s.at);
         let calm = s.at.saturating_sub(since);
         if calm >= th.dwell {
             self.level = exit;
             self.calm_since = None;
-            return Classification { level: exit, previous, reasons: exit_reasons };
+            return Classification {
+                level: exit,
+                previous,
+                reasons: exit_reasons,
+            };
         }
-        exit_reasons.push(Reason::Dwell { level: self.level, calm_secs: calm.as_secs_f64(), dwell_secs: th.dwell.as_secs_f64() });
-        Classification { level: self.level, previous, reasons: exit_reasons }
+        exit_reasons.push(Reason::Dwell {
+            level: self.level,
+            calm_secs: calm.as_secs_f64(),
+            dwell_secs: th.dwell.as_secs_f64(),
+        });
+        Classification {
+            level: self.level,
+            previous,
+            reasons: exit_reasons,
+        }
     }
 }
 
@@ -210,7 +308,10 @@ mod tests {
     }
 
     fn snap(at_ms: u64, avail_mib: u64) -> Snapshot {
-        let mut s = Snapshot { at: Duration::from_millis(at_ms), ..Default::default() };
+        let mut s = Snapshot {
+            at: Duration::from_millis(at_ms),
+            ..Default::default()
+        };
         s.memory.total_bytes = Bytes::gib(16);
         s.memory.available_bytes = Bytes::mib(avail_mib);
         s
@@ -220,7 +321,10 @@ mod tests {
     fn run(points: &[(u64, u64)]) -> Vec<Level> {
         let t = th();
         let mut c = Classifier::default();
-        points.iter().map(|&(ms, mib)| c.step(&snap(ms, mib), &t).level).collect()
+        points
+            .iter()
+            .map(|&(ms, mib)| c.step(&snap(ms, mib), &t).level)
+            .collect()
     }
 
     use Level::{Green as G, Red as R, Yellow as Y};
@@ -230,7 +334,11 @@ mod tests {
         // Defaults: yellow below 4096 MiB, red below 2048 MiB.
         assert_eq!(run(&[(0, 8000), (1000, 4095), (2000, 2047)]), vec![G, Y, R]);
         assert_eq!(run(&[(0, 1000)]), vec![R], "green straight to red");
-        assert_eq!(run(&[(0, 4096)]), vec![G], "exactly on the line is not below it");
+        assert_eq!(
+            run(&[(0, 4096)]),
+            vec![G],
+            "exactly on the line is not below it"
+        );
     }
 
     #[test]
@@ -239,10 +347,23 @@ mod tests {
         let levels = run(&[(0, 1900), (1000, 2100), (7000, 2500), (20_000, 2500)]);
         assert_eq!(levels, vec![R, R, R, R], "2500 < 2048+512: never left red");
         // Above the margin: calm from 1 s, dwell 5 s → yellow at 6 s, not before.
-        let levels = run(&[(0, 1900), (1000, 2600), (3000, 2600), (5999, 2600), (6000, 2600)]);
+        let levels = run(&[
+            (0, 1900),
+            (1000, 2600),
+            (3000, 2600),
+            (5999, 2600),
+            (6000, 2600),
+        ]);
         assert_eq!(levels, vec![R, R, R, R, Y]);
         // Leaving yellow straight to green needs 4096+512.
-        let levels = run(&[(0, 3000), (1000, 4200), (10_000, 4200), (11_000, 4700), (15_999, 4700), (16_000, 4700)]);
+        let levels = run(&[
+            (0, 3000),
+            (1000, 4200),
+            (10_000, 4200),
+            (11_000, 4700),
+            (15_999, 4700),
+            (16_000, 4700),
+        ]);
         assert_eq!(levels, vec![Y, Y, Y, Y, Y, G]);
         // Red to green in one go when everything is calm for the dwell.
         assert_eq!(run(&[(0, 1000), (1000, 9000), (6000, 9000)]), vec![R, R, G]);
@@ -251,23 +372,40 @@ mod tests {
     #[test]
     fn flapping_input_does_not_flap_the_level() {
         // Available oscillates around the red line every 500 ms for 30 s.
-        let points: Vec<(u64, u64)> = (0..60).map(|i| (i * 500, if i % 2 == 0 { 1900 } else { 2300 })).collect();
+        let points: Vec<(u64, u64)> = (0..60)
+            .map(|i| (i * 500, if i % 2 == 0 { 1900 } else { 2300 }))
+            .collect();
         let levels = run(&points);
         assert!(levels.iter().all(|l| *l == R), "{levels:?}");
         // Oscillating across the hysteresis margin resets the dwell each time.
-        let points: Vec<(u64, u64)> = (0..60).map(|i| (i * 1000, if i % 4 == 0 { 2000 } else { 3000 })).collect();
+        let points: Vec<(u64, u64)> = (0..60)
+            .map(|i| (i * 1000, if i % 4 == 0 { 2000 } else { 3000 }))
+            .collect();
         assert!(run(&points).iter().all(|l| *l == R));
     }
 
     #[test]
     fn a_dip_during_dwell_restarts_it() {
-        let levels = run(&[(0, 1000), (1000, 9000), (4000, 9000), (4500, 2100), (5000, 9000), (9000, 9000), (10_000, 9000)]);
+        let levels = run(&[
+            (0, 1000),
+            (1000, 9000),
+            (4000, 9000),
+            (4500, 2100),
+            (5000, 9000),
+            (9000, 9000),
+            (10_000, 9000),
+        ]);
         assert_eq!(levels, vec![R, R, R, R, R, R, G]);
     }
 
     #[test]
     fn percent_thresholds_resolve_against_total() {
-        let t = Config::from_text("t", "[thresholds]\nyellow_below = \"25%\"\nred_below = \"12.5%\"\n").expect("cfg").thresholds;
+        let t = Config::from_text(
+            "t",
+            "[thresholds]\nyellow_below = \"25%\"\nred_below = \"12.5%\"\n",
+        )
+        .expect("cfg")
+        .thresholds;
         let mut c = Classifier::default();
         // 16 GiB: yellow below 4 GiB, red below 2 GiB.
         assert_eq!(c.step(&snap(0, 3000), &t).level, Y);
@@ -335,7 +473,9 @@ mod tests {
         let (l, r) = classify_once(&s, &t);
         assert_eq!(l, Y);
         match &r[..] {
-            [Reason::Projection { red_in_secs, pid, .. }] => {
+            [Reason::Projection {
+                red_in_secs, pid, ..
+            }] => {
                 assert_eq!(*pid, Pid(42));
                 assert!((red_in_secs - 40.96).abs() < 0.1, "{red_in_secs}");
             }

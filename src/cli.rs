@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "headroom", version, about = "Keeps the machine usable while MLX jobs train: watches memory, warns early, stops runaway MLX processes.")]
+#[command(
+    name = "headroom",
+    version,
+    about = "Keeps the machine usable while MLX jobs train: watches memory, warns early, stops runaway MLX processes."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -26,6 +30,22 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read pasted macOS `vm_stat` (optionally with `memory_pressure`,
+    /// `sysctl vm.swapusage` / `hw.memsize` lines) and explain it.
+    Explain {
+        /// File with the text; `-` or nothing reads standard input.
+        #[arg(value_name = "FILE|-")]
+        file: Option<PathBuf>,
+        /// Total RAM in bytes, when the text does not say.
+        #[arg(long, value_name = "N")]
+        total_bytes: Option<u64>,
+        /// Config whose thresholds decide the headroom level.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },

@@ -463,10 +463,18 @@ impl Config {
                 ));
             }
         }
-        for (key, argv) in [("actions.pre_terminate", &act.pre_terminate), ("actions.post_terminate", &act.post_terminate)] {
+        for (key, argv) in [
+            ("actions.pre_terminate", &act.pre_terminate),
+            ("actions.post_terminate", &act.post_terminate),
+        ] {
             if let Some(first) = argv.as_ref().and_then(|a| a.first()) {
                 if first.trim().is_empty() {
-                    return Err(err(file, &format!("{key}[0]"), first, "must name a program (argv, run without a shell)"));
+                    return Err(err(
+                        file,
+                        &format!("{key}[0]"),
+                        first,
+                        "must name a program (argv, run without a shell)",
+                    ));
                 }
             }
         }

@@ -34,7 +34,10 @@ pub fn scope_for(cfg: &Config) -> Result<Scope, ConfigError> {
                 uids.insert(u.uid.as_raw());
             }
             _ => {
-                return Err(ConfigError(format!("{}: 'actions.users[{i}]' ('{name}') is not a user on this machine", cfg.source)))
+                return Err(ConfigError(format!(
+                    "{}: 'actions.users[{i}]' ('{name}') is not a user on this machine",
+                    cfg.source
+                )))
             }
         }
     }
@@ -101,7 +104,9 @@ impl Daemon {
     }
 
     fn log_started(&self) {
-        let scope = scope_for(&self.cfg).map(|s| describe_scope(&s)).unwrap_or_default();
+        let scope = scope_for(&self.cfg)
+            .map(|s| describe_scope(&s))
+            .unwrap_or_default();
         log_event!(
             info,
             "started",
@@ -117,7 +122,11 @@ impl Daemon {
             })
         );
         if nix::unistd::Uid::current().is_root() {
-            log_event!(warn, "scope", json!({ "scope": scope, "note": "running as root: these users' MLX processes may be stopped" }));
+            log_event!(
+                warn,
+                "scope",
+                json!({ "scope": scope, "note": "running as root: these users' MLX processes may be stopped" })
+            );
         }
     }
 
@@ -147,31 +156,51 @@ impl Daemon {
         match Config::load(self.cli_config.as_deref()).and_then(|c| scope_for(&c).map(|s| (c, s))) {
             Ok((cfg, scope)) => {
                 let rebuild = cfg.detect_library != self.cfg.detect_library
-                    || cfg.patterns.iter().map(|r| r.as_str()).ne(self.cfg.patterns.iter().map(|r| r.as_str()))
+                    || cfg.patterns.iter().map(|r| r.as_str()).ne(self
+                        .cfg
+                        .patterns
+                        .iter()
+                        .map(|r| r.as_str()))
                     || scope_for(&self.cfg).ok().as_ref() != Some(&scope);
                 if rebuild {
                     match sample::for_this_platform(&cfg, scope.clone(), self.start) {
                         Ok(s) => self.sampler = Some(s),
                         Err(e) => {
-                            log_event!(error, "error", json!({ "error": format!("config reload: {e}; keeping the old config") }));
+                            log_event!(
+                                error,
+                                "error",
+                                json!({ "error": format!("config reload: {e}; keeping the old config") })
+                            );
                             return;
                         }
                     }
                     self.policy = Policy::new(Pid(std::process::id() as i32), scope);
                 }
-                self.log.reconfigure(&cfg.log.path, cfg.log.max_size.0, cfg.log.keep);
-                self.actuator.reconfigure(&cfg.actions, self.force_dry_run || cfg.actions.dry_run);
+                self.log
+                    .reconfigure(&cfg.log.path, cfg.log.max_size.0, cfg.log.keep);
+                self.actuator
+                    .reconfigure(&cfg.actions, self.force_dry_run || cfg.actions.dry_run);
                 self.cfg = cfg;
-                log_event!(info, "config_reloaded", json!({ "source": self.cfg.source, "rebuilt_sampler": rebuild }));
+                log_event!(
+                    info,
+                    "config_reloaded",
+                    json!({ "source": self.cfg.source, "rebuilt_sampler": rebuild })
+                );
             }
             Err(e) => {
-                log_event!(error, "error", json!({ "error": format!("config reload failed, keeping the old config: {e}") }));
+                log_event!(
+                    error,
+                    "error",
+                    json!({ "error": format!("config reload failed, keeping the old config: {e}") })
+                );
             }
         }
     }
 
     async fn cycle(&mut self) {
-        let Some(mut sampler) = self.sampler.take() else { return };
+        let Some(mut sampler) = self.sampler.take() else {
+            return;
+        };
         let joined = tokio::task::spawn_blocking(move || {
             let r = sampler.sample();
             let ev = sampler.take_events();
@@ -217,7 +246,9 @@ impl Daemon {
             }
             log_action(a, &outcome);
         }
-        let due = self.last_sample_logged.is_none_or(|t| snap.at.saturating_sub(t) >= self.cfg.log.sample_every);
+        let due = self
+            .last_sample_logged
+            .is_none_or(|t| snap.at.saturating_sub(t) >= self.cfg.log.sample_every);
         if due || c.changed() || !actions.is_empty() {
             self.last_sample_logged = Some(snap.at);
             log_sample(&snap, &c);
@@ -237,7 +268,10 @@ pub fn log_sample(snap: &Snapshot, c: &Classification) {
     let mut v = serde_json::to_value(snap).unwrap_or_default();
     if let Some(m) = v.as_object_mut() {
         m.insert("level".into(), json!(c.level));
-        m.insert("reasons".into(), json!(c.reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>()));
+        m.insert(
+            "reasons".into(),
+            json!(c.reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>()),
+        );
     }
     log_event!(info, "sample", v);
 }
@@ -280,7 +314,11 @@ fn log_action(a: &Action, outcome: &Outcome) {
     let (event, mut v) = match a {
         Action::Notify(n) => ("notified", json!(n)),
         Action::Signal(o) => {
-            let ev = if o.signal == Sig::Term { "terminate_sent" } else { "kill_sent" };
+            let ev = if o.signal == Sig::Term {
+                "terminate_sent"
+            } else {
+                "kill_sent"
+            };
             let mut v = serde_json::to_value(&o.process).unwrap_or_default();
             if let Some(m) = v.as_object_mut() {
                 m.insert("signal".into(), json!(o.signal));
@@ -289,8 +327,20 @@ fn log_action(a: &Action, outcome: &Outcome) {
             }
             (ev, v)
         }
-        Action::NoVictim { reason, mlx_processes } => ("no_victim", json!({ "reason": reason, "mlx_processes": mlx_processes })),
-        Action::VictimExited { process, after_secs, available_before_bytes, available_after_bytes, killed } => (
+        Action::NoVictim {
+            reason,
+            mlx_processes,
+        } => (
+            "no_victim",
+            json!({ "reason": reason, "mlx_processes": mlx_processes }),
+        ),
+        Action::VictimExited {
+            process,
+            after_secs,
+            available_before_bytes,
+            available_after_bytes,
+            killed,
+        } => (
             "victim_exited",
             json!({
                 "pid": process.pid, "name": process.name, "start_time": process.start_time,

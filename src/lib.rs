@@ -2,16 +2,20 @@
 //! jobs run — sample → classify → policy → act → log.
 
 pub mod act;
+pub mod advise;
 pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod discover;
+pub mod explain;
 pub mod log;
+pub mod macos_vm;
 pub mod model;
 pub mod policy;
 pub mod sample;
 pub mod status;
+pub mod sys;
 
 /// A failure that ends a command, with its exit code (sysexits).
 #[derive(Debug, thiserror::Error)]
@@ -22,9 +26,12 @@ pub enum Error {
     Sample(#[from] sample::SampleError),
     #[error("{0}")]
     Io(std::io::Error),
-    /// Input data (a trace, pasted text) that cannot be read.
+    /// Input data (a trace, pasted text) that cannot be understood.
     #[error("{0}")]
     Data(String),
+    /// An input file that cannot be opened or read.
+    #[error("{0}")]
+    Input(String),
 }
 
 impl Error {
@@ -34,6 +41,7 @@ impl Error {
             Error::Sample(_) => 69, // EX_UNAVAILABLE
             Error::Io(_) => 74,     // EX_IOERR
             Error::Data(_) => 65,   // EX_DATAERR
+            Error::Input(_) => 66,  // EX_NOINPUT
         }
     }
 }

@@ -30,7 +30,8 @@ macro_rules! log_event {
 }
 
 pub fn to_json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"serialise_error\":{:?}}}", e.to_string()))
+    serde_json::to_string(v)
+        .unwrap_or_else(|e| format!("{{\"serialise_error\":{:?}}}", e.to_string()))
 }
 
 struct Sink {
@@ -56,7 +57,9 @@ impl Sink {
             self.written = f.metadata().map(|m| m.len()).unwrap_or(0);
             self.file = Some(f);
         }
-        self.file.as_mut().ok_or_else(|| std::io::Error::other("log file not open"))
+        self.file
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("log file not open"))
     }
 
     fn write_line(&mut self, line: &[u8]) {
@@ -116,12 +119,19 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 fn open_private(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
 }
 
 /// Handle to change where the log goes (config reload) and to flush.
@@ -223,7 +233,8 @@ fn secs(d: Duration) -> f64 {
 
 fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
-    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| now.unix_timestamp().to_string())
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
 impl<S: Subscriber> Layer<S> for JsonLayer {
@@ -234,12 +245,22 @@ impl<S: Subscriber> Layer<S> for JsonLayer {
         // Fixed leading keys so a person tailing the log reads them first.
         let mut m = serde_json::Map::new();
         m.insert("ts".into(), now_rfc3339().into());
-        let at = f.0.shift_remove("at").unwrap_or_else(|| secs(sink.start.elapsed()).into());
+        let at =
+            f.0.shift_remove("at")
+                .unwrap_or_else(|| secs(sink.start.elapsed()).into());
         m.insert("at".into(), at);
         if let Some(e) = f.0.shift_remove("event") {
             m.insert("event".into(), e);
         }
-        m.insert("severity".into(), event.metadata().level().as_str().to_ascii_lowercase().into());
+        m.insert(
+            "severity".into(),
+            event
+                .metadata()
+                .level()
+                .as_str()
+                .to_ascii_lowercase()
+                .into(),
+        );
         m.extend(f.0);
         let mut line = serde_json::Value::Object(m).to_string();
         line.push('\n');
@@ -257,17 +278,61 @@ impl<S: Subscriber> Layer<S> for JsonLayer {
 
 /// A short line for a person watching the terminal; `None` for routine events.
 pub fn human_line(m: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
-    let s = |k: &str| m.get(k).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_default();
-    let gib = |k: &str| m.get(k).and_then(|v| v.as_u64()).map(|b| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)).unwrap_or_default();
+    let s = |k: &str| {
+        m.get(k)
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .unwrap_or_default()
+    };
+    let gib = |k: &str| {
+        m.get(k)
+            .and_then(|v| v.as_u64())
+            .map(|b| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64))
+            .unwrap_or_default()
+    };
     let time = s("ts").get(11..19).unwrap_or("").to_string();
     let text = match s("event").as_str() {
-        "started" => format!("headroom started (log {}; dry_run {})", s("log_path"), s("dry_run")),
+        "started" => format!(
+            "headroom started (log {}; dry_run {})",
+            s("log_path"),
+            s("dry_run")
+        ),
         "stopping" => "headroom stopping".to_string(),
-        "level_changed" => format!("level {} -> {} ({} available): {}", s("from"), s("to"), gib("available_bytes"), s("reasons_text")),
-        "mlx_process_found" => format!("MLX process {} pid {} ({})", s("name"), s("pid"), gib("footprint_bytes")),
-        "mlx_process_exited" => format!("MLX process {} pid {} exited (peak {})", s("name"), s("pid"), gib("peak_bytes")),
+        "level_changed" => format!(
+            "level {} -> {} ({} available): {}",
+            s("from"),
+            s("to"),
+            gib("available_bytes"),
+            s("reasons_text")
+        ),
+        "mlx_process_found" => format!(
+            "MLX process {} pid {} ({})",
+            s("name"),
+            s("pid"),
+            gib("footprint_bytes")
+        ),
+        "mlx_process_exited" => format!(
+            "MLX process {} pid {} exited (peak {})",
+            s("name"),
+            s("pid"),
+            gib("peak_bytes")
+        ),
         "terminate_sent" | "kill_sent" => {
-            format!("{} pid {} {}{}: {}", s("event"), s("pid"), s("name"), if s("dry_run") == "true" { " [dry run]" } else { "" }, s("reason"))
+            format!(
+                "{} pid {} {}{}: {}",
+                s("event"),
+                s("pid"),
+                s("name"),
+                if s("dry_run") == "true" {
+                    " [dry run]"
+                } else {
+                    ""
+                },
+                s("reason")
+            )
         }
         "no_victim" => format!("red, nothing to stop: {}", s("reason")),
         "victim_exited" => format!("victim pid {} exited after {} s", s("pid"), s("after_secs")),
@@ -283,7 +348,17 @@ mod tests {
     use super::*;
 
     fn sink(path: &Path, max: u64, keep: u32) -> Sink {
-        Sink { path: path.to_path_buf(), max_size: max, keep, file: None, written: 0, failed_at: None, reported: false, human: false, start: Instant::now() }
+        Sink {
+            path: path.to_path_buf(),
+            max_size: max,
+            keep,
+            file: None,
+            written: 0,
+            failed_at: None,
+            reported: false,
+            human: false,
+            start: Instant::now(),
+        }
     }
 
     #[test]
@@ -292,16 +367,23 @@ mod tests {
         let path = dir.path().join("a/b/headroom.log");
         let mut s = sink(&path, 100, 2);
         for i in 0..10 {
-            s.write_line(format!("{{\"i\":{i},\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}}\n").as_bytes());
+            s.write_line(
+                format!("{{\"i\":{i},\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}}\n")
+                    .as_bytes(),
+            );
         }
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path.parent().expect("parent")).expect("dir").permissions().mode();
+        let mode = std::fs::metadata(path.parent().expect("parent"))
+            .expect("dir")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700);
         let rotated1 = std::fs::read_to_string(dir.path().join("a/b/headroom.log.1")).expect(".1");
         assert!(dir.path().join("a/b/headroom.log.2").exists());
         assert!(!dir.path().join("a/b/headroom.log.3").exists(), "keep = 2");
         for line in rotated1.lines() {
-            serde_json::from_str::<serde_json::Value>(line).expect("every rotated line is whole JSON");
+            serde_json::from_str::<serde_json::Value>(line)
+                .expect("every rotated line is whole JSON");
         }
     }
 

@@ -18,6 +18,15 @@ fn main() -> ExitCode {
     }
 }
 
+fn read_stdin() -> Result<String, Error> {
+    use std::io::Read;
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .map_err(|e| Error::Input(format!("standard input: {e}")))?;
+    Ok(s)
+}
+
 fn dispatch(cmd: Command) -> Result<(), Error> {
     match cmd {
         Command::Run { config, dry_run } => {
@@ -26,12 +35,33 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             let start = std::time::Instant::now();
             let log = headroom::log::init(&cfg.log.path, cfg.log.max_size.0, cfg.log.keep, start);
             let daemon = headroom::daemon::Daemon::new(cfg, config, dry_run, log, start)?;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Error::Io)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(Error::Io)?;
             rt.block_on(daemon.run())
         }
         Command::Status { config, json } => {
             let cfg = Config::load(config.as_deref())?;
             print!("{}", headroom::status::status(&cfg, json)?);
+            Ok(())
+        }
+        Command::Explain {
+            file,
+            total_bytes,
+            config,
+            json,
+        } => {
+            let cfg = Config::load(config.as_deref())?;
+            let text = match file.as_deref() {
+                None => read_stdin()?,
+                Some(p) if p.as_os_str() == "-" => read_stdin()?,
+                Some(p) => std::fs::read_to_string(p)
+                    .map_err(|e| Error::Input(format!("{}: {e}", p.display())))?,
+            };
+            let out = headroom::explain::run_explain(&text, total_bytes, &cfg, json)
+                .map_err(|e| Error::Data(e.to_string()))?;
+            print!("{out}");
             Ok(())
         }
         Command::CheckConfig { config } => {

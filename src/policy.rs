@@ -1,9 +1,9 @@
 //! Pure policy: Level + Snapshot → Actions. Owns incidents, grace periods,
 //! escalation and victim choice, all timed on `Snapshot::at`. No I/O.
 
-use crate::classify::{Classification, Reason};
 use crate::act::Outcome;
 use crate::classify::Lines;
+use crate::classify::{Classification, Reason};
 use crate::config::{Config, NeverKill};
 use crate::discover::Scope;
 use crate::model::{Bytes, Level, MlxProcess, Pid, Snapshot};
@@ -58,7 +58,10 @@ pub enum Action {
     Notify(Notice),
     Signal(SignalOrder),
     /// Red called for a termination but nobody may be stopped.
-    NoVictim { reason: String, mlx_processes: usize },
+    NoVictim {
+        reason: String,
+        mlx_processes: usize,
+    },
     /// The victim has gone; memory before the SIGTERM and now.
     VictimExited {
         process: MlxProcess,
@@ -70,7 +73,12 @@ pub enum Action {
 }
 
 /// Why `p` may not be signalled, or `None` if it may.
-pub fn ineligible(p: &MlxProcess, self_pid: Pid, scope: &Scope, never_kill: &[NeverKill]) -> Option<String> {
+pub fn ineligible(
+    p: &MlxProcess,
+    self_pid: Pid,
+    scope: &Scope,
+    never_kill: &[NeverKill],
+) -> Option<String> {
     if p.pid.0 <= 1 {
         return Some(format!("pid {} is init or invalid", p.pid));
     }
@@ -82,7 +90,9 @@ pub fn ineligible(p: &MlxProcess, self_pid: Pid, scope: &Scope, never_kill: &[Ne
     }
     for n in never_kill {
         match n {
-            NeverKill::Pid(pid) if *pid == p.pid.0 => return Some(format!("pid {pid} is in actions.never_kill")),
+            NeverKill::Pid(pid) if *pid == p.pid.0 => {
+                return Some(format!("pid {pid} is in actions.never_kill"))
+            }
             NeverKill::Pattern(re) if re.is_match(&p.name) || re.is_match(&p.cmdline) => {
                 return Some(format!("it matches actions.never_kill '{}'", re.as_str()))
             }
@@ -100,12 +110,15 @@ pub fn choose_victim<'a>(
     scope: &Scope,
     never_kill: &[NeverKill],
 ) -> Option<&'a MlxProcess> {
-    procs.iter().filter(|p| ineligible(p, self_pid, scope, never_kill).is_none()).max_by(|a, b| {
-        a.footprint_bytes
-            .cmp(&b.footprint_bytes)
-            .then(a.growth_bytes_per_sec.total_cmp(&b.growth_bytes_per_sec))
-            .then(b.pid.cmp(&a.pid))
-    })
+    procs
+        .iter()
+        .filter(|p| ineligible(p, self_pid, scope, never_kill).is_none())
+        .max_by(|a, b| {
+            a.footprint_bytes
+                .cmp(&b.footprint_bytes)
+                .then(a.growth_bytes_per_sec.total_cmp(&b.growth_bytes_per_sec))
+                .then(b.pid.cmp(&a.pid))
+        })
 }
 
 struct Victim {
@@ -139,17 +152,28 @@ fn describe(p: &MlxProcess) -> String {
     } else {
         String::new()
     };
-    format!("{} (pid {}) uses {}{growth}", p.name, p.pid, p.footprint_bytes)
+    format!(
+        "{} (pid {}) uses {}{growth}",
+        p.name, p.pid, p.footprint_bytes
+    )
 }
 
 impl Policy {
     pub fn new(self_pid: Pid, scope: Scope) -> Policy {
-        Policy { self_pid, scope, incident: None, last_notice: HashMap::new() }
+        Policy {
+            self_pid,
+            scope,
+            incident: None,
+            last_notice: HashMap::new(),
+        }
     }
 
     /// Whether a victim has been signalled and has not exited yet.
     pub fn victim_pending(&self) -> Option<&MlxProcess> {
-        self.incident.as_ref().and_then(|i| i.victim.as_ref()).map(|v| &v.process)
+        self.incident
+            .as_ref()
+            .and_then(|i| i.victim.as_ref())
+            .map(|v| &v.process)
     }
 
     pub fn step(&mut self, s: &Snapshot, c: &Classification, config: &Config) -> Vec<Action> {
@@ -166,20 +190,39 @@ impl Policy {
                     return out;
                 }
                 let body = format!("Available memory is back to {}.", s.memory.available_bytes);
-                self.notice(cfg, &mut Vec::new(), NoticeKind::Recovered, s.at, "Memory recovered", body, None, &mut out);
+                self.notice(
+                    cfg,
+                    &mut Vec::new(),
+                    NoticeKind::Recovered,
+                    s.at,
+                    "Memory recovered",
+                    body,
+                    None,
+                    &mut out,
+                );
             }
             return out;
         }
 
         let mut inc = self.incident.take().unwrap_or_default();
         let top = s.mlx_processes.iter().max_by_key(|p| p.footprint_bytes);
-        let about = top.map(|p| format!(" {}.", describe(p))).unwrap_or_default();
-        let reasons: Vec<String> = c.reasons.iter().filter(|r| !matches!(r, Reason::Dwell { .. })).map(|r| r.to_string()).collect();
+        let about = top
+            .map(|p| format!(" {}.", describe(p)))
+            .unwrap_or_default();
+        let reasons: Vec<String> = c
+            .reasons
+            .iter()
+            .filter(|r| !matches!(r, Reason::Dwell { .. }))
+            .map(|r| r.to_string())
+            .collect();
         let why = reasons.join("; ");
 
         // Victim bookkeeping first: has it exited?
         if let Some(v) = &inc.victim {
-            let alive = s.mlx_processes.iter().any(|p| p.pid == v.process.pid && p.start_time == v.process.start_time);
+            let alive = s
+                .mlx_processes
+                .iter()
+                .any(|p| p.pid == v.process.pid && p.start_time == v.process.start_time);
             if !alive {
                 if let Some(v) = inc.victim.take() {
                     self.track_victim_exit(&v, s, &mut out);
@@ -193,14 +236,32 @@ impl Policy {
             let title = format!("Memory {}: {} available", c.level, s.memory.available_bytes);
             if c.level == Level::Yellow {
                 let body = format!("{why}.{about}");
-                self.notice(cfg, &mut inc.notified, NoticeKind::Yellow, s.at, &title, body, top.map(|p| p.pid), &mut out);
+                self.notice(
+                    cfg,
+                    &mut inc.notified,
+                    NoticeKind::Yellow,
+                    s.at,
+                    &title,
+                    body,
+                    top.map(|p| p.pid),
+                    &mut out,
+                );
             }
         }
         if c.level == Level::Red {
             if c.previous != Level::Red {
                 let title = format!("Memory red: {} available", s.memory.available_bytes);
                 let body = format!("{why}.{about}");
-                self.notice(cfg, &mut inc.notified, NoticeKind::Red, s.at, &title, body, top.map(|p| p.pid), &mut out);
+                self.notice(
+                    cfg,
+                    &mut inc.notified,
+                    NoticeKind::Red,
+                    s.at,
+                    &title,
+                    body,
+                    top.map(|p| p.pid),
+                    &mut out,
+                );
             }
             let red_since = *inc.red_since.get_or_insert(s.at);
             self.red(s, cfg, red_line, &mut inc, red_since, &why, &mut out);
@@ -242,7 +303,11 @@ impl Policy {
             let reason = if avail < half_floor {
                 Some(format!("available {avail} fell below half of actions.kill_floor ({half_floor}) after SIGTERM"))
             } else if waited >= cfg.kill_after {
-                Some(format!("still alive {:.1} s after SIGTERM (actions.kill_after {:?})", waited.as_secs_f64(), cfg.kill_after))
+                Some(format!(
+                    "still alive {:.1} s after SIGTERM (actions.kill_after {:?})",
+                    waited.as_secs_f64(),
+                    cfg.kill_after
+                ))
             } else {
                 None
             };
@@ -252,7 +317,13 @@ impl Policy {
                 if let Some(now) = s.mlx_processes.iter().find(|p| p.pid == process.pid) {
                     process = now.clone();
                 }
-                out.push(Action::Signal(SignalOrder { signal: Sig::Kill, process, available_bytes: avail, red_line_bytes: red_line, reason }));
+                out.push(Action::Signal(SignalOrder {
+                    signal: Sig::Kill,
+                    process,
+                    available_bytes: avail,
+                    red_line_bytes: red_line,
+                    reason,
+                }));
             }
             return;
         }
@@ -263,22 +334,39 @@ impl Policy {
         let reason = if avail < floor {
             format!("available {avail} below actions.kill_floor {floor}")
         } else if held >= cfg.terminate_after {
-            format!("red for {:.1} s (actions.terminate_after {:?}): {why}", held.as_secs_f64(), cfg.terminate_after)
+            format!(
+                "red for {:.1} s (actions.terminate_after {:?}): {why}",
+                held.as_secs_f64(),
+                cfg.terminate_after
+            )
         } else {
             return;
         };
         if !cfg.terminate {
             if !inc.no_victim_reported {
                 inc.no_victim_reported = true;
-                out.push(Action::NoVictim { reason: "actions.terminate is false".into(), mlx_processes: s.mlx_processes.len() });
+                out.push(Action::NoVictim {
+                    reason: "actions.terminate is false".into(),
+                    mlx_processes: s.mlx_processes.len(),
+                });
             }
             return;
         }
-        match choose_victim(&s.mlx_processes, self.self_pid, &self.scope, &cfg.never_kill) {
+        match choose_victim(
+            &s.mlx_processes,
+            self.self_pid,
+            &self.scope,
+            &cfg.never_kill,
+        ) {
             Some(p) => {
                 let title = format!("Stopping {} (pid {})", p.name, p.pid);
                 let body = format!("{}. {reason}.", describe(p));
-                inc.victim = Some(Victim { process: p.clone(), term_at: s.at, killed: false, available_before: avail });
+                inc.victim = Some(Victim {
+                    process: p.clone(),
+                    term_at: s.at,
+                    killed: false,
+                    available_before: avail,
+                });
                 out.push(Action::Signal(SignalOrder {
                     signal: Sig::Term,
                     process: p.clone(),
@@ -286,7 +374,16 @@ impl Policy {
                     red_line_bytes: red_line,
                     reason,
                 }));
-                self.notice(cfg, &mut Vec::new(), NoticeKind::Terminated, s.at, &title, body, Some(p.pid), out);
+                self.notice(
+                    cfg,
+                    &mut Vec::new(),
+                    NoticeKind::Terminated,
+                    s.at,
+                    &title,
+                    body,
+                    Some(p.pid),
+                    out,
+                );
             }
             None if !inc.no_victim_reported => {
                 inc.no_victim_reported = true;
@@ -296,13 +393,28 @@ impl Policy {
                     let why_not: Vec<String> = s
                         .mlx_processes
                         .iter()
-                        .filter_map(|p| ineligible(p, self.self_pid, &self.scope, &cfg.never_kill).map(|w| format!("pid {}: {w}", p.pid)))
+                        .filter_map(|p| {
+                            ineligible(p, self.self_pid, &self.scope, &cfg.never_kill)
+                                .map(|w| format!("pid {}: {w}", p.pid))
+                        })
                         .collect();
                     format!("no eligible MLX process ({})", why_not.join("; "))
                 };
                 let body = format!("{reason}. {why}.");
-                out.push(Action::NoVictim { reason, mlx_processes: s.mlx_processes.len() });
-                self.notice(cfg, &mut inc.notified, NoticeKind::NoVictim, s.at, "Memory red: nothing headroom may stop", body, None, out);
+                out.push(Action::NoVictim {
+                    reason,
+                    mlx_processes: s.mlx_processes.len(),
+                });
+                self.notice(
+                    cfg,
+                    &mut inc.notified,
+                    NoticeKind::NoVictim,
+                    s.at,
+                    "Memory red: nothing headroom may stop",
+                    body,
+                    None,
+                    out,
+                );
             }
             None => {}
         }
@@ -315,8 +427,12 @@ impl Policy {
         if matches!(outcome, Outcome::Done | Outcome::DryRun) {
             return;
         }
-        let Some(inc) = self.incident.as_mut() else { return };
-        let same = inc.victim.as_ref().is_some_and(|v| v.process.pid == order.process.pid && v.process.start_time == order.process.start_time);
+        let Some(inc) = self.incident.as_mut() else {
+            return;
+        };
+        let same = inc.victim.as_ref().is_some_and(|v| {
+            v.process.pid == order.process.pid && v.process.start_time == order.process.start_time
+        });
         if !same {
             return;
         }
@@ -331,7 +447,10 @@ impl Policy {
     }
 
     fn track_victim_exit(&self, v: &Victim, s: &Snapshot, out: &mut Vec<Action>) {
-        let alive = s.mlx_processes.iter().any(|p| p.pid == v.process.pid && p.start_time == v.process.start_time);
+        let alive = s
+            .mlx_processes
+            .iter()
+            .any(|p| p.pid == v.process.pid && p.start_time == v.process.start_time);
         if !alive {
             out.push(Action::VictimExited {
                 process: v.process.clone(),
@@ -360,13 +479,26 @@ impl Policy {
         if !cfg.notify || once.contains(&kind) {
             return;
         }
-        let repeat_limited = matches!(kind, NoticeKind::Yellow | NoticeKind::Red | NoticeKind::Recovered | NoticeKind::NoVictim);
-        if repeat_limited && self.last_notice.get(&kind).is_some_and(|t| at.saturating_sub(*t) < NOTIFY_REPEAT) {
+        let repeat_limited = matches!(
+            kind,
+            NoticeKind::Yellow | NoticeKind::Red | NoticeKind::Recovered | NoticeKind::NoVictim
+        );
+        if repeat_limited
+            && self
+                .last_notice
+                .get(&kind)
+                .is_some_and(|t| at.saturating_sub(*t) < NOTIFY_REPEAT)
+        {
             return;
         }
         once.push(kind);
         self.last_notice.insert(kind, at);
-        out.push(Action::Notify(Notice { kind, title: title.to_string(), body, pid }));
+        out.push(Action::Notify(Notice {
+            kind,
+            title: title.to_string(),
+            body,
+            pid,
+        }));
     }
 }
 

@@ -32,7 +32,11 @@ struct Run {
 impl Run {
     fn new(extra: &str) -> Run {
         let cfg = Config::from_text("t.toml", extra).expect("config");
-        Run { cfg, classifier: Classifier::default(), policy: Policy::new(Pid(999), Scope::Uids(HashSet::from([ME]))) }
+        Run {
+            cfg,
+            classifier: Classifier::default(),
+            policy: Policy::new(Pid(999), Scope::Uids(HashSet::from([ME]))),
+        }
     }
     fn at(&mut self, ms: u64, avail_mib: u64, procs: &[MlxProcess]) -> Vec<Action> {
         let s = Snapshot {
@@ -71,18 +75,28 @@ fn notices(a: &[Action]) -> Vec<NoticeKind> {
 #[test]
 fn sigterm_after_red_holds_for_terminate_after_then_sigkill_after_kill_after() {
     let mut r = Run::new(""); // terminate_after 5s, kill_after 10s, floor 1GiB
-    let ps = [proc(10, 6, "mlx_lm.lora --train"), proc(11, 2, "mlx_lm.generate")];
+    let ps = [
+        proc(10, 6, "mlx_lm.lora --train"),
+        proc(11, 2, "mlx_lm.generate"),
+    ];
     assert_eq!(notices(&r.at(0, 3000, &ps)), vec![NoticeKind::Yellow]);
     let a = r.at(1000, 1800, &ps);
     assert_eq!(notices(&a), vec![NoticeKind::Red]);
     assert!(signals(&a).is_empty(), "grace period first");
     assert!(signals(&r.at(5999, 1800, &ps)).is_empty());
     let a = r.at(6000, 1800, &ps);
-    assert_eq!(signals(&a), vec![(Sig::Term, 10)], "largest footprint after 5 s of red");
+    assert_eq!(
+        signals(&a),
+        vec![(Sig::Term, 10)],
+        "largest footprint after 5 s of red"
+    );
     assert!(notices(&a).contains(&NoticeKind::Terminated));
     assert!(signals(&r.at(15_999, 1800, &ps)).is_empty());
     assert_eq!(signals(&r.at(16_000, 1800, &ps)), vec![(Sig::Kill, 10)]);
-    assert!(signals(&r.at(30_000, 1800, &ps)).is_empty(), "one SIGKILL only");
+    assert!(
+        signals(&r.at(30_000, 1800, &ps)).is_empty(),
+        "one SIGKILL only"
+    );
 }
 
 #[test]
@@ -90,7 +104,11 @@ fn below_the_floor_sigterm_at_once_and_below_half_floor_sigkill_at_once() {
     let mut r = Run::new("");
     let ps = [proc(10, 6, "mlx_lm.lora")];
     assert_eq!(signals(&r.at(0, 900, &ps)), vec![(Sig::Term, 10)]);
-    assert_eq!(signals(&r.at(500, 400, &ps)), vec![(Sig::Kill, 10)], "below 512 MiB");
+    assert_eq!(
+        signals(&r.at(500, 400, &ps)),
+        vec![(Sig::Kill, 10)],
+        "below 512 MiB"
+    );
 }
 
 #[test]
@@ -98,7 +116,10 @@ fn one_victim_per_incident_and_the_next_only_after_exit_and_a_fresh_sample() {
     let mut r = Run::new("");
     let big = proc(10, 6, "mlx_lm.lora");
     let small = proc(11, 3, "mlx_lm.generate");
-    assert_eq!(signals(&r.at(0, 900, &[big.clone(), small.clone()])), vec![(Sig::Term, 10)]);
+    assert_eq!(
+        signals(&r.at(0, 900, &[big.clone(), small.clone()])),
+        vec![(Sig::Term, 10)]
+    );
     // Victim still alive, memory still bad: no second victim.
     for ms in [1000, 2000, 3000] {
         let a = r.at(ms, 900, &[big.clone(), small.clone()]);
@@ -107,7 +128,9 @@ fn one_victim_per_incident_and_the_next_only_after_exit_and_a_fresh_sample() {
     // Victim exited; this very snapshot may not pick another one.
     let a = r.at(4000, 900, std::slice::from_ref(&small));
     assert!(signals(&a).is_empty(), "{a:?}");
-    assert!(a.iter().any(|x| matches!(x, Action::VictimExited { process, .. } if process.pid == Pid(10))));
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::VictimExited { process, .. } if process.pid == Pid(10))));
     // A fresh sample still below the floor: now the next one.
     assert_eq!(signals(&r.at(5000, 900, &[small])), vec![(Sig::Term, 11)]);
 }
@@ -123,10 +146,18 @@ fn no_eligible_victim_is_reported_once_and_nothing_is_signalled() {
         all.extend(r.at(ms, 900, &ps));
     }
     assert!(signals(&all).is_empty());
-    let nv: Vec<&Action> = all.iter().filter(|a| matches!(a, Action::NoVictim { .. })).collect();
+    let nv: Vec<&Action> = all
+        .iter()
+        .filter(|a| matches!(a, Action::NoVictim { .. }))
+        .collect();
     assert_eq!(nv.len(), 1, "{all:?}");
-    let Action::NoVictim { reason, .. } = nv[0] else { unreachable!() };
-    assert!(reason.contains("never_kill") && reason.contains("not in scope"), "{reason}");
+    let Action::NoVictim { reason, .. } = nv[0] else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("never_kill") && reason.contains("not in scope"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -137,7 +168,9 @@ fn non_mlx_hog_is_notified_never_signalled() {
         all.extend(r.at(ms, 500, &[]));
     }
     assert!(signals(&all).is_empty());
-    assert!(all.iter().any(|a| matches!(a, Action::NoVictim { reason, .. } if reason.contains("no MLX process"))));
+    assert!(all.iter().any(
+        |a| matches!(a, Action::NoVictim { reason, .. } if reason.contains("no MLX process"))
+    ));
     assert!(notices(&all).contains(&NoticeKind::NoVictim));
 }
 
@@ -150,7 +183,12 @@ fn terminate_false_only_warns() {
         all.extend(r.at(ms, 500, &ps));
     }
     assert!(signals(&all).is_empty());
-    assert_eq!(all.iter().filter(|a| matches!(a, Action::NoVictim { .. })).count(), 1);
+    assert_eq!(
+        all.iter()
+            .filter(|a| matches!(a, Action::NoVictim { .. }))
+            .count(),
+        1
+    );
 }
 
 #[test]
@@ -177,9 +215,15 @@ fn victim_choice_ties_break_on_growth_and_respects_exclusions() {
     let init = proc(1, 50, "mlx_lm.lora");
     let me = proc(999, 50, "mlx_lm.lora");
     let ps = [a, b, init, me];
-    assert_eq!(choose_victim(&ps, Pid(999), &scope, &[]).map(|p| p.pid), Some(Pid(21)));
+    assert_eq!(
+        choose_victim(&ps, Pid(999), &scope, &[]).map(|p| p.pid),
+        Some(Pid(21))
+    );
     let nk = [NeverKill::Pid(21)];
-    assert_eq!(choose_victim(&ps, Pid(999), &scope, &nk).map(|p| p.pid), Some(Pid(20)));
+    assert_eq!(
+        choose_victim(&ps, Pid(999), &scope, &nk).map(|p| p.pid),
+        Some(Pid(20))
+    );
 }
 
 #[test]
@@ -187,7 +231,7 @@ fn red_held_only_by_hysteresis_signals_nothing() {
     let mut r = Run::new("");
     let ps = [proc(10, 6, "mlx_lm.lora")];
     r.at(0, 1900, &ps); // red
-    // Back above the 2 GiB line but inside the 512 MiB margin: still red, no SIGTERM.
+                        // Back above the 2 GiB line but inside the 512 MiB margin: still red, no SIGTERM.
     for ms in (1000..20_000).step_by(1000) {
         assert!(signals(&r.at(ms, 2200, &ps)).is_empty());
     }
@@ -202,8 +246,11 @@ fn a_sigterm_that_was_not_sent_leaves_no_victim_behind() {
     let big = proc(10, 6, "mlx_lm.lora");
     let small = proc(11, 3, "mlx_lm.generate");
     let a = r.at(0, 900, &[big.clone(), small.clone()]);
-    let Some(Action::Signal(order)) = a.iter().find(|x| matches!(x, Action::Signal(_))) else { panic!("{a:?}") };
-    r.policy.signal_outcome(order, &Outcome::Skipped("pid reused".into()));
+    let Some(Action::Signal(order)) = a.iter().find(|x| matches!(x, Action::Signal(_))) else {
+        panic!("{a:?}")
+    };
+    r.policy
+        .signal_outcome(order, &Outcome::Skipped("pid reused".into()));
     assert!(r.policy.victim_pending().is_none());
     // The next sample may choose again (the process table has changed).
     assert_eq!(signals(&r.at(1000, 900, &[small])), vec![(Sig::Term, 11)]);

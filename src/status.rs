@@ -24,7 +24,10 @@ pub fn render(cfg: &Config, snap: &Snapshot, as_json: bool) -> String {
         let mut v = serde_json::to_value(snap).unwrap_or_default();
         if let Some(m) = v.as_object_mut() {
             m.insert("level".into(), json!(level));
-            m.insert("reasons".into(), json!(reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>()));
+            m.insert(
+                "reasons".into(),
+                json!(reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>()),
+            );
             m.insert("yellow_below_bytes".into(), json!(lines.yellow));
             m.insert("red_below_bytes".into(), json!(lines.red));
         }
@@ -38,15 +41,25 @@ pub fn render(cfg: &Config, snap: &Snapshot, as_json: bool) -> String {
         "available: {} of {} (yellow below {}, red below {})",
         m.available_bytes, m.total_bytes, lines.yellow, lines.red
     );
-    let parts: Vec<String> = [("app", m.app_bytes), ("wired", m.wired_bytes), ("compressed", m.compressed_bytes), ("cached", m.cached_bytes), ("free", m.free_bytes)]
-        .iter()
-        .filter_map(|(k, v)| v.map(|b| format!("{k} {b}")))
-        .collect();
+    let parts: Vec<String> = [
+        ("app", m.app_bytes),
+        ("wired", m.wired_bytes),
+        ("compressed", m.compressed_bytes),
+        ("cached", m.cached_bytes),
+        ("free", m.free_bytes),
+    ]
+    .iter()
+    .filter_map(|(k, v)| v.map(|b| format!("{k} {b}")))
+    .collect();
     if !parts.is_empty() {
         let _ = writeln!(o, "memory:    {}", parts.join(", "));
     }
     if let (Some(t), Some(u)) = (m.swap_total_bytes, m.swap_used_bytes) {
-        let rate = snap.pressure.swapout_bytes_per_sec.map(|r| format!(", swapping out {}/s", Bytes(r as u64))).unwrap_or_default();
+        let rate = snap
+            .pressure
+            .swapout_bytes_per_sec
+            .map(|r| format!(", swapping out {}/s", Bytes(r as u64)))
+            .unwrap_or_default();
         let _ = writeln!(o, "swap:      {u} used of {t}{rate}");
     }
     if let (Some(s), Some(f)) = (snap.pressure.psi_some_avg10, snap.pressure.psi_full_avg10) {
@@ -56,14 +69,42 @@ pub fn render(cfg: &Config, snap: &Snapshot, as_json: bool) -> String {
         let _ = writeln!(o, "kernel:    {}", k.as_str());
     }
     let why: Vec<String> = reasons.iter().map(|r| r.to_string()).collect();
-    let _ = writeln!(o, "reasons:   {}", if why.is_empty() { "none".into() } else { why.join("; ") });
+    let _ = writeln!(
+        o,
+        "reasons:   {}",
+        if why.is_empty() {
+            "none".into()
+        } else {
+            why.join("; ")
+        }
+    );
     let _ = writeln!(o, "MLX processes: {}", snap.mlx_processes.len());
     if !snap.mlx_processes.is_empty() {
-        let _ = writeln!(o, "  {:>7}  {:>10}  {:<16}  COMMAND", "PID", "FOOTPRINT", "NAME");
+        let _ = writeln!(
+            o,
+            "  {:>7}  {:>10}  {:<16}  COMMAND",
+            "PID", "FOOTPRINT", "NAME"
+        );
         for p in &snap.mlx_processes {
-            let cmd: String = p.cmdline.chars().take(80).map(|c| if c.is_control() { '?' } else { c }).collect();
-            let name: String = p.name.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
-            let _ = writeln!(o, "  {:>7}  {:>10}  {:<16}  {}", p.pid, p.footprint_bytes.to_string(), name, cmd);
+            let cmd: String = p
+                .cmdline
+                .chars()
+                .take(80)
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            let name: String = p
+                .name
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            let _ = writeln!(
+                o,
+                "  {:>7}  {:>10}  {:<16}  {}",
+                p.pid,
+                p.footprint_bytes.to_string(),
+                name,
+                cmd
+            );
         }
     }
     o
@@ -128,7 +169,11 @@ mod tests {
 
     #[test]
     fn effective_config_round_trips_through_the_parser() {
-        let c = Config::from_text("u.toml", "[thresholds]\nred_below = \"5%\"\n[actions]\nnever_kill = [1234, 'jupyter']\n").expect("cfg");
+        let c = Config::from_text(
+            "u.toml",
+            "[thresholds]\nred_below = \"5%\"\n[actions]\nnever_kill = [1234, 'jupyter']\n",
+        )
+        .expect("cfg");
         let text = effective_config(&c);
         let back = Config::from_text("back.toml", &text).expect(&text);
         assert_eq!(back.thresholds.red_below, Size::Percent(5.0));

@@ -19,8 +19,11 @@ fn ev<'a>(e: &'a Value, name: &str) -> Option<&'a Value> {
 #[test]
 fn mlx_child_drives_yellow_then_red_and_only_it_is_named_as_victim() {
     let _heavy = MEMORY_HEAVY.lock().unwrap_or_else(|p| p.into_inner());
-    let avail0 = mem_available();
-    assert!(avail0 > 6 * GIB, "this test needs 6 GiB available, has {avail0}");
+    let avail0 = settled_mem_available();
+    assert!(
+        avail0 > 6 * GIB,
+        "this test needs 6 GiB available, has {avail0}"
+    );
     // Yellow 1.5 GiB below today's MemAvailable, red 3 GiB below.
     let yellow = avail0 - 3 * GIB / 2;
     let red = avail0 - 3 * GIB;
@@ -36,13 +39,19 @@ fn mlx_child_drives_yellow_then_red_and_only_it_is_named_as_victim() {
     let work = tempfile::tempdir().expect("tempdir");
     let hog_py = work.path().join("hog.py");
     write_file(&hog_py, &allocator_py(GIB, 256 * MIB, 0.05));
-    let mut hog = Kid(Command::new("python3").arg(&hog_py).stdout(Stdio::piped()).spawn().expect("hog"));
+    let mut hog = Kid::new(
+        Command::new(python3())
+            .arg(&hog_py)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("hog"),
+    );
     hog.wait_line("done", LONG);
 
     // The MLX job: `python3 -m mlx_lm.lora --batch-size 4`, growing 256 MiB every 250 ms to 3.5 GiB.
     let path = fake_mlx_lm(work.path(), &allocator_py(7 * GIB / 2, 256 * MIB, 0.25));
-    let mut mlx = Kid(
-        Command::new("python3")
+    let mut mlx = Kid::new(
+        Command::new(python3())
             .args(["-m", "mlx_lm.lora", "--train", "--batch-size", "4"])
             .env("PYTHONPATH", &path)
             .stdout(Stdio::piped())
@@ -50,26 +59,52 @@ fn mlx_child_drives_yellow_then_red_and_only_it_is_named_as_victim() {
             .expect("mlx child"),
     );
     let pid = mlx.pid();
-    let found = d.wait_for("mlx_process_found", LONG, |e| ev(e, "mlx_process_found").is_some_and(|e| e["pid"] == pid));
-    assert!(found["cmdline"].as_str().is_some_and(|c| c.contains("-m mlx_lm.lora")), "{found}");
-    assert!(found["matched_by"].as_str().is_some_and(|m| m.starts_with("pattern:")), "{found}");
+    let found = d.wait_for("mlx_process_found", LONG, |e| {
+        ev(e, "mlx_process_found").is_some_and(|e| e["pid"] == pid)
+    });
+    assert!(
+        found["cmdline"]
+            .as_str()
+            .is_some_and(|c| c.contains("-m mlx_lm.lora")),
+        "{found}"
+    );
+    assert!(
+        found["matched_by"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("pattern:")),
+        "{found}"
+    );
     mlx.wait_line("done", LONG);
 
-    let term = d.wait_for("terminate_sent", LONG, |e| ev(e, "terminate_sent").is_some());
+    let term = d.wait_for("terminate_sent", LONG, |e| {
+        ev(e, "terminate_sent").is_some()
+    });
     assert_eq!(term["pid"], pid, "the victim is the MLX child: {term}");
     assert_eq!(term["dry_run"], true);
-    assert!(term["footprint_bytes"].as_u64().unwrap_or(0) > 2 * GIB, "{term}");
+    assert!(
+        term["footprint_bytes"].as_u64().unwrap_or(0) > 2 * GIB,
+        "{term}"
+    );
 
     let events = d.events();
-    let levels: Vec<&str> =
-        events.iter().filter_map(|e| ev(e, "level_changed")).filter_map(|e| e["to"].as_str()).collect();
-    let y = levels.iter().position(|l| *l == "yellow").expect("went yellow");
+    let levels: Vec<&str> = events
+        .iter()
+        .filter_map(|e| ev(e, "level_changed"))
+        .filter_map(|e| e["to"].as_str())
+        .collect();
+    let y = levels
+        .iter()
+        .position(|l| *l == "yellow")
+        .expect("went yellow");
     let r = levels.iter().position(|l| *l == "red").expect("went red");
     assert!(y < r, "yellow before red: {levels:?}");
     let hog_pid = hog.pid();
     for e in &events {
         if e["event"] == "terminate_sent" || e["event"] == "kill_sent" {
-            assert_ne!(e["pid"], hog_pid, "the non-MLX hog was named as a victim: {e}");
+            assert_ne!(
+                e["pid"], hog_pid,
+                "the non-MLX hog was named as a victim: {e}"
+            );
             assert_eq!(e["pid"], pid);
         }
         if e["event"] == "mlx_process_found" {
@@ -77,10 +112,22 @@ fn mlx_child_drives_yellow_then_red_and_only_it_is_named_as_victim() {
         }
     }
     // Dry run: both children are still alive.
-    assert!(mlx.0.try_wait().expect("try_wait").is_none(), "dry run must not signal");
+    assert!(
+        mlx.0.try_wait().expect("try_wait").is_none(),
+        "dry run must not signal"
+    );
     assert!(hog.0.try_wait().expect("try_wait").is_none());
-    let sample = events.iter().rev().find(|e| e["event"] == "sample").expect("a sample event");
-    assert!(sample["mlx_processes"].as_array().is_some_and(|a| a.iter().any(|p| p["pid"] == pid)), "{sample}");
+    let sample = events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "sample")
+        .expect("a sample event");
+    assert!(
+        sample["mlx_processes"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|p| p["pid"] == pid)),
+        "{sample}"
+    );
 
     drop(mlx);
     drop(hog);
@@ -108,15 +155,24 @@ fn sighup_reloads_a_good_config_and_keeps_the_old_one_when_the_new_is_bad() {
     d.wait_for("started", LONG, |e| ev(e, "started").is_some());
     let base = std::fs::read_to_string(d.config_path()).expect("config");
 
-    std::fs::write(d.config_path(), format!("{base}\n[thresholds]\nred_below = \"99GiB\"\n")).expect("write");
+    std::fs::write(
+        d.config_path(),
+        format!("{base}\n[thresholds]\nred_below = \"99GiB\"\n"),
+    )
+    .expect("write");
     d.signal(Signal::SIGHUP);
     let e = d.wait_for("reload error", LONG, |e| ev(e, "error").is_some());
     let msg = e["error"].as_str().unwrap_or("");
-    assert!(msg.contains("thresholds.red_below") && msg.contains("keeping the old config"), "{msg}");
+    assert!(
+        msg.contains("thresholds.red_below") && msg.contains("keeping the old config"),
+        "{msg}"
+    );
 
     std::fs::write(d.config_path(), base.replace("100ms", "150ms")).expect("write");
     d.signal(Signal::SIGHUP);
-    d.wait_for("config_reloaded", LONG, |e| ev(e, "config_reloaded").is_some());
+    d.wait_for("config_reloaded", LONG, |e| {
+        ev(e, "config_reloaded").is_some()
+    });
     let (status, _) = d.stop();
     assert!(status.success());
 }
@@ -128,8 +184,14 @@ fn an_unwritable_log_is_reported_once_on_stderr_and_the_daemon_keeps_sampling() 
     std::fs::write(&blocker, "x").expect("write");
     let cfg = dir.path().join("c.toml");
     let log = blocker.join("headroom.log"); // parent is a file: ENOTDIR, even for root
-    std::fs::write(&cfg, format!("[poll]\ninterval = \"50ms\"\n[log]\npath = \"{}\"\nsample_every = \"50ms\"\n", log.display()))
-        .expect("write");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[poll]\ninterval = \"50ms\"\n[log]\npath = \"{}\"\nsample_every = \"50ms\"\n",
+            log.display()
+        ),
+    )
+    .expect("write");
     let mut child = Command::new(bin())
         .args(["run", "--config"])
         .arg(&cfg)
@@ -138,11 +200,22 @@ fn an_unwritable_log_is_reported_once_on_stderr_and_the_daemon_keeps_sampling() 
         .spawn()
         .expect("start");
     std::thread::sleep(Duration::from_secs(2));
-    assert!(child.try_wait().expect("try_wait").is_none(), "the daemon keeps running without its log");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("kill");
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "the daemon keeps running without its log"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .expect("kill");
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.matches("cannot write the log").count(), 1, "said once: {err}");
+    assert_eq!(
+        err.matches("cannot write the log").count(),
+        1,
+        "said once: {err}"
+    );
     assert!(err.contains("not-a-dir"), "{err}");
 }

@@ -16,23 +16,51 @@ fn python_script_importing_mlx_is_discovered_by_its_library() {
         &script,
         "import mlx.core as mx, time\na = mx.ones((2048, 2048)); mx.eval(a)\nprint('ready', flush=True)\ntime.sleep(120)\n",
     );
-    let mut kid = Kid(Command::new(&py).arg(&script).stdout(Stdio::piped()).spawn().expect("start python"));
+    let mut kid = Kid::new(
+        Command::new(&py)
+            .arg(&script)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start python"),
+    );
     kid.wait_line("ready", Duration::from_secs(120));
     let pid = kid.pid();
 
-    let out = Command::new(bin()).args(["status", "--json"]).env_remove("HEADROOM_CONFIG").output().expect("status");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin())
+        .args(["status", "--json"])
+        .env_remove("HEADROOM_CONFIG")
+        .output()
+        .expect("status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let procs = v["mlx_processes"].as_array().expect("mlx_processes");
-    let p = procs.iter().find(|p| p["pid"] == pid).unwrap_or_else(|| panic!("pid {pid} not found: {v:#}"));
+    let p = procs
+        .iter()
+        .find(|p| p["pid"] == pid)
+        .unwrap_or_else(|| panic!("pid {pid} not found: {v:#}"));
     let by = p["matched_by"].as_str().unwrap_or("");
     assert!(by.starts_with("library:") && by.contains("libmlx"), "{p}");
-    assert!(!p["cmdline"].as_str().unwrap_or("").contains("mlx"), "the command line alone must not give it away: {p}");
+    assert!(
+        !p["cmdline"].as_str().unwrap_or("").contains("mlx"),
+        "the command line alone must not give it away: {p}"
+    );
     // 2048×2048 float32 ones = 16 MiB of array, plus the interpreter and libmlx.
     assert!(p["footprint_bytes"].as_u64().unwrap_or(0) > 16 * MIB, "{p}");
 
     // The text view names it too, by pid.
-    let out = Command::new(bin()).arg("status").env_remove("HEADROOM_CONFIG").output().expect("status");
+    let out = Command::new(bin())
+        .arg("status")
+        .env_remove("HEADROOM_CONFIG")
+        .output()
+        .expect("status");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.lines().any(|l| l.trim_start().starts_with(&pid.to_string())), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with(&pid.to_string())),
+        "{text}"
+    );
 }

@@ -23,7 +23,9 @@ pub fn hook_env(p: &MlxProcess, level: Level, signal: &str) -> Vec<(&'static str
 /// Run `argv` with `env`, waiting at most `timeout`; a hook still running
 /// then is killed. Every outcome is logged as `hook_finished` or `error`.
 pub fn run(which: &str, argv: &[String], env: &[(&'static str, String)], timeout: Duration) {
-    let Some((prog, args)) = argv.split_first() else { return };
+    let Some((prog, args)) = argv.split_first() else {
+        return;
+    };
     let started = Instant::now();
     let mut child = match Command::new(prog)
         .args(args)
@@ -35,7 +37,11 @@ pub fn run(which: &str, argv: &[String], env: &[(&'static str, String)], timeout
     {
         Ok(c) => c,
         Err(e) => {
-            log_event!(error, "error", json!({ "error": format!("{which} hook {prog:?} could not start: {e}") }));
+            log_event!(
+                error,
+                "error",
+                json!({ "error": format!("{which} hook {prog:?} could not start: {e}") })
+            );
             return;
         }
     };
@@ -50,7 +56,9 @@ pub fn run(which: &str, argv: &[String], env: &[(&'static str, String)], timeout
                 );
                 return;
             }
-            Ok(None) if started.elapsed() < timeout => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) if started.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -66,9 +74,16 @@ pub fn run(which: &str, argv: &[String], env: &[(&'static str, String)], timeout
 }
 
 /// Run a hook on its own thread (post-termination: nothing waits for it).
-pub fn spawn(which: &'static str, argv: Vec<String>, env: Vec<(&'static str, String)>, timeout: Duration) {
+pub fn spawn(
+    which: &'static str,
+    argv: Vec<String>,
+    env: Vec<(&'static str, String)>,
+    timeout: Duration,
+) {
     if argv.is_empty() {
         return;
     }
-    let _ = std::thread::Builder::new().name(format!("hook-{which}")).spawn(move || run(which, &argv, &env, timeout));
+    let _ = std::thread::Builder::new()
+        .name(format!("hook-{which}"))
+        .spawn(move || run(which, &argv, &env, timeout));
 }

@@ -94,7 +94,10 @@ impl Actuator for System {
                 };
                 if self.dry_run && n.kind == NoticeKind::Terminated {
                     let mut n = n.clone();
-                    n.title = format!("Dry run: would stop {}", n.title.trim_start_matches("Stopping "));
+                    n.title = format!(
+                        "Dry run: would stop {}",
+                        n.title.trim_start_matches("Stopping ")
+                    );
                     return poster.post(&n);
                 }
                 poster.post(n)
@@ -106,7 +109,12 @@ impl Actuator for System {
             Action::Signal(o) => {
                 if o.signal == Sig::Term && !self.pre_terminate.is_empty() {
                     let env = hook::hook_env(&o.process, self.level, "SIGTERM");
-                    hook::run("pre_terminate", &self.pre_terminate, &env, self.hook_timeout);
+                    hook::run(
+                        "pre_terminate",
+                        &self.pre_terminate,
+                        &env,
+                        self.hook_timeout,
+                    );
                 }
                 match probe.fresh() {
                     Ok(f) => {
@@ -115,14 +123,21 @@ impl Actuator for System {
                         }
                     }
                     // Cannot re-read memory: act on the decision already made.
-                    Err(e) => tracing::warn!(event = "error", error = %format!("fresh memory reading failed: {e}")),
+                    Err(e) => {
+                        tracing::warn!(event = "error", error = %format!("fresh memory reading failed: {e}"))
+                    }
                 }
                 signal::deliver(o, &mut |pid| probe.start_time(pid))
             }
             Action::VictimExited { process, .. } => {
                 if !self.dry_run {
                     let env = hook::hook_env(process, self.level, "exited");
-                    hook::spawn("post_terminate", self.post_terminate.clone(), env, self.hook_timeout);
+                    hook::spawn(
+                        "post_terminate",
+                        self.post_terminate.clone(),
+                        env,
+                        self.hook_timeout,
+                    );
                 }
                 Outcome::Done
             }

@@ -40,7 +40,9 @@ pub fn deliver(order: &SignalOrder, start_time_of: &mut dyn FnMut(Pid) -> Option
     let pid = order.process.pid;
     let handle = match ProcessHandle::open(pid.0) {
         Ok(h) => h,
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Outcome::Skipped(format!("pid {pid} has already exited")),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+            return Outcome::Skipped(format!("pid {pid} has already exited"))
+        }
         Err(e) => return Outcome::Failed(format!("cannot open pid {pid}: {e}")),
     };
     match start_time_of(pid) {
@@ -55,7 +57,9 @@ pub fn deliver(order: &SignalOrder, start_time_of: &mut dyn FnMut(Pid) -> Option
     }
     match handle.signal(signo(order.signal)) {
         Ok(()) => Outcome::Done,
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Outcome::Skipped(format!("pid {pid} exited before the signal")),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+            Outcome::Skipped(format!("pid {pid} exited before the signal"))
+        }
         Err(e) => Outcome::Failed(format!("signal to pid {pid} failed: {e}")),
     }
 }

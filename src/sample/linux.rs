@@ -1,29 +1,551 @@
 //! Linux sampler: /proc/meminfo, /proc/pressure/memory, /proc/vmstat and /proc/PID.
-//! (stub — being written)
+//!
+//! The parsers are pure functions of the file text, checked against real
+//! files in tests/fixtures/linux/ (see its README.md). The readers take a
+//! root directory shaped like `/`, so tests point them at a fake /proc.
 
 use crate::config::Config;
-use crate::discover::ProcessEvent;
-use crate::model::Snapshot;
+use crate::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource, ProcessEvent, Scope};
+use crate::model::{Bytes, Pid, Pressure, Snapshot, SystemMemory};
 use crate::sample::{SampleError, Sampler};
-use std::time::Instant;
+use nix::unistd::SysconfVar;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-pub struct LinuxSampler;
+// ------------------------------------------------------------ /proc/meminfo
+
+/// The /proc/meminfo figures headroom uses. Only MemTotal and MemAvailable
+/// are required; the rest are `None` when this kernel does not print them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemInfo {
+    pub mem_total: Bytes,
+    /// The kernel's estimate of memory available without swapping (3.14+).
+    pub mem_available: Bytes,
+    pub mem_free: Option<Bytes>,
+    /// Page cache. Includes Shmem (tmpfs), which cannot be dropped without swap.
+    pub cached: Option<Bytes>,
+    pub anon_pages: Option<Bytes>,
+    pub unevictable: Option<Bytes>,
+    /// A subset of Unevictable (mlocked pages live on the unevictable list).
+    pub mlocked: Option<Bytes>,
+    pub shmem: Option<Bytes>,
+    /// Compressed size of the zswap pool (6.5+).
+    pub zswap: Option<Bytes>,
+    pub swap_total: Option<Bytes>,
+    pub swap_free: Option<Bytes>,
+}
+
+impl MemInfo {
+    /// The Snapshot's view of these figures.
+    ///
+    /// `wired_bytes` is Unevictable alone: Mlocked is already counted in it,
+    /// so adding the two would count mlocked pages twice. It is a lower
+    /// bound of what macOS calls wired: kernel memory (slab, page tables,
+    /// stacks) and driver-pinned pages (e.g. CUDA pinned host buffers) are
+    /// not in it. `compressed_bytes` is the zswap pool (0 when zswap is off).
+    pub fn system_memory(&self) -> SystemMemory {
+        SystemMemory {
+            total_bytes: self.mem_total,
+            available_bytes: self.mem_available,
+            app_bytes: self.anon_pages,
+            wired_bytes: self.unevictable,
+            compressed_bytes: self.zswap,
+            cached_bytes: self.cached,
+            free_bytes: self.mem_free,
+            swap_total_bytes: self.swap_total,
+            swap_used_bytes: match (self.swap_total, self.swap_free) {
+                (Some(t), Some(f)) => Some(t.saturating_sub(f)),
+                _ => None,
+            },
+        }
+    }
+}
+
+const MEMINFO: &str = "/proc/meminfo";
+
+/// Parse /proc/meminfo. Lines headroom does not read are skipped; a line it
+/// does read must be `Key: <n> kB`.
+pub fn parse_meminfo(text: &str) -> Result<MemInfo, SampleError> {
+    let mut total = None;
+    let mut available = None;
+    let mut m = MemInfo::default();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let slot = match key {
+            "MemTotal" => &mut total,
+            "MemAvailable" => &mut available,
+            "MemFree" => &mut m.mem_free,
+            "Cached" => &mut m.cached,
+            "AnonPages" => &mut m.anon_pages,
+            "Unevictable" => &mut m.unevictable,
+            "Mlocked" => &mut m.mlocked,
+            "Shmem" => &mut m.shmem,
+            "Zswap" => &mut m.zswap,
+            "SwapTotal" => &mut m.swap_total,
+            "SwapFree" => &mut m.swap_free,
+            _ => continue,
+        };
+        if slot.is_none() {
+            *slot = Some(kib(key, value)?);
+        }
+    }
+    m.mem_total = total.ok_or_else(|| SampleError::parse(MEMINFO, "no MemTotal line"))?;
+    m.mem_available = available.ok_or_else(|| {
+        SampleError::parse(MEMINFO, "no MemAvailable line (kernel older than 3.14?)")
+    })?;
+    if m.mem_total.0 == 0 {
+        return Err(SampleError::parse(MEMINFO, "MemTotal is 0"));
+    }
+    Ok(m)
+}
+
+/// `"   24731708 kB"` → bytes.
+fn kib(key: &str, value: &str) -> Result<Bytes, SampleError> {
+    let bad = || {
+        SampleError::parse(
+            MEMINFO,
+            format!("{key} value {:?} is not a number of kB", clip(value.trim())),
+        )
+    };
+    let n: u64 = value
+        .trim()
+        .strip_suffix("kB")
+        .ok_or_else(bad)?
+        .trim_end()
+        .parse()
+        .map_err(|_| bad())?;
+    n.checked_mul(1024).map(Bytes).ok_or_else(bad)
+}
+
+// ---------------------------------------------------- /proc/pressure/memory
+
+/// One PSI line: percentages of wall time stalled, and the total in µs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PsiLine {
+    pub avg10: f64,
+    pub avg60: f64,
+    pub avg300: f64,
+    pub total_us: u64,
+}
+
+/// /proc/pressure/memory: "some" (at least one task stalled on memory) and
+/// "full" (all non-idle tasks stalled), the latter absent on old kernels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Psi {
+    pub some: PsiLine,
+    pub full: Option<PsiLine>,
+}
+
+const PSI: &str = "/proc/pressure/memory";
+
+/// Parse /proc/pressure/memory. Lines of other kinds are skipped, so a new
+/// kernel adding one does not blind the daemon.
+pub fn parse_psi(text: &str) -> Result<Psi, SampleError> {
+    let mut some = None;
+    let mut full = None;
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let slot = match words.next() {
+            Some("some") => &mut some,
+            Some("full") => &mut full,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(SampleError::parse(
+                PSI,
+                format!("repeated line {:?}", clip(line)),
+            ));
+        }
+        *slot = Some(psi_line(line, words)?);
+    }
+    let some = some.ok_or_else(|| SampleError::parse(PSI, "no 'some' line"))?;
+    Ok(Psi { some, full })
+}
+
+fn psi_line<'a>(line: &str, words: impl Iterator<Item = &'a str>) -> Result<PsiLine, SampleError> {
+    let bad = |why: &str| SampleError::parse(PSI, format!("{why} in {:?}", clip(line)));
+    let (mut a10, mut a60, mut a300, mut total) = (None, None, None, None);
+    for w in words {
+        let (k, v) = w.split_once('=').ok_or_else(|| bad("a word without '='"))?;
+        let avg = |v: &str| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|x| (0.0..=100.0).contains(x))
+                .ok_or_else(|| bad(&format!("{k}={v:?} is not a percentage")))
+        };
+        match k {
+            "avg10" => a10 = Some(avg(v)?),
+            "avg60" => a60 = Some(avg(v)?),
+            "avg300" => a300 = Some(avg(v)?),
+            "total" => {
+                total = Some(
+                    v.parse::<u64>()
+                        .map_err(|_| bad(&format!("total={v:?} is not a count")))?,
+                )
+            }
+            _ => {}
+        }
+    }
+    match (a10, a60, a300, total) {
+        (Some(avg10), Some(avg60), Some(avg300), Some(total_us)) => Ok(PsiLine {
+            avg10,
+            avg60,
+            avg300,
+            total_us,
+        }),
+        _ => Err(bad("avg10, avg60, avg300 or total missing")),
+    }
+}
+
+// ------------------------------------------------------------- /proc/vmstat
+
+/// The cumulative count of pages swapped out, from /proc/vmstat.
+pub fn parse_vmstat_pswpout(text: &str) -> Result<u64, SampleError> {
+    const VMSTAT: &str = "/proc/vmstat";
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("pswpout"))
+        .ok_or_else(|| SampleError::parse(VMSTAT, "no pswpout line"))?;
+    let mut words = line.split_whitespace().skip(1);
+    match (words.next().map(str::parse::<u64>), words.next()) {
+        (Some(Ok(n)), None) => Ok(n),
+        _ => Err(SampleError::parse(
+            VMSTAT,
+            format!("pswpout line {:?} is not 'pswpout <pages>'", clip(line)),
+        )),
+    }
+}
+
+/// Bytes swapped out per second between two `(at, pswpout)` readings.
+/// `None` on the first reading, when no time passed, or when the counter
+/// went backwards (a reset; a rate across it would be meaningless).
+pub fn swapout_rate(
+    prev: Option<(Duration, u64)>,
+    now: (Duration, u64),
+    page_size: u64,
+) -> Option<f64> {
+    let (t0, c0) = prev?;
+    let (t1, c1) = now;
+    let pages = c1.checked_sub(c0)?;
+    let secs = t1.checked_sub(t0)?.as_secs_f64();
+    (secs > 0.0).then(|| pages as f64 * page_size as f64 / secs)
+}
+
+// ----------------------------------------------------------- /proc/PID/stat
+
+/// The /proc/PID/stat fields headroom uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcStat {
+    pub pid: i32,
+    /// Field 2: the executable's name, at most 15 bytes, any characters.
+    pub comm: String,
+    /// Field 3: R, S, D, Z, T, …
+    pub state: char,
+    /// Field 9: PF_* flags.
+    pub flags: u64,
+    /// Field 22: start time, clock ticks after boot.
+    pub start_time: u64,
+    /// Field 24: resident set size, pages.
+    pub rss_pages: u64,
+}
+
+/// PF_KTHREAD from include/linux/sched.h.
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+impl ProcStat {
+    /// A kernel thread, or a process that has exited (zombie or dead): no
+    /// memory of its own and nothing to signal.
+    pub fn is_kernel_or_gone(&self) -> bool {
+        self.flags & PF_KTHREAD != 0 || matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// Parse /proc/PID/stat. The name may contain spaces and parentheses, so it
+/// runs from the first '(' to the LAST ')'.
+pub fn parse_stat(text: &str) -> Result<ProcStat, SampleError> {
+    const STAT: &str = "/proc/PID/stat";
+    let bad = |why: String| SampleError::parse(STAT, format!("{why} in {:?}", clip(text)));
+    let (open, close) = match (text.find('('), text.rfind(')')) {
+        (Some(o), Some(c)) if o < c => (o, c),
+        _ => return Err(bad("no '(name)'".into())),
+    };
+    let pid: i32 = text[..open]
+        .trim()
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| bad("no pid before the name".into()))?;
+    let comm = text[open + 1..close].to_string();
+    // Field 3 onwards. Each `num` call passes over `skip` fields after the
+    // last one read: 4..=8, then 10..=21, then 23.
+    let mut f = text[close + 1..].split_ascii_whitespace();
+    let mut state_chars = f.next().unwrap_or("").chars();
+    let state = match (state_chars.next(), state_chars.next()) {
+        (Some(c), None) => c,
+        _ => return Err(bad("field 3 (state) is not one character".into())),
+    };
+    let mut num = |field: usize, skip: usize| -> Result<u64, SampleError> {
+        f.nth(skip)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| bad(format!("field {field} missing or not a number")))
+    };
+    let flags = num(9, 5)?;
+    let start_time = num(22, 12)?;
+    let rss_pages = num(24, 1)?;
+    Ok(ProcStat {
+        pid,
+        comm,
+        state,
+        flags,
+        start_time,
+        rss_pages,
+    })
+}
+
+// ------------------------------------------ /proc/PID/{status,cmdline,maps}
+
+/// The real uid: the first number of the "Uid:" line of /proc/PID/status.
+pub fn parse_status_uid(text: &str) -> Option<u32> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|uid| uid.parse().ok())
+}
+
+/// /proc/PID/cmdline: NUL-separated arguments joined by single spaces,
+/// invalid UTF-8 replaced, trailing NULs dropped. Empty for kernel threads
+/// and zombies.
+pub fn parse_cmdline(bytes: &[u8]) -> String {
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    String::from_utf8_lossy(&bytes[..end]).replace('\0', " ")
+}
+
+/// The path of the first mapping in /proc/PID/maps whose file name is the
+/// MLX library (`libmlx.so`, `libmlx.so.0`, `libmlx-<hash>.so`, …). Only the
+/// file name counts: `mlx_cpu.libs/libgfortran…` is not MLX, and neither is
+/// Mellanox's `libmlx5.so` (RDMA), which any process using InfiniBand maps.
+pub fn maps_mlx_library(text: &str) -> Option<String> {
+    text.lines().filter_map(maps_path).find_map(|path| {
+        let path = path.strip_suffix(" (deleted)").unwrap_or(path);
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let is_mlx = name
+            .strip_prefix("libmlx")
+            .is_some_and(|rest| rest.starts_with(['.', '-', '_']));
+        is_mlx.then(|| path.to_string())
+    })
+}
+
+/// The path column of a maps line (`addr perms offset dev inode path`);
+/// `None` for anonymous mappings and `[heap]`-style pseudo paths. A path
+/// may contain spaces, so it is the rest of the line, not the 6th word.
+fn maps_path(line: &str) -> Option<&str> {
+    let mut rest = line;
+    for _ in 0..5 {
+        rest = rest.trim_start();
+        rest = &rest[rest.find(char::is_whitespace)?..];
+    }
+    let path = rest.trim_start();
+    path.starts_with('/').then_some(path)
+}
+
+/// At most 40 characters of `s`, for one-line error messages.
+fn clip(s: &str) -> &str {
+    s.char_indices().nth(40).map_or(s, |(i, _)| &s[..i])
+}
+
+// ---------------------------------------------------------------- readers
+
+/// The kernel's page size, the unit of /proc/PID/stat rss and of pswpout.
+pub fn page_size() -> Result<u64, SampleError> {
+    match nix::unistd::sysconf(SysconfVar::PAGE_SIZE) {
+        Ok(Some(n)) if n > 0 => Ok(n as u64),
+        other => Err(SampleError::Unsupported(format!(
+            "sysconf(_SC_PAGESIZE) gave {other:?}"
+        ))),
+    }
+}
+
+/// `ProcSource` over a /proc directory. A process that vanishes between
+/// reads, or whose files we may not read, is `None`.
+pub struct LinuxProcs {
+    proc_dir: PathBuf,
+    page_size: u64,
+    buf: Vec<u8>,
+}
+
+impl LinuxProcs {
+    /// `proc_dir` is usually `/proc`; `page_size` from [`page_size`].
+    pub fn new(proc_dir: PathBuf, page_size: u64) -> LinuxProcs {
+        LinuxProcs {
+            proc_dir,
+            page_size,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Read proc_dir/PID/file into the reused buffer.
+    fn read(&mut self, pid: Pid, file: &str) -> Option<&[u8]> {
+        let path = self.proc_dir.join(pid.0.to_string()).join(file);
+        self.buf.clear();
+        File::open(path).ok()?.read_to_end(&mut self.buf).ok()?;
+        Some(&self.buf)
+    }
+
+    fn stat(&mut self, pid: Pid) -> Option<ProcStat> {
+        let st = parse_stat(&String::from_utf8_lossy(self.read(pid, "stat")?)).ok()?;
+        (st.pid == pid.0 && !st.is_kernel_or_gone()).then_some(st)
+    }
+}
+
+impl ProcSource for LinuxProcs {
+    fn pids(&mut self, out: &mut Vec<Pid>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(&self.proc_dir)? {
+            // An entry that errors is a process that just went away.
+            let Ok(entry) = entry else { continue };
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            if let Ok(pid) = name.parse::<i32>() {
+                out.push(Pid(pid));
+            }
+        }
+        Ok(())
+    }
+
+    /// The uid is the real uid from status rather than the owner of
+    /// /proc/PID: that owner is the effective uid, and root for any
+    /// non-dumpable process, while kill(2) checks the real uid.
+    fn identity(&mut self, pid: Pid) -> Option<ProcIdentity> {
+        let st = self.stat(pid)?;
+        let uid = parse_status_uid(&String::from_utf8_lossy(self.read(pid, "status")?))?;
+        let cmdline = parse_cmdline(self.read(pid, "cmdline")?);
+        Some(ProcIdentity {
+            uid,
+            start_time: st.start_time,
+            name: st.comm,
+            cmdline,
+        })
+    }
+
+    fn mlx_library(&mut self, pid: Pid) -> Option<String> {
+        maps_mlx_library(&String::from_utf8_lossy(self.read(pid, "maps")?))
+    }
+
+    /// RSS is both footprint and rss on Linux. It misses GPU memory (CUDA
+    /// device buffers) and counts shared file pages in full.
+    fn measure(&mut self, pid: Pid) -> Option<ProcMeasure> {
+        let st = self.stat(pid)?;
+        let rss = Bytes(st.rss_pages.saturating_mul(self.page_size));
+        Some(ProcMeasure {
+            start_time: st.start_time,
+            footprint: rss,
+            rss,
+        })
+    }
+}
+
+/// The Linux sampler: system figures from /proc, MLX processes through
+/// [`Discovery`] over [`LinuxProcs`].
+pub struct LinuxSampler {
+    proc_dir: PathBuf,
+    start: Instant,
+    page_size: u64,
+    discovery: Discovery,
+    procs: LinuxProcs,
+    /// `(at, pswpout)` of the previous sample.
+    last_pswpout: Option<(Duration, u64)>,
+}
 
 impl LinuxSampler {
-    pub fn new(_cfg: &Config, _start: Instant) -> Result<LinuxSampler, SampleError> {
-        Err(SampleError::Unsupported(
-            "linux sampler not yet written".into(),
-        ))
+    /// Sample the real /proc.
+    pub fn new(cfg: &Config, scope: Scope, start: Instant) -> Result<LinuxSampler, SampleError> {
+        LinuxSampler::with_root(Path::new("/"), cfg, scope, start)
+    }
+
+    /// Sample `root`/proc, for tests with a fake tree. The daemon's own pid
+    /// (never a candidate) and the page size are still this process's.
+    pub fn with_root(
+        root: &Path,
+        cfg: &Config,
+        scope: Scope,
+        start: Instant,
+    ) -> Result<LinuxSampler, SampleError> {
+        let page_size = page_size()?;
+        let proc_dir = root.join("proc");
+        let self_pid = Pid(nix::unistd::getpid().as_raw());
+        Ok(LinuxSampler {
+            procs: LinuxProcs::new(proc_dir.clone(), page_size),
+            proc_dir,
+            start,
+            page_size,
+            discovery: Discovery::new(cfg.patterns.clone(), cfg.detect_library, scope, self_pid),
+            last_pswpout: None,
+        })
+    }
+
+    fn read(&self, name: &str) -> Result<String, SampleError> {
+        let path = self.proc_dir.join(name);
+        std::fs::read_to_string(&path).map_err(|source| SampleError::Io { path, source })
     }
 }
 
 impl Sampler for LinuxSampler {
     fn sample(&mut self) -> Result<Snapshot, SampleError> {
-        Err(SampleError::Unsupported(
-            "linux sampler not yet written".into(),
-        ))
+        let at = self.start.elapsed();
+        let mem = parse_meminfo(&self.read("meminfo")?)?;
+        // No PSI (kernel < 4.20, CONFIG_PSI off, psi=0, some containers) is
+        // not an error; PSI we cannot parse is.
+        let psi = match self.read("pressure/memory") {
+            Ok(text) => Some(parse_psi(&text)?),
+            Err(_) => None,
+        };
+        let pswpout = parse_vmstat_pswpout(&self.read("vmstat")?)?;
+        let swapout_bytes_per_sec = swapout_rate(self.last_pswpout, (at, pswpout), self.page_size);
+        self.last_pswpout = Some((at, pswpout));
+        let mlx_processes =
+            self.discovery
+                .scan(&mut self.procs, at)
+                .map_err(|source| SampleError::Io {
+                    path: self.proc_dir.clone(),
+                    source,
+                })?;
+        Ok(Snapshot {
+            at,
+            memory: mem.system_memory(),
+            pressure: Pressure {
+                kernel_level: None,
+                psi_some_avg10: psi.map(|p| p.some.avg10),
+                psi_full_avg10: psi.and_then(|p| p.full).map(|f| f.avg10),
+                swapout_bytes_per_sec,
+            },
+            mlx_processes,
+        })
     }
+
     fn take_events(&mut self) -> Vec<ProcessEvent> {
-        Vec::new()
+        self.discovery.take_events()
+    }
+}
+
+impl crate::act::Probe for LinuxSampler {
+    /// MemAvailable read afresh (one small file), for the last check before a signal.
+    fn fresh(&mut self) -> Result<crate::act::signal::Fresh, SampleError> {
+        let mem = parse_meminfo(&self.read("meminfo")?)?;
+        Ok(crate::act::signal::Fresh {
+            available: mem.system_memory().available_bytes,
+            kernel_critical: false,
+        })
+    }
+
+    fn start_time(&mut self, pid: Pid) -> Option<u64> {
+        let text =
+            std::fs::read_to_string(self.proc_dir.join(pid.0.to_string()).join("stat")).ok()?;
+        parse_stat(&text).ok().map(|s| s.start_time)
     }
 }

@@ -1,28 +1,200 @@
-//! macOS sampler (stub — being written).
+//! macOS sampler: Mach host statistics → the Activity Monitor breakdown,
+//! the kernel's pressure level, swap, and MLX processes by phys_footprint.
+//! All system calls are in `crate::sys::macos`; the arithmetic is
+//! `crate::macos_vm` (tested on every OS). Empty on other OSes.
+#![cfg(target_os = "macos")]
 
 use crate::config::Config;
-use crate::discover::ProcessEvent;
-use crate::model::Snapshot;
+use crate::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource, ProcessEvent, Scope};
+use crate::macos_vm::{self, RateTracker};
+use crate::model::{Bytes, KernelLevel, Pid, Pressure, Snapshot};
 use crate::sample::{SampleError, Sampler};
-use std::time::Instant;
+use crate::sys::macos as sys;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tracing::warn;
 
-pub struct MacSampler;
+/// Rates need at least this much time between readings: host_statistics64
+/// answers non-Apple binaries from a cache after 2–10 calls a second, so
+/// shorter intervals would see zero and then a burst.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+
+/// Most file-backed regions looked at per process when checking for libmlx
+/// (a Python with torch, numpy and mlx maps a few hundred).
+const MAX_REGIONS: usize = 8192;
+
+pub struct MacSampler {
+    start: Instant,
+    page_size: u64,
+    total: Bytes,
+    rates: RateTracker,
+    discovery: Discovery,
+    source: MacProcSource,
+    /// Optional signals whose failure was already logged (log once, not every second).
+    warned_swap: bool,
+    warned_pressure: bool,
+}
+
+fn io_err(what: &str, source: std::io::Error) -> SampleError {
+    SampleError::Io {
+        path: PathBuf::from(what),
+        source,
+    }
+}
 
 impl MacSampler {
-    pub fn new(_cfg: &Config, _start: Instant) -> Result<MacSampler, SampleError> {
-        Err(SampleError::Unsupported(
-            "macOS sampler not yet written".into(),
-        ))
+    pub fn new(cfg: &Config, scope: Scope, start: Instant) -> Result<MacSampler, SampleError> {
+        let page_size = sys::page_size();
+        if !page_size.is_power_of_two() {
+            return Err(SampleError::parse(
+                "vm_kernel_page_size",
+                format!("{page_size} is not a page size"),
+            ));
+        }
+        let total = sys::mem_size().map_err(|e| io_err("sysctl hw.memsize", e))?;
+        // Fail at start, not on the first tick, when the VM statistics are unreadable.
+        sys::host_vm_counters().map_err(|e| io_err("host_statistics64(HOST_VM_INFO64)", e))?;
+        let self_pid = Pid(i32::try_from(std::process::id()).unwrap_or(i32::MAX));
+        Ok(MacSampler {
+            start,
+            page_size,
+            total,
+            rates: RateTracker::with_min_interval(RATE_WINDOW),
+            discovery: Discovery::new(cfg.patterns.clone(), cfg.detect_library, scope, self_pid),
+            source: MacProcSource::default(),
+            warned_swap: false,
+            warned_pressure: false,
+        })
     }
 }
 
 impl Sampler for MacSampler {
     fn sample(&mut self) -> Result<Snapshot, SampleError> {
-        Err(SampleError::Unsupported(
-            "macOS sampler not yet written".into(),
-        ))
+        let at = self.start.elapsed();
+        let counters =
+            sys::host_vm_counters().map_err(|e| io_err("host_statistics64(HOST_VM_INFO64)", e))?;
+        let mut memory = macos_vm::breakdown(&counters, self.page_size, self.total);
+
+        match sys::swap_usage() {
+            Ok(s) => {
+                memory.swap_total_bytes = Some(s.total);
+                memory.swap_used_bytes = Some(s.used);
+            }
+            Err(e) if !self.warned_swap => {
+                self.warned_swap = true;
+                warn!(event = "error", source = "sysctl vm.swapusage", error = %e);
+            }
+            Err(_) => {}
+        }
+        let kernel_level = match sys::pressure_level() {
+            Ok(v) => KernelLevel::from_sysctl(i64::from(v)),
+            Err(e) => {
+                if !self.warned_pressure {
+                    self.warned_pressure = true;
+                    warn!(event = "error", source = "sysctl kern.memorystatus_vm_pressure_level", error = %e);
+                }
+                None
+            }
+        };
+        let rates = self.rates.update(at, &counters, self.page_size);
+
+        let mlx_processes = self
+            .discovery
+            .scan(&mut self.source, at)
+            .map_err(|e| io_err("proc_listallpids", e))?;
+
+        Ok(Snapshot {
+            at,
+            memory,
+            pressure: Pressure {
+                kernel_level,
+                swapout_bytes_per_sec: rates.swapout_bytes_per_sec,
+                ..Default::default()
+            },
+            mlx_processes,
+        })
     }
+
     fn take_events(&mut self) -> Vec<ProcessEvent> {
-        Vec::new()
+        self.discovery.take_events()
+    }
+}
+
+impl crate::act::Probe for MacSampler {
+    /// Available memory and the kernel level read afresh, for the last check
+    /// before a signal. (Within a second of the last sample the kernel may
+    /// answer host_statistics64 from its cache; the sysctl is always live.)
+    fn fresh(&mut self) -> Result<crate::act::signal::Fresh, SampleError> {
+        let counters =
+            sys::host_vm_counters().map_err(|e| io_err("host_statistics64(HOST_VM_INFO64)", e))?;
+        let memory = macos_vm::breakdown(&counters, self.page_size, self.total);
+        let kernel_critical = sys::pressure_level()
+            .ok()
+            .and_then(|v| KernelLevel::from_sysctl(i64::from(v)))
+            == Some(KernelLevel::Critical);
+        Ok(crate::act::signal::Fresh {
+            available: memory.available_bytes,
+            kernel_critical,
+        })
+    }
+
+    fn start_time(&mut self, pid: Pid) -> Option<u64> {
+        sys::start_time_us(pid.0)
+    }
+}
+
+/// Processes through libproc and KERN_PROCARGS2.
+#[derive(Default)]
+struct MacProcSource {
+    pids: Vec<i32>,
+    args: Vec<u8>,
+    /// The identity read last: Discovery asks for the identity of a pid just
+    /// before asking whether it maps libmlx.
+    last: Option<(Pid, String, String)>,
+}
+
+impl ProcSource for MacProcSource {
+    fn pids(&mut self, out: &mut Vec<Pid>) -> std::io::Result<()> {
+        sys::list_pids(&mut self.pids)?;
+        out.extend(self.pids.iter().map(|&p| Pid(p)));
+        Ok(())
+    }
+
+    fn identity(&mut self, pid: Pid) -> Option<ProcIdentity> {
+        let b = sys::bsd_info(pid.0)?;
+        // Another user's arguments are unreadable without root: fall back to
+        // the name, so the process is still placed in or out of scope.
+        let cmdline = sys::proc_args(pid.0, &mut self.args)
+            .filter(|a| !a.is_empty())
+            .map(|a| a.join(" "))
+            .unwrap_or_else(|| b.name.clone());
+        self.last = Some((pid, b.name.clone(), cmdline.clone()));
+        Some(ProcIdentity {
+            uid: b.uid,
+            start_time: b.start_time_us,
+            name: b.name,
+            cmdline,
+        })
+    }
+
+    fn mlx_library(&mut self, pid: Pid) -> Option<String> {
+        let hosts = match &self.last {
+            Some((p, name, cmdline)) if *p == pid => macos_vm::may_host_mlx(name, cmdline),
+            _ => true,
+        };
+        if !hosts {
+            return None;
+        }
+        sys::find_mapped_file(pid.0, MAX_REGIONS, macos_vm::is_mlx_library)
+    }
+
+    fn measure(&mut self, pid: Pid) -> Option<ProcMeasure> {
+        let r = sys::rusage(pid.0)?;
+        let start_time = sys::start_time_us(pid.0)?;
+        Some(ProcMeasure {
+            start_time,
+            footprint: r.phys_footprint,
+            rss: r.resident,
+        })
     }
 }

@@ -19,7 +19,10 @@ impl ProcessHandle {
     /// the bare pid. A pid that does not exist is `ESRCH`.
     pub fn open(pid: i32) -> io::Result<ProcessHandle> {
         if pid <= 1 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("refusing to signal pid {pid}")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("refusing to signal pid {pid}"),
+            ));
         }
         #[cfg(target_os = "linux")]
         {
@@ -31,7 +34,10 @@ impl ProcessHandle {
                 // SAFETY: `fd` was just returned by pidfd_open, is open, and
                 // nothing else owns it.
                 let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
-                return Ok(ProcessHandle { pid, pidfd: Some(owned) });
+                return Ok(ProcessHandle {
+                    pid,
+                    pidfd: Some(owned),
+                });
             }
             let e = io::Error::last_os_error();
             if e.raw_os_error() != Some(libc::ENOSYS) {
@@ -69,9 +75,19 @@ impl ProcessHandle {
             // SAFETY: the fd is a live pidfd we own; siginfo is NULL (the
             // kernel then fills it as for kill(2)); flags 0.
             let rc = unsafe {
-                libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0)
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    sig,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
             };
-            return if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) };
+            return if rc == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            };
         }
         // SAFETY: kill(2) takes plain integers; pid > 1 was checked in open().
         let rc = unsafe { libc::kill(self.pid, sig) };

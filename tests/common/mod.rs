@@ -20,11 +20,53 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_headroom"))
 }
 
+/// The real Python 3 interpreter (not a pyenv/asdf shim: a shim is a shell
+/// script whose forks would carry the child's command line too).
+pub fn python3() -> PathBuf {
+    static PY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PY.get_or_init(|| {
+        let out = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .expect("python3 runs");
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+    .clone()
+}
+
+/// MemAvailable once it has stopped moving (a process killed by the previous
+/// test may still be handing its memory back): four readings 300 ms apart
+/// within 32 MiB of each other, waiting at most 60 s.
+pub fn settled_mem_available() -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut window = vec![mem_available()];
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        window.push(mem_available());
+        if window.len() > 4 {
+            window.remove(0);
+        }
+        let lo = window.iter().min().copied().unwrap_or(0);
+        let hi = window.iter().max().copied().unwrap_or(0);
+        if (window.len() == 4 && hi - lo < 32 * MIB) || Instant::now() > deadline {
+            return window[window.len() - 1];
+        }
+    }
+}
+
 /// MemAvailable from the real /proc/meminfo, in bytes.
 pub fn mem_available() -> u64 {
     let text = std::fs::read_to_string("/proc/meminfo").expect("read /proc/meminfo");
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:")).expect("MemAvailable line");
-    let kb: u64 = line.split_whitespace().nth(1).expect("value").parse().expect("number");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))
+        .expect("MemAvailable line");
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .expect("value")
+        .parse()
+        .expect("number");
     kb * 1024
 }
 
@@ -41,7 +83,10 @@ impl Daemon {
     pub fn start(config: &str, extra: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("logs/headroom.log");
-        let cfg = format!("{config}\n[log]\npath = \"{}\"\nsample_every = \"1s\"\n", log.display());
+        let cfg = format!(
+            "{config}\n[log]\npath = \"{}\"\nsample_every = \"1s\"\n",
+            log.display()
+        );
         let cfg_path = dir.path().join("config.toml");
         std::fs::write(&cfg_path, cfg).expect("write config");
         let child = Command::new(bin())
@@ -66,7 +111,8 @@ impl Daemon {
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("signal headroom");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig)
+            .expect("signal headroom");
     }
 
     /// Every log line so far, parsed. A line that is not whole JSON fails the test.
@@ -82,8 +128,17 @@ impl Daemon {
                 return e;
             }
             if Instant::now() > deadline {
-                let tail: Vec<String> = self.events().iter().rev().take(15).map(|e| e.to_string()).collect();
-                panic!("timed out after {timeout:?} waiting for {what}; last events:\n{}", tail.join("\n"));
+                let tail: Vec<String> = self
+                    .events()
+                    .iter()
+                    .rev()
+                    .take(15)
+                    .map(|e| e.to_string())
+                    .collect();
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; last events:\n{}",
+                    tail.join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -92,7 +147,8 @@ impl Daemon {
     /// SIGTERM, then wait (bounded) for the exit status.
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
         self.signal(nix::sys::signal::Signal::SIGTERM);
-        let status = wait_bounded(&mut self.child, Duration::from_secs(30)).expect("headroom exits after SIGTERM");
+        let status = wait_bounded(&mut self.child, Duration::from_secs(30))
+            .expect("headroom exits after SIGTERM");
         let mut err = String::new();
         if let Some(mut e) = self.child.stderr.take() {
             use std::io::Read;
@@ -110,7 +166,9 @@ impl Drop for Daemon {
 }
 
 pub fn read_events(path: &Path) -> Vec<Value> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     let complete = text.ends_with('\n');
     let lines: Vec<&str> = text.lines().collect();
@@ -118,7 +176,10 @@ pub fn read_events(path: &Path) -> Vec<Value> {
         if i + 1 == lines.len() && !complete {
             break; // being written right now
         }
-        out.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("log line {} is not JSON ({e}): {line}", i + 1)));
+        out.push(
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("log line {} is not JSON ({e}): {line}", i + 1)),
+        );
     }
     out
 }
@@ -136,27 +197,40 @@ pub fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<std::process
     }
 }
 
-/// A child we started, killed by pid on drop.
-pub struct Kid(pub Child);
+/// A child we started, killed by pid on drop. Its stdout (if piped) is
+/// drained by a thread for as long as it runs, so a child never dies of a
+/// closed pipe because the test stopped listening.
+pub struct Kid(pub Child, pub Option<std::sync::mpsc::Receiver<String>>);
 
 impl Kid {
+    pub fn new(child: Child) -> Kid {
+        Kid(child, None)
+    }
     pub fn pid(&self) -> i64 {
         self.0.id() as i64
     }
     /// Wait (bounded) until the child prints a line starting with `word`.
     pub fn wait_line(&mut self, word: &str, timeout: Duration) -> String {
-        let out = self.0.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let w = word.to_string();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if line.starts_with(&w) {
+        if self.1.is_none() {
+            let out = self.0.stdout.take().expect("piped stdout");
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
                     let _ = tx.send(line);
-                    return;
                 }
+            });
+            self.1 = Some(rx);
+        }
+        let rx = self.1.as_ref().expect("reader");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with(word) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("child did not print {word:?} within {timeout:?}"),
             }
-        });
-        rx.recv_timeout(timeout).unwrap_or_else(|_| panic!("child did not print {word:?} within {timeout:?}"))
+        }
     }
 }
 
@@ -197,14 +271,26 @@ pub fn mlx_python() -> PathBuf {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv");
     let py = venv.join("bin/python");
     let ok = |py: &Path| {
-        Command::new(py).args(["-c", "import mlx.core"]).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
+        Command::new(py)
+            .args(["-c", "import mlx.core"])
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
     };
     if py.exists() && ok(&py) {
         return py;
     }
-    let st = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().expect("python3 -m venv");
+    let st = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .expect("python3 -m venv");
     assert!(st.success(), "python3 -m venv {} failed", venv.display());
-    let st = Command::new(venv.join("bin/pip")).args(["install", "--quiet", "mlx[cpu]"]).status().expect("pip install mlx[cpu]");
+    let st = Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "mlx[cpu]"])
+        .status()
+        .expect("pip install mlx[cpu]");
     assert!(st.success(), "pip install mlx[cpu] failed");
     assert!(ok(&py), "mlx does not import in {}", venv.display());
     py

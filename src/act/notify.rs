@@ -1,0 +1,346 @@
+//! Desktop notifications (notify-rust), posted from a dedicated thread so
+//! that a slow or hung notification service can never stall sampling.
+//!
+//! `post` only `try_send`s into a bounded queue and returns at once. Sending
+//! can block: on macOS a send takes up to ~2 s, and on Linux notify-rust's
+//! D-Bus call has no timeout, so a notification server that accepts the
+//! connection but never answers blocks the thread for good. Then the queue
+//! fills and `post` reports `Failed("notification queue full")` — a lost
+//! notification, never a late sample.
+//!
+//! When no notification service is reachable (no D-Bus session, no GUI
+//! session) the thread logs `event="error"` once, keeps taking notices, and
+//! logs again only if it has succeeded in between.
+
+use super::Outcome;
+use crate::log_event;
+use crate::policy::Notice;
+use serde_json::json;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+/// Notices waiting for the notification thread. Policy posts a handful per
+/// incident, so a full queue means the thread is stuck.
+pub const QUEUE_CAPACITY: usize = 16;
+/// Longest title and body sent, in chars: notification bubbles show a few
+/// lines, and a command line can be megabytes.
+pub const TITLE_MAX_CHARS: usize = 200;
+pub const BODY_MAX_CHARS: usize = 1000;
+
+enum Msg {
+    Show(Notice),
+    /// Answered once everything queued before it has been handled.
+    Flush(mpsc::Sender<()>),
+}
+
+/// Handle to the notification thread. Dropping it lets the thread finish
+/// what is queued and exit; nothing waits for it.
+pub struct Notifier {
+    tx: SyncSender<Msg>,
+}
+
+impl Notifier {
+    /// Start the notification thread.
+    pub fn start() -> Notifier {
+        let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let spawned = std::thread::Builder::new()
+            .name("headroom-notify".into())
+            .spawn(move || run(rx));
+        if let Err(e) = spawned {
+            // The receiver went down with the closure: every post reports it.
+            log_event!(
+                error,
+                "error",
+                json!({ "error": format!("notifications unavailable: cannot start thread: {e}") })
+            );
+        }
+        Notifier { tx }
+    }
+
+    /// Queue `n` for display; never blocks. `Done` means queued, not shown:
+    /// the thread logs `notification_shown` or the error.
+    pub fn post(&self, n: &Notice) -> Outcome {
+        match self.tx.try_send(Msg::Show(n.clone())) {
+            Ok(()) => Outcome::Done,
+            Err(TrySendError::Full(_)) => Outcome::Failed("notification queue full".into()),
+            Err(TrySendError::Disconnected(_)) => {
+                Outcome::Failed("notification thread stopped".into())
+            }
+        }
+    }
+
+    /// Wait until every notice posted before this call has been shown or has
+    /// failed, for at most `timeout`; false if that did not happen in time
+    /// (the service hangs) or the thread is gone. For shutdown and tests.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (done_tx, done_rx) = mpsc::channel();
+        let mut msg = Msg::Flush(done_tx);
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(_) => return false,
+            }
+        }
+        done_rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
+    }
+}
+
+impl super::Poster for Notifier {
+    fn post(&self, n: &Notice) -> Outcome {
+        Notifier::post(self, n)
+    }
+}
+
+fn run(rx: Receiver<Msg>) {
+    let mut backend = platform::Backend::default();
+    let mut failing = false;
+    for msg in rx {
+        let n = match msg {
+            Msg::Show(n) => Notice {
+                title: printable(&n.title, TITLE_MAX_CHARS),
+                body: printable(&n.body, BODY_MAX_CHARS),
+                ..n
+            },
+            Msg::Flush(done) => {
+                let _ = done.send(());
+                continue;
+            }
+        };
+        // A panic in the backend must not take notifications down for good.
+        let shown = catch_unwind(AssertUnwindSafe(|| backend.show(&n)))
+            .unwrap_or_else(|_| Err("notification backend panicked".into()));
+        match shown {
+            Ok(()) => {
+                failing = false;
+                log_event!(
+                    info,
+                    "notification_shown",
+                    json!({ "kind": n.kind, "pid": n.pid })
+                );
+            }
+            Err(e) if !failing => {
+                failing = true;
+                log_event!(
+                    error,
+                    "error",
+                    json!({ "error": format!("notifications unavailable: {e}"), "kind": n.kind, "pid": n.pid })
+                );
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Text a notification service accepts and shows as written: D-Bus strings
+/// may not hold NUL, and escape sequences have no business in a bubble.
+/// Control characters other than newline and tab become '?'; at most `max`
+/// chars, cut on a char boundary and marked with '…'.
+pub fn printable(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .take(max)
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if s.chars().nth(max).is_some() {
+        out.pop();
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(target_os = "macos")]
+mod platform {
+    use crate::policy::Notice;
+    use notify_rust::Notification;
+
+    #[derive(Default)]
+    pub struct Backend {
+        application_set: bool,
+    }
+
+    impl Backend {
+        pub fn show(&mut self, n: &Notice) -> Result<(), String> {
+            if !self.application_set {
+                self.application_set = true;
+                // Without a bundle to send as, mac-notification-sys looks one up
+                // with AppleScript, which can hang or pop a dialog. Terminal is
+                // on every Mac. An error only means it was already set.
+                let _ = notify_rust::set_application("com.apple.Terminal");
+            }
+            Notification::new()
+                .appname("headroom")
+                .summary(&n.title)
+                .body(&n.body)
+                .show()
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+#[cfg(not(target_os = "macos"))]
+mod platform {
+    use crate::policy::{Notice, NoticeKind};
+    use notify_rust::{Notification, Urgency};
+    use std::path::PathBuf;
+
+    #[derive(Default)]
+    pub struct Backend {
+        /// Whether the server reads the body as markup (its "body-markup"
+        /// capability), asked once per process.
+        body_markup: Option<bool>,
+    }
+
+    impl Backend {
+        pub fn show(&mut self, n: &Notice) -> Result<(), String> {
+            if let Some(why) = no_session_bus() {
+                return Err(why);
+            }
+            let markup = match self.body_markup {
+                Some(m) => m,
+                None => {
+                    let caps = notify_rust::get_capabilities().map_err(|e| e.to_string())?;
+                    *self
+                        .body_markup
+                        .insert(caps.iter().any(|c| c == "body-markup"))
+                }
+            };
+            // A command line with '&' or '<' must read as text, not markup.
+            let body = if markup {
+                escape_markup(&n.body)
+            } else {
+                n.body.clone()
+            };
+            let urgency = match n.kind {
+                NoticeKind::Red | NoticeKind::Terminated | NoticeKind::NoVictim => {
+                    Urgency::Critical
+                }
+                NoticeKind::Yellow => Urgency::Normal,
+                NoticeKind::Recovered => Urgency::Low,
+            };
+            Notification::new()
+                .appname("headroom")
+                .summary(&n.title)
+                .body(&body)
+                .urgency(urgency)
+                .show()
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    }
+
+    /// Why there is no session bus to try, mirroring zbus's own lookup:
+    /// DBUS_SESSION_BUS_ADDRESS, else `$XDG_RUNTIME_DIR/bus`, else
+    /// `/run/user/<euid>/bus`. A daemon started outside a login session (cron,
+    /// a system service) has none of them.
+    fn no_session_bus() -> Option<String> {
+        if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some() {
+            return None;
+        }
+        let dir = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(format!("/run/user/{}", nix::unistd::geteuid())));
+        let bus = dir.join("bus");
+        if bus.exists() {
+            return None;
+        }
+        Some(format!(
+            "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is unset and {} does not exist)",
+            bus.display()
+        ))
+    }
+
+    /// The Desktop Notifications spec's body markup is a small XML subset.
+    pub fn escape_markup(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for c in s.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn markup_is_escaped_once() {
+            assert_eq!(
+                super::escape_markup("a <b> & c)\nü"),
+                "a &lt;b&gt; &amp; c)\nü"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::NoticeKind;
+
+    fn notice(body: &str) -> Notice {
+        Notice {
+            kind: NoticeKind::Yellow,
+            title: "t".into(),
+            body: body.into(),
+            pid: None,
+        }
+    }
+
+    #[test]
+    fn text_is_made_printable_and_capped_on_char_boundaries() {
+        assert_eq!(
+            printable("a\u{0}b\u{1b}[31m\nc\td)", 100),
+            "a?b?[31m\nc\td)"
+        );
+        let long = "ü".repeat(5000);
+        let p = printable(&long, BODY_MAX_CHARS);
+        assert_eq!(p.chars().count(), BODY_MAX_CHARS);
+        assert!(p.ends_with('…'));
+        assert_eq!(printable("ü".repeat(10).as_str(), 10), "ü".repeat(10));
+    }
+
+    #[test]
+    fn post_never_blocks_when_the_thread_is_gone() {
+        let (tx, rx) = mpsc::sync_channel(1);
+        drop(rx);
+        let n = Notifier { tx };
+        assert_eq!(
+            n.post(&notice("x")),
+            Outcome::Failed("notification thread stopped".into())
+        );
+        assert!(!n.flush(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn full_queue_is_reported_not_waited_on() {
+        // A receiver nobody reads: the thread of a hung notification service.
+        let (tx, _rx) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let n = Notifier { tx };
+        for _ in 0..QUEUE_CAPACITY {
+            assert_eq!(n.post(&notice("x")), Outcome::Done);
+        }
+        assert_eq!(
+            n.post(&notice("x")),
+            Outcome::Failed("notification queue full".into())
+        );
+        assert!(!n.flush(Duration::from_millis(100)));
+    }
+}

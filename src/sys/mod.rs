@@ -1,0 +1,7 @@
+//! The only code with `unsafe`: one module per OS, each returning plain
+//! Rust data for the pure code elsewhere to reason about.
+
+#[cfg(target_os = "macos")]
+pub mod macos;
+
+pub mod unix;

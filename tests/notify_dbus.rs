@@ -1,0 +1,599 @@
+//! Real desktop notifications on Linux: each test starts its own session
+//! D-Bus (`dbus-daemon --session`), a real notification server (dunst on an
+//! Xvfb display) and `dbus-monitor`, points DBUS_SESSION_BUS_ADDRESS at that
+//! bus, posts through `headroom::act::notify::Notifier`, and reads the
+//! notification back twice: the `Notify` call as dbus-monitor captured it,
+//! and dunst's own history (`dunstctl history`, JSON).
+//!
+//! Needs the Debian packages dbus, dunst and xvfb (.ci/run installs them); a
+//! missing one fails the test with the package to install.
+//!
+//! The environment is process-global and notify-rust reads the bus address
+//! from it, so every test here holds `SERIAL` while it runs.
+
+mod common;
+
+use headroom::act::notify::Notifier;
+use headroom::act::Outcome;
+use headroom::model::Pid;
+use headroom::policy::{Notice, NoticeKind};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Generous: a loaded 2-core CI machine starting Xvfb and dunst.
+const WAIT: Duration = Duration::from_secs(30);
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The JSON log every test's Notifier writes to (one global subscriber per
+/// test binary), under target/tmp so it is there to read after a failure.
+fn log_path() -> &'static Path {
+    static LOG: OnceLock<PathBuf> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("notify_dbus.log");
+        let _ = std::fs::remove_file(&path);
+        headroom::log::init(&path, 64 << 20, 1, Instant::now());
+        path
+    })
+}
+
+/// Log events written after `from` (a count of earlier events).
+fn events_since(from: usize) -> Vec<Value> {
+    common::read_events(log_path())
+        .into_iter()
+        .skip(from)
+        .collect()
+}
+
+fn named<'a>(events: &'a [Value], event: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == event).collect()
+}
+
+/// Which package brings each program (Debian bookworm names).
+const NEEDED: &[(&str, &str)] = &[
+    ("dbus-daemon", "dbus"),
+    ("dbus-send", "dbus"),
+    ("dbus-monitor", "dbus"),
+    ("Xvfb", "xvfb"),
+    ("dunst", "dunst"),
+    ("dunstctl", "dunst"),
+];
+
+fn require_programs() {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing: Vec<String> = NEEDED
+        .iter()
+        .filter(|(prog, _)| !std::env::split_paths(&path).any(|d| d.join(prog).is_file()))
+        .map(|(prog, pkg)| format!("{prog} (package {pkg})"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the real-notification tests need a session bus and a notification server; missing: {}. \
+         Install them with: apt-get install -y --no-install-recommends dbus dunst xvfb (as .ci/run does)",
+        missing.join(", ")
+    );
+}
+
+/// The first line a child prints on stdout, waited for (bounded).
+fn first_line(child: &mut Child, what: &str) -> String {
+    let out = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(out).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(WAIT)
+        .unwrap_or_else(|_| panic!("{what} printed nothing within {WAIT:?}"));
+    let line = line.trim().to_string();
+    assert!(
+        !line.is_empty(),
+        "{what} exited without printing its address"
+    );
+    line
+}
+
+/// A private session bus with dunst on it and dbus-monitor watching `Notify`
+/// calls. Every process is stopped by its pid on drop.
+struct Session {
+    dir: tempfile::TempDir,
+    addr: String,
+    /// Stopped in reverse order: monitor, dunst, Xvfb, bus.
+    kids: Vec<(&'static str, Child)>,
+}
+
+impl Session {
+    fn start() -> Session {
+        require_programs();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Session {
+            addr: String::new(),
+            kids: Vec::new(),
+            dir,
+        };
+
+        let mut bus = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address"])
+            .arg(format!(
+                "--address=unix:path={}",
+                s.dir.path().join("bus").display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(s.file("dbus-daemon.err"))
+            .spawn()
+            .expect("start dbus-daemon");
+        let addr = first_line(&mut bus, "dbus-daemon --print-address");
+        s.kids.push(("dbus-daemon", bus));
+        s.addr = addr;
+
+        // -displayfd: Xvfb picks a free display and prints its number once it
+        // accepts connections.
+        let mut x = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-nolisten",
+                "tcp",
+                "-screen",
+                "0",
+                "800x600x24",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(s.file("xvfb.err"))
+            .spawn()
+            .expect("start Xvfb");
+        let display = format!(":{}", first_line(&mut x, "Xvfb -displayfd"));
+        s.kids.push(("Xvfb", x));
+
+        let conf = s.dir.path().join("dunstrc");
+        std::fs::write(
+            &conf,
+            "[global]\n    history_length = 100\n    notification_limit = 0\n    markup = full\n",
+        )
+        .expect("write dunstrc");
+        let dunst = Command::new("dunst")
+            .arg("-config")
+            .arg(&conf)
+            .env("DISPLAY", &display)
+            .env("DBUS_SESSION_BUS_ADDRESS", &s.addr)
+            .env("XDG_CONFIG_HOME", s.dir.path())
+            .env_remove("WAYLAND_DISPLAY")
+            .stdin(Stdio::null())
+            .stdout(s.file("dunst.out"))
+            .stderr(s.file("dunst.err"))
+            .spawn()
+            .expect("start dunst");
+        s.kids.push(("dunst", dunst));
+        s.wait_for_notification_server();
+
+        let monitor = Command::new("dbus-monitor")
+            .arg("--address")
+            .arg(&s.addr)
+            .arg("type='method_call',interface='org.freedesktop.Notifications',member='Notify'")
+            .stdin(Stdio::null())
+            .stdout(s.file("monitor.out"))
+            .stderr(s.file("monitor.err"))
+            .spawn()
+            .expect("start dbus-monitor");
+        s.kids.push(("dbus-monitor", monitor));
+        // A monitor loses its unique name once BecomeMonitor has taken effect.
+        s.wait_until("dbus-monitor to become a monitor", |s| {
+            s.monitored().contains("member=NameLost")
+        });
+        s
+    }
+
+    fn file(&self, name: &str) -> std::fs::File {
+        std::fs::File::create(self.dir.path().join(name)).expect("create log file")
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    fn monitored(&self) -> String {
+        self.read("monitor.out")
+    }
+
+    fn diagnostics(&self) -> String {
+        [
+            "dbus-daemon.err",
+            "xvfb.err",
+            "dunst.err",
+            "monitor.err",
+            "monitor.out",
+        ]
+        .iter()
+        .map(|f| format!("--- {f}:\n{}", self.read(f)))
+        .collect::<Vec<_>>()
+        .join("\n")
+    }
+
+    /// Poll `ok` until it holds, for at most WAIT; a helper that died fails at once.
+    fn wait_until(&mut self, what: &str, mut ok: impl FnMut(&Session) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if ok(self) {
+                return;
+            }
+            let died = self.kids.iter_mut().find_map(|(name, kid)| {
+                kid.try_wait()
+                    .ok()
+                    .flatten()
+                    .map(|st| format!("{name} exited ({st})"))
+            });
+            if let Some(died) = died {
+                panic!("{died} while waiting for {what}\n{}", self.diagnostics());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {WAIT:?} waiting for {what}\n{}",
+                self.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_for_notification_server(&mut self) {
+        self.wait_until("dunst to own org.freedesktop.Notifications", |s| {
+            Command::new("dbus-send")
+                .arg(format!("--bus={}", s.addr))
+                .args([
+                    "--print-reply",
+                    "--dest=org.freedesktop.DBus",
+                    "/",
+                    "org.freedesktop.DBus.NameHasOwner",
+                ])
+                .arg("string:org.freedesktop.Notifications")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("boolean true"))
+                .unwrap_or(false)
+        });
+    }
+
+    fn dunstctl(&self, args: &[&str]) -> String {
+        let out = Command::new("dunstctl")
+            .args(args)
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.addr)
+            .output()
+            .expect("run dunstctl");
+        assert!(
+            out.status.success(),
+            "dunstctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// What dunst itself received: close everything on screen (which moves
+    /// it to the history), then read the history as (appname, summary, body).
+    fn dunst_history(&self) -> Vec<(String, String, String)> {
+        self.dunstctl(&["close-all"]);
+        let v: Value =
+            serde_json::from_str(&self.dunstctl(&["history"])).expect("dunstctl history is JSON");
+        let field = |n: &Value, k: &str| n[k]["data"].as_str().unwrap_or_default().to_string();
+        v["data"][0]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|n| (field(n, "appname"), field(n, "summary"), field(n, "body")))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Wait (bounded) until dunst's history holds a notification titled `summary`.
+    fn wait_for_history(&mut self, summary: &str) -> (String, String, String) {
+        let mut found = None;
+        self.wait_until(&format!("dunst's history to hold {summary:?}"), |s| {
+            found = s.dunst_history().into_iter().find(|n| n.1 == summary);
+            found.is_some()
+        });
+        found.expect("found")
+    }
+
+    /// Wait (bounded) until dbus-monitor has captured a Notify call containing `text`.
+    fn wait_for_notify_call(&mut self, text: &str) -> String {
+        self.wait_until(&format!("a Notify call containing {text:?}"), |s| {
+            s.monitored().contains(text)
+        });
+        self.monitored()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        while let Some((_, mut kid)) = self.kids.pop() {
+            // SIGTERM first so Xvfb removes its lock file and socket.
+            let _ = kill(nix::unistd::Pid::from_raw(kid.id() as i32), Signal::SIGTERM);
+            if common::wait_bounded(&mut kid, Duration::from_secs(10)).is_none() {
+                let _ = kid.kill();
+                let _ = kid.wait();
+            }
+        }
+    }
+}
+
+/// Point notify-rust (zbus) at `addr`, or at nothing when `None`; the
+/// runtime dir is always an empty one, so no fallback bus is found.
+fn use_bus(addr: Option<&str>, runtime_dir: &Path) {
+    match addr {
+        Some(a) => std::env::set_var("DBUS_SESSION_BUS_ADDRESS", a),
+        None => std::env::remove_var("DBUS_SESSION_BUS_ADDRESS"),
+    }
+    std::env::set_var("XDG_RUNTIME_DIR", runtime_dir);
+}
+
+fn notice(kind: NoticeKind, title: &str, body: &str, pid: i32) -> Notice {
+    Notice {
+        kind,
+        title: title.to_string(),
+        body: body.to_string(),
+        pid: Some(Pid(pid)),
+    }
+}
+
+/// The body escaped as the Notifier escapes it for a server with body markup (dunst).
+fn as_markup(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[test]
+fn yellow_notice_naming_an_mlx_process_reaches_a_real_notification_server() {
+    let _g = serial();
+    let mut session = Session::start();
+    let runtime = tempfile::tempdir().expect("tempdir");
+    use_bus(Some(&session.addr), runtime.path());
+    let before = common::read_events(log_path()).len();
+
+    // The body policy builds for a yellow transition: the process by its key
+    // flags, its footprint, and the guide's remedy read off its command line.
+    let cmdline = "/venv/bin/python3 -m mlx_lm.lora --model mistralai/Mistral-7B-v0.1 --train --batch-size 4 --max-seq-length 2048";
+    let remedy = headroom::advise::remedy(cmdline).expect("a remedy for mlx_lm.lora");
+    let body = format!(
+        "available 3.1 GiB below yellow_below 4 GiB. {} (pid 4242) uses 9.2 GiB, growing 120 MiB/s; {remedy}.",
+        headroom::advise::key_flags(cmdline)
+    );
+    assert!(body.contains("mlx_lm.lora --model mistralai/Mistral-7B-v0.1 --batch-size 4 --max-seq-length 2048 (pid 4242)"), "{body}");
+    assert!(body.contains("retry with --batch-size 2 --grad-checkpoint, or a 4-bit model (e.g. Mistral-7B-v0.1-4bit)"), "{body}");
+    let title = "Memory yellow: 3.1 GiB available";
+
+    let notifier = Notifier::start();
+    assert_eq!(
+        notifier.post(&notice(NoticeKind::Yellow, title, &body, 4242)),
+        Outcome::Done
+    );
+    assert!(
+        notifier.flush(WAIT),
+        "the notification thread did not finish within {WAIT:?}"
+    );
+
+    // 1. The Notify call on the bus, as dbus-monitor saw it.
+    let captured = session.wait_for_notify_call(&format!("string \"{body}\""));
+    assert!(
+        captured.contains("string \"headroom\""),
+        "appname:\n{captured}"
+    );
+    assert!(
+        captured.contains(&format!("string \"{title}\"")),
+        "summary:\n{captured}"
+    );
+    // 2. The notification as the server stored it.
+    let (app, _, got_body) = session.wait_for_history(title);
+    assert_eq!(app, "headroom");
+    assert_eq!(got_body, body);
+    // 3. The thread logged it as shown, and no error.
+    let events = events_since(before);
+    let shown = named(&events, "notification_shown");
+    assert_eq!(shown.len(), 1, "{events:?}");
+    assert_eq!(shown[0]["kind"], "yellow");
+    assert_eq!(shown[0]["pid"], 4242);
+    assert!(named(&events, "error").is_empty(), "{events:?}");
+}
+
+#[test]
+fn hostile_text_arrives_escaped_and_printable_without_panic() {
+    let _g = serial();
+    let mut session = Session::start();
+    let runtime = tempfile::tempdir().expect("tempdir");
+    use_bus(Some(&session.addr), runtime.path());
+    let before = common::read_events(log_path()).len();
+    let notifier = Notifier::start();
+
+    let long = "ünï🚀".repeat(150); // 600 chars, 2.1 KB
+    let cmdline = format!(
+        "python3 -m mlx_lm.lora --model /tmp/my models) (x/{long}\n --batch-size=8 & echo <pwned>"
+    );
+    let hostile_title = "Stopping mlx_lm.lora (pid 7) )) name with spaces";
+    let hostile_body = format!(
+        "{} (pid 7) uses 12 GiB & more <b>not bold</b>\nsecond line ) ;\n{}",
+        headroom::advise::key_flags(&cmdline),
+        headroom::advise::remedy(&cmdline).expect("remedy")
+    );
+    assert_eq!(
+        notifier.post(&notice(
+            NoticeKind::Terminated,
+            hostile_title,
+            &hostile_body,
+            7
+        )),
+        Outcome::Done
+    );
+
+    let control_title = "ctl\u{1b}[31m title";
+    let control_body = "nul\u{0} esc\u{1b}[2J bell\u{7} end";
+    assert_eq!(
+        notifier.post(&notice(NoticeKind::Red, control_title, control_body, 8)),
+        Outcome::Done
+    );
+
+    let huge_title = "huge";
+    let huge_body = "界".repeat(100_000);
+    assert_eq!(
+        notifier.post(&notice(NoticeKind::Red, huge_title, &huge_body, 9)),
+        Outcome::Done
+    );
+    assert!(
+        notifier.flush(WAIT),
+        "the notification thread did not finish within {WAIT:?}"
+    );
+
+    let (_, _, got) = session.wait_for_history(hostile_title);
+    assert_eq!(got, as_markup(&hostile_body));
+    let (_, _, got) = session.wait_for_history("ctl?[31m title");
+    assert_eq!(got, "nul? esc?[2J bell? end");
+    let (_, _, got) = session.wait_for_history(huge_title);
+    assert_eq!(got.chars().count(), headroom::act::notify::BODY_MAX_CHARS);
+    assert!(
+        got.starts_with("界界界") && got.ends_with('…'),
+        "{}",
+        &got[..30]
+    );
+
+    let events = events_since(before);
+    assert_eq!(named(&events, "notification_shown").len(), 3, "{events:?}");
+    assert!(named(&events, "error").is_empty(), "{events:?}");
+}
+
+#[test]
+fn without_a_reachable_bus_the_error_is_logged_once_and_posting_never_blocks() {
+    let _g = serial();
+    let runtime = tempfile::tempdir().expect("tempdir"); // holds no `bus`
+    let before = common::read_events(log_path()).len();
+    let notifier = Notifier::start();
+    let yellow = |i: i32| {
+        notice(
+            NoticeKind::Yellow,
+            &format!("unreachable {i}"),
+            "body",
+            100 + i,
+        )
+    };
+
+    // 1. An address whose socket does not exist: zbus fails to connect.
+    use_bus(
+        Some(&format!(
+            "unix:path={}/no-such-bus",
+            runtime.path().display()
+        )),
+        runtime.path(),
+    );
+    for i in 0..3 {
+        assert_eq!(notifier.post(&yellow(i)), Outcome::Done);
+    }
+    assert!(
+        notifier.flush(WAIT),
+        "a missing bus stalled the notification thread"
+    );
+    let events = events_since(before);
+    let errors = named(&events, "error");
+    assert_eq!(
+        errors.len(),
+        1,
+        "one error for three failed notices: {events:?}"
+    );
+    let e = errors[0]["error"].as_str().unwrap_or_default();
+    assert!(e.starts_with("notifications unavailable: "), "{e}");
+    assert!(named(&events, "notification_shown").is_empty());
+
+    // 2. No address and no $XDG_RUNTIME_DIR/bus: refused before zbus is asked.
+    use_bus(None, runtime.path());
+    assert_eq!(notifier.post(&yellow(3)), Outcome::Done);
+    assert!(notifier.flush(WAIT));
+    assert_eq!(
+        named(&events_since(before), "error").len(),
+        1,
+        "still failing: not logged again"
+    );
+
+    // 3. A bus appears: shown; then it goes away again: the error is logged again.
+    let mut session = Session::start();
+    use_bus(Some(&session.addr), runtime.path());
+    assert_eq!(notifier.post(&yellow(4)), Outcome::Done);
+    assert!(notifier.flush(WAIT));
+    session.wait_for_history("unreachable 4");
+    use_bus(None, runtime.path());
+    assert_eq!(notifier.post(&yellow(5)), Outcome::Done);
+    assert!(notifier.flush(WAIT));
+    let events = events_since(before);
+    let shown = named(&events, "notification_shown");
+    assert_eq!(shown.len(), 1, "{events:?}");
+    assert_eq!(shown[0]["pid"], 104);
+    let errors = named(&events, "error");
+    assert_eq!(errors.len(), 2, "{events:?}");
+    let e = errors[1]["error"].as_str().unwrap_or_default();
+    assert!(
+        e.contains("no D-Bus session bus")
+            && e.contains(&runtime.path().join("bus").display().to_string()),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_hung_notification_service_fills_the_queue_and_post_still_returns() {
+    let _g = serial();
+    let runtime = tempfile::tempdir().expect("tempdir");
+    // A socket that accepts connections (the kernel's backlog) but never
+    // answers: zbus's handshake waits forever, like a wedged service.
+    let sock = runtime.path().join("hung-bus");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    use_bus(
+        Some(&format!("unix:path={}", sock.display())),
+        runtime.path(),
+    );
+    let before = common::read_events(log_path()).len();
+    let notifier = Notifier::start();
+
+    // Posting runs on another thread so that a blocking post fails the test
+    // (bounded wait) instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let n = notice(NoticeKind::Red, "hung", "body", 1234);
+        let outcomes: Vec<Outcome> = (0..headroom::act::notify::QUEUE_CAPACITY + 10)
+            .map(|_| notifier.post(&n))
+            .collect();
+        let flushed = notifier.flush(Duration::from_millis(200));
+        let _ = tx.send((outcomes, flushed, notifier));
+    });
+    let (outcomes, flushed, notifier) = rx
+        .recv_timeout(WAIT)
+        .expect("post() blocked on a hung notification service");
+    let full = Outcome::Failed("notification queue full".into());
+    assert_eq!(outcomes[0], Outcome::Done);
+    assert!(outcomes.contains(&full), "{outcomes:?}");
+    // Once full, it stays full: the thread is stuck in the handshake.
+    assert_eq!(outcomes.last(), Some(&full));
+    assert!(
+        !flushed,
+        "flush reports the stuck thread instead of waiting on it"
+    );
+
+    // The service goes away: the stuck call fails, the thread drains the
+    // queue (logging the error once) and takes notices again.
+    drop(listener);
+    assert!(
+        notifier.flush(WAIT),
+        "the notification thread did not recover when the hung service went away"
+    );
+    assert_eq!(
+        notifier.post(&notice(NoticeKind::Red, "after", "body", 1235)),
+        Outcome::Done
+    );
+    assert!(notifier.flush(WAIT));
+    let events = events_since(before);
+    assert_eq!(named(&events, "error").len(), 1, "{events:?}");
+}
