@@ -146,15 +146,22 @@ pub struct Policy {
     last_notice: HashMap<NoticeKind, Duration>,
 }
 
+/// "mlx_lm.lora --batch-size 4 (pid 123) uses 9.10 GiB, growing 200 MiB/s.
+/// Next time: retry with --batch-size 2 --grad-checkpoint."
 fn describe(p: &MlxProcess) -> String {
     let growth = if p.growth_bytes_per_sec > 0.0 {
         format!(", growing {}/s", Bytes(p.growth_bytes_per_sec as u64))
     } else {
         String::new()
     };
+    let remedy = crate::advise::remedy(&p.cmdline)
+        .map(|r| format!(". Next time: {r}"))
+        .unwrap_or_default();
     format!(
-        "{} (pid {}) uses {}{growth}",
-        p.name, p.pid, p.footprint_bytes
+        "{} (pid {}) uses {}{growth}{remedy}",
+        crate::advise::key_flags(&p.cmdline),
+        p.pid,
+        p.footprint_bytes
     )
 }
 
@@ -359,8 +366,14 @@ impl Policy {
             &cfg.never_kill,
         ) {
             Some(p) => {
-                let title = format!("Stopping {} (pid {})", p.name, p.pid);
-                let body = format!("{}. {reason}.", describe(p));
+                let short = crate::advise::key_flags(&p.cmdline);
+                let short = short
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or(&p.name)
+                    .to_string();
+                let title = format!("Stopping {short} (pid {})", p.pid);
+                let body = format!("{}. Why: {reason}.", describe(p));
                 inc.victim = Some(Victim {
                     process: p.clone(),
                     term_at: s.at,

@@ -255,3 +255,38 @@ fn a_sigterm_that_was_not_sent_leaves_no_victim_behind() {
     // The next sample may choose again (the process table has changed).
     assert_eq!(signals(&r.at(1000, 900, &[small])), vec![(Sig::Term, 11)]);
 }
+
+#[test]
+fn notices_name_the_process_its_flags_and_the_guides_remedy() {
+    let mut r = Run::new("");
+    let mut p = proc(
+        10,
+        6,
+        "/v/bin/python3 /v/bin/mlx_lm.lora --model m --batch-size 4 --max-seq-length 2048 --train",
+    );
+    p.growth_bytes_per_sec = 100.0 * Bytes::MIB as f64;
+    let a = r.at(0, 3000, std::slice::from_ref(&p));
+    let Some(Action::Notify(n)) = a.first() else {
+        panic!("{a:?}")
+    };
+    assert_eq!(n.kind, NoticeKind::Yellow);
+    assert_eq!(n.pid, Some(Pid(10)));
+    for want in [
+        "mlx_lm.lora",
+        "--batch-size 4",
+        "(pid 10)",
+        "6.00 GiB",
+        "growing 100 MiB/s",
+        "retry with --batch-size 2 --grad-checkpoint",
+    ] {
+        assert!(n.body.contains(want), "{want:?} not in {:?}", n.body);
+    }
+    let a = r.at(1000, 500, std::slice::from_ref(&p));
+    let t = a.iter().find_map(|x| match x {
+        Action::Notify(n) if n.kind == NoticeKind::Terminated => Some(n),
+        _ => None,
+    });
+    let t = t.expect("termination notice");
+    assert_eq!(t.title, "Stopping mlx_lm.lora (pid 10)");
+    assert!(t.body.contains("kill_floor"), "{}", t.body);
+}

@@ -219,3 +219,61 @@ fn an_unwritable_log_is_reported_once_on_stderr_and_the_daemon_keeps_sampling() 
     );
     assert!(err.contains("not-a-dir"), "{err}");
 }
+
+#[test]
+fn hostile_process_names_and_command_lines_stay_on_one_line() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // comm comes from the executable's file name (cut to 15 bytes, maybe mid-character).
+    let link = dir.path().join("ev) (il\n✓✓✓✓✓✓");
+    std::os::unix::fs::symlink("/bin/sleep", &link).expect("symlink");
+    let long: String = "✓\")(\n\t{}".repeat(300);
+    let arg0 = format!("/x y)/mlx_lm.lora --model {long}");
+    let mut kid = Kid::new(
+        Command::new(&link)
+            .arg0(&arg0)
+            .arg("600")
+            .spawn()
+            .expect("spawn"),
+    );
+    let pid = kid.pid();
+
+    let d = Daemon::start("[poll]\ninterval = \"100ms\"\n", &["--dry-run"]);
+    let found = d.wait_for("the hostile process", LONG, |e| {
+        ev(e, "mlx_process_found").is_some_and(|e| e["pid"] == pid)
+    });
+    // The command line survives the round trip through the JSON log exactly.
+    assert_eq!(
+        found["cmdline"].as_str(),
+        Some(format!("{arg0} 600").as_str())
+    );
+    assert!(
+        found["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("ev) (il\n")),
+        "{found}"
+    );
+    let raw = std::fs::read_to_string(&d.log).expect("log");
+    for line in raw.lines() {
+        serde_json::from_str::<Value>(line).expect("every line is one whole JSON object");
+    }
+
+    let out = Command::new(bin())
+        .args(["status"])
+        .env_remove("HEADROOM_CONFIG")
+        .output()
+        .expect("status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&pid.to_string()))
+        .expect("a row for the pid");
+    assert!(row.contains("mlx_lm.lora"), "{row}");
+    assert!(
+        !text.contains('\t'),
+        "control characters are replaced: {text}"
+    );
+    kid.0.kill().expect("kill");
+    let (status, _) = d.stop();
+    assert!(status.success());
+}
