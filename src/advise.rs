@@ -92,6 +92,16 @@ pub fn key_flags(cmdline: &str) -> String {
     cap(&clean(&out), KEY_FLAGS_MAX_CHARS)
 }
 
+/// The short name people know a process by (`mlx_lm.lora`, `train.py`),
+/// read off its command line; `fallback` (the kernel's name for it) when
+/// the command line is empty.
+pub fn program_name(cmdline: &str, fallback: &str) -> String {
+    let words: Vec<&str> = cmdline.split_whitespace().collect();
+    let name = short_name(&words);
+    let name = if name.is_empty() { fallback } else { &name };
+    cap(&clean(name), KEY_FLAGS_MAX_CHARS)
+}
+
 fn fine_tune(words: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
     let batch = number(words, "--batch-size", LORA_BATCH_SIZE);

@@ -366,12 +366,7 @@ impl Policy {
             &cfg.never_kill,
         ) {
             Some(p) => {
-                let short = crate::advise::key_flags(&p.cmdline);
-                let short = short
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or(&p.name)
-                    .to_string();
+                let short = crate::advise::program_name(&p.cmdline, &p.name);
                 let title = format!("Stopping {short} (pid {})", p.pid);
                 let body = format!("{}. Why: {reason}.", describe(p));
                 inc.victim = Some(Victim {

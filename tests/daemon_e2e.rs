@@ -49,15 +49,9 @@ fn mlx_child_drives_yellow_then_red_and_only_it_is_named_as_victim() {
     hog.wait_line("done", LONG);
 
     // The MLX job: `python3 -m mlx_lm.lora --batch-size 4`, growing 256 MiB every 250 ms to 3.5 GiB.
-    let path = fake_mlx_lm(work.path(), &allocator_py(7 * GIB / 2, 256 * MIB, 0.25));
-    let mut mlx = Kid::new(
-        Command::new(python3())
-            .args(["-m", "mlx_lm.lora", "--train", "--batch-size", "4"])
-            .env("PYTHONPATH", &path)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("mlx child"),
-    );
+    let body = allocator_py(7 * GIB / 2, 256 * MIB, 0.25);
+    let args = ["--train", "--batch-size", "4"];
+    let mut mlx = spawn_fake_mlx(work.path(), "lora", &body, &args);
     let pid = mlx.pid();
     let found = d.wait_for("mlx_process_found", LONG, |e| {
         ev(e, "mlx_process_found").is_some_and(|e| e["pid"] == pid)

@@ -3,7 +3,9 @@
 //! Xvfb display) and `dbus-monitor`, points DBUS_SESSION_BUS_ADDRESS at that
 //! bus, posts through `headroom::act::notify::Notifier`, and reads the
 //! notification back twice: the `Notify` call as dbus-monitor captured it,
-//! and dunst's own history (`dunstctl history`, JSON).
+//! and dunst's own history (`dunstctl history`, JSON). The last two tests
+//! run the real `headroom run` instead, with a real `python3 -m
+//! mlx_lm.lora` child allocating memory, and read the daemon's own log.
 //!
 //! Needs the Debian packages dbus, dunst and xvfb (.ci/run installs them); a
 //! missing one fails the test with the package to install.
@@ -596,4 +598,313 @@ fn a_hung_notification_service_fills_the_queue_and_post_still_returns() {
     assert!(notifier.flush(WAIT));
     let events = events_since(before);
     assert_eq!(named(&events, "error").len(), 1, "{events:?}");
+}
+
+// --- The real daemon: `headroom run` posting through a real session bus. ---
+
+/// Bounded waits on the daemon and its MLX child: a loaded CI machine
+/// allocating gigabytes.
+const LONG: Duration = Duration::from_secs(90);
+
+/// `headroom run --dry-run` with the config layout of `common::Daemon::start`
+/// ([log] in its own temp dir), but with the environment this file is about:
+/// DBUS_SESSION_BUS_ADDRESS and XDG_RUNTIME_DIR given here, not inherited.
+/// stderr goes to `stderr` in the temp dir, so no pipe fills.
+fn start_daemon(
+    config: &str,
+    sample_every: &str,
+    bus_addr: &str,
+    runtime_dir: &Path,
+) -> common::Daemon {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("logs/headroom.log");
+    let cfg = format!(
+        "{config}\n[log]\npath = \"{}\"\nsample_every = \"{sample_every}\"\n",
+        log.display()
+    );
+    let cfg_path = dir.path().join("config.toml");
+    std::fs::write(&cfg_path, cfg).expect("write config");
+    let stderr = std::fs::File::create(dir.path().join("stderr")).expect("create stderr file");
+    let child = Command::new(common::bin())
+        .arg("run")
+        .arg("--config")
+        .arg(&cfg_path)
+        .arg("--dry-run")
+        .env("DBUS_SESSION_BUS_ADDRESS", bus_addr)
+        .env("XDG_RUNTIME_DIR", runtime_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("start headroom run");
+    common::Daemon { child, log, dir }
+}
+
+/// Poll the daemon's log until `ok` holds for the events so far (at most
+/// LONG); fails at once if the daemon exits. Returns those events.
+fn wait_for_log(d: &mut common::Daemon, what: &str, ok: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let events = d.events();
+        if ok(&events) {
+            return events;
+        }
+        let exited = d.child.try_wait().expect("try_wait");
+        let stderr = || std::fs::read_to_string(d.dir.path().join("stderr")).unwrap_or_default();
+        let tail = || {
+            let n = events.len().saturating_sub(15);
+            events[n..]
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        if let Some(st) = exited {
+            panic!(
+                "headroom exited ({st}) while waiting for {what}; stderr:\n{}\nlast events:\n{}",
+                stderr(),
+                tail()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {LONG:?} waiting for {what}; stderr:\n{}\nlast events:\n{}",
+            stderr(),
+            tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn is_notified(e: &Value, kind: &str) -> bool {
+    e["event"] == "notified" && e["kind"] == kind
+}
+
+/// Thresholds relative to MemAvailable now: yellow 1 GiB below it, red
+/// 6 GiB below, so the child's 2 GiB makes yellow and never red.
+fn thresholds_below_available_now() -> String {
+    let avail0 = common::settled_mem_available();
+    assert!(
+        avail0 > 8 * common::GIB,
+        "this test needs 8 GiB available, has {avail0} bytes"
+    );
+    let yellow = avail0 - common::GIB;
+    let red = avail0 - 6 * common::GIB;
+    format!(
+        "[thresholds]\nyellow_below = \"{yellow}\"\nred_below = \"{red}\"\n\
+         hysteresis = \"64MiB\"\ndwell = \"1s\"\n"
+    )
+}
+
+/// `python3 -m mlx_lm.lora --batch-size 4 …` (a fake mlx_lm package in
+/// `dir`) growing 256 MiB every 250 ms to 2 GiB, its stdout drained for as
+/// long as it runs. Returned once it has started.
+fn start_mlx_child(dir: &Path) -> common::Kid {
+    let body = common::allocator_py(2 * common::GIB, 256 * common::MIB, 0.25);
+    let path = common::fake_mlx_lm(dir, &body);
+    let mut kid = common::Kid::new(
+        Command::new(common::python3())
+            .args([
+                "-m",
+                "mlx_lm.lora",
+                "--batch-size",
+                "4",
+                "--max-seq-length",
+                "2048",
+                "--train",
+            ])
+            .env("PYTHONPATH", &path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the mlx_lm.lora child"),
+    );
+    kid.wait_line("ready", LONG);
+    kid
+}
+
+/// One `Notify` call as dbus-monitor printed it.
+#[derive(Debug)]
+struct NotifyCall {
+    app: String,
+    summary: String,
+    body: String,
+}
+
+/// The `Notify` calls in dbus-monitor's output. Its top-level arguments are
+/// indented by exactly three spaces (app_name, replaces_id, app_icon,
+/// summary, body, …); strings inside the actions and hints arrays are
+/// indented further. Holds for one-line strings, which the daemon's are.
+fn notify_calls(monitored: &str) -> Vec<NotifyCall> {
+    let mut calls = Vec::new();
+    let mut strings: Option<Vec<String>> = None;
+    let mut finish = |strings: Option<Vec<String>>| {
+        if let Some(s) = strings.filter(|s| s.len() >= 4) {
+            calls.push(NotifyCall {
+                app: s[0].clone(),
+                summary: s[2].clone(),
+                body: s[3].clone(),
+            });
+        }
+    };
+    for line in monitored.lines() {
+        if !line.starts_with(' ') {
+            finish(strings.take());
+            if line.starts_with("method call") && line.contains("member=Notify") {
+                strings = Some(Vec::new());
+            }
+        } else if let (Some(s), Some(arg)) = (strings.as_mut(), line.strip_prefix("   string \"")) {
+            s.push(arg.strip_suffix('"').unwrap_or(arg).to_string());
+        }
+    }
+    finish(strings);
+    calls
+}
+
+#[test]
+fn a_yellow_transition_posts_a_notification_naming_the_mlx_process() {
+    let _g = serial();
+    let _heavy = common::MEMORY_HEAVY
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let mut session = Session::start();
+    let runtime = tempfile::tempdir().expect("tempdir"); // holds no `bus`
+    let config = format!(
+        "[poll]\ninterval = \"200ms\"\n{}",
+        thresholds_below_available_now()
+    );
+    let mut d = start_daemon(&config, "1s", &session.addr, runtime.path());
+    // Green first, so that yellow is a transition the child causes.
+    wait_for_log(&mut d, "a green sample", |ev| {
+        ev.iter()
+            .any(|e| e["event"] == "sample" && e["level"] == "green")
+    });
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let kid = start_mlx_child(work.path());
+    let pid = kid.pid();
+    let events = wait_for_log(&mut d, "a yellow `notified` event", |ev| {
+        ev.iter().any(|e| is_notified(e, "yellow"))
+    });
+    let notified = events
+        .iter()
+        .find(|e| is_notified(e, "yellow"))
+        .expect("found");
+    assert_eq!(notified["pid"], pid, "{notified}");
+    assert_eq!(notified["result"]["outcome"], "done", "{notified}");
+    let title = notified["title"].as_str().expect("title").to_string();
+    let body = notified["body"].as_str().expect("body").to_string();
+
+    // 1. The Notify call on the bus, as dbus-monitor saw it.
+    let mut call = None;
+    session.wait_until("a Notify call whose summary says yellow", |s| {
+        call = notify_calls(&s.monitored())
+            .into_iter()
+            .find(|c| c.summary.contains("yellow"));
+        call.is_some()
+    });
+    let call = call.expect("found");
+    assert_eq!(call.app, "headroom", "{call:?}");
+    assert_eq!(call.summary, title, "{call:?}");
+    for part in [
+        format!("(pid {pid})"),
+        "mlx_lm.lora".to_string(),
+        "retry with --batch-size 2 --grad-checkpoint".to_string(),
+    ] {
+        assert!(call.body.contains(&part), "{part:?} missing: {call:?}");
+    }
+    // The body has no markup characters, so escaping left it as logged.
+    assert_eq!(call.body, body);
+    // 2. The notification as the server stored it.
+    let (app, _, got_body) = session.wait_for_history(&title);
+    assert_eq!(app, "headroom");
+    assert_eq!(got_body, body);
+    // 3. The daemon's notification thread logged it as shown, and no error.
+    let events = wait_for_log(&mut d, "a `notification_shown` event", |ev| {
+        ev.iter().any(|e| e["event"] == "notification_shown")
+    });
+    let shown = named(&events, "notification_shown");
+    assert_eq!(shown[0]["kind"], "yellow", "{events:?}");
+    assert_eq!(shown[0]["pid"], pid, "{events:?}");
+    let unavailable: Vec<&Value> = named(&events, "error")
+        .into_iter()
+        .filter(|e| e.to_string().contains("notifications unavailable"))
+        .collect();
+    assert!(unavailable.is_empty(), "{unavailable:?}");
+
+    drop(kid);
+    let (status, err) = d.stop();
+    assert!(status.success(), "SIGTERM → exit 0, got {status:?}: {err}");
+}
+
+#[test]
+fn without_any_bus_the_daemon_keeps_running_and_logs_the_error_once() {
+    let _g = serial();
+    let _heavy = common::MEMORY_HEAVY
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let runtime = tempfile::tempdir().expect("tempdir"); // holds no `bus`
+    let no_bus = format!("unix:path={}/no-such-bus", runtime.path().display());
+    let config = format!(
+        "[poll]\ninterval = \"100ms\"\n{}",
+        thresholds_below_available_now()
+    );
+    let mut d = start_daemon(&config, "100ms", &no_bus, runtime.path());
+    wait_for_log(&mut d, "a green sample", |ev| {
+        ev.iter()
+            .any(|e| e["event"] == "sample" && e["level"] == "green")
+    });
+
+    // Yellow: the first notice, which cannot be delivered.
+    let work = tempfile::tempdir().expect("tempdir");
+    let kid = start_mlx_child(work.path());
+    let pid = kid.pid();
+    wait_for_log(&mut d, "the yellow notice and its error", |ev| {
+        ev.iter().any(|e| is_notified(e, "yellow")) && !named(ev, "error").is_empty()
+    });
+    // Recovered: a second notice that fails the same way, logged no more.
+    drop(kid);
+    let events = wait_for_log(&mut d, "the recovered notice, then 20 samples", |ev| {
+        ev.iter()
+            .position(|e| is_notified(e, "recovered"))
+            .is_some_and(|i| named(&ev[i..], "sample").len() >= 20)
+    });
+
+    let notified: Vec<&Value> = named(&events, "notified");
+    assert!(
+        notified
+            .iter()
+            .any(|e| is_notified(e, "yellow") && e["pid"] == pid),
+        "{notified:?}"
+    );
+    let errors = named(&events, "error");
+    let unavailable: Vec<&&Value> = errors
+        .iter()
+        .filter(|e| {
+            e["error"]
+                .as_str()
+                .is_some_and(|m| m.contains("notifications unavailable"))
+        })
+        .collect();
+    assert_eq!(
+        unavailable.len(),
+        1,
+        "one error for two undeliverable notices: {errors:?}"
+    );
+    let error = unavailable[0];
+    assert_eq!(error["kind"], "yellow", "{error}");
+    assert_eq!(error["pid"], pid, "{error}");
+    // Sampling went on after the error.
+    let error_at = error["at"].as_f64().expect("`at` on the error");
+    let later = named(&events, "sample")
+        .iter()
+        .filter(|e| e["at"].as_f64().is_some_and(|at| at > error_at))
+        .count();
+    assert!(later >= 20, "{later} samples after the error: {events:?}");
+    assert!(
+        d.child.try_wait().expect("try_wait").is_none(),
+        "the daemon keeps running without a bus"
+    );
+    let (status, err) = d.stop();
+    assert!(status.success(), "SIGTERM → exit 0, got {status:?}: {err}");
 }

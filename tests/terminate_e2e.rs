@@ -39,25 +39,6 @@ fn config(yellow: u64, red: u64, floor: u64, kill_after: &str, extra: &str) -> S
     )
 }
 
-/// `python3 -m mlx_lm.<module> <args>` running `body` (a real process with an
-/// MLX command line; the fake package only provides the module to run).
-fn fake_mlx(dir: &Path, module: &str, body: &str, args: &[&str]) -> Kid {
-    let pkg = dir.join("mlx_lm");
-    std::fs::create_dir_all(&pkg).expect("mkdir");
-    std::fs::write(pkg.join("__init__.py"), "").expect("init");
-    std::fs::write(pkg.join(format!("{module}.py")), body).expect("module");
-    Kid::new(
-        Command::new(python3())
-            .arg("-m")
-            .arg(format!("mlx_lm.{module}"))
-            .args(args)
-            .env("PYTHONPATH", dir)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start python3"),
-    )
-}
-
 /// Allocate `total` in `step` chunks after the file `go` appears.
 fn grower(total: u64, step: u64, pause: f64, ignore_term: bool, go: &Path) -> String {
     let ignore = if ignore_term {
@@ -76,6 +57,49 @@ fn grower(total: u64, step: u64, pause: f64, ignore_term: bool, go: &Path) -> St
 
 fn go(path: &Path) {
     std::fs::write(path, "go").expect("go file");
+}
+
+/// A running daemon plus the work folder its children share; `child`
+/// starts a growing `python3 -m mlx_lm.<module>` and returns once the daemon
+/// has found it; `go` lets every child start allocating.
+struct Scene {
+    d: Daemon,
+    work: tempfile::TempDir,
+    gofile: std::path::PathBuf,
+}
+
+impl Scene {
+    fn new(cfg: &str) -> Scene {
+        let d = Daemon::start(cfg, &[]);
+        d.wait_for("started", LONG, |e| is(e, "started"));
+        let work = tempfile::tempdir().expect("tempdir");
+        let gofile = work.path().join("go");
+        Scene { d, work, gofile }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn child(
+        &self,
+        module: &str,
+        total: u64,
+        step: u64,
+        pause: f64,
+        ignore_term: bool,
+        args: &[&str],
+    ) -> (Kid, i64) {
+        let body = grower(total, step, pause, ignore_term, &self.gofile);
+        let mut kid = spawn_fake_mlx(self.work.path(), module, &body, args);
+        kid.wait_line("ready", LONG);
+        let pid = kid.pid();
+        self.d.wait_for("the child found", LONG, |e| {
+            is(e, "mlx_process_found") && e["pid"] == pid
+        });
+        (kid, pid)
+    }
+
+    fn go(&self) {
+        go(&self.gofile);
+    }
 }
 
 #[test]
@@ -167,22 +191,10 @@ fn real_mlx_child_gets_sigterm_and_nothing_else_is_signalled() {
 fn a_child_that_ignores_sigterm_is_killed_after_kill_after() {
     let _heavy = MEMORY_HEAVY.lock().unwrap_or_else(|p| p.into_inner());
     let avail0 = settled_mem_available();
-    let d = Daemon::start(&config(avail0 - GIB, avail0 - 2 * GIB, MIB, "2s", ""), &[]);
-    d.wait_for("started", LONG, |e| is(e, "started"));
-    let work = tempfile::tempdir().expect("tempdir");
-    let gofile = work.path().join("go");
-    let mut kid = fake_mlx(
-        work.path(),
-        "lora",
-        &grower(3 * GIB, 256 * MIB, 0.05, true, &gofile),
-        &["--train"],
-    );
-    kid.wait_line("ready", LONG);
-    let pid = kid.pid();
-    d.wait_for("found", LONG, |e| {
-        is(e, "mlx_process_found") && e["pid"] == pid
-    });
-    go(&gofile);
+    let scene = Scene::new(&config(avail0 - GIB, avail0 - 2 * GIB, MIB, "2s", ""));
+    let (mut kid, pid) = scene.child("lora", 3 * GIB, 256 * MIB, 0.05, true, &["--train"]);
+    scene.go();
+    let d = &scene.d;
 
     let kill = d.wait_for("kill_sent", LONG, |e| is(e, "kill_sent"));
     assert_eq!(kill["pid"], pid);
@@ -222,25 +234,16 @@ fn a_child_that_ignores_sigterm_and_keeps_growing_is_killed_below_half_the_floor
         need < avail0 * 3 / 4,
         "machine too small for this scenario: needs {need} of {avail0}"
     );
-    let d = Daemon::start(
-        &config(avail0 - GIB / 2, avail0 - GIB / 2 - MIB, floor, "10m", ""),
-        &[],
-    );
-    d.wait_for("started", LONG, |e| is(e, "started"));
-    let work = tempfile::tempdir().expect("tempdir");
-    let gofile = work.path().join("go");
-    let mut kid = fake_mlx(
-        work.path(),
-        "lora",
-        &grower(need, 512 * MIB, 0.05, true, &gofile),
-        &["--train"],
-    );
-    kid.wait_line("ready", LONG);
-    let pid = kid.pid();
-    d.wait_for("found", LONG, |e| {
-        is(e, "mlx_process_found") && e["pid"] == pid
-    });
-    go(&gofile);
+    let scene = Scene::new(&config(
+        avail0 - GIB / 2,
+        avail0 - GIB / 2 - MIB,
+        floor,
+        "10m",
+        "",
+    ));
+    let (mut kid, pid) = scene.child("lora", need, 512 * MIB, 0.05, true, &["--train"]);
+    scene.go();
+    let d = &scene.d;
 
     let kill = d.wait_for("kill_sent", LONG, |e| is(e, "kill_sent"));
     assert_eq!(kill["pid"], pid);
@@ -304,36 +307,18 @@ fn a_non_mlx_hog_is_reported_and_never_signalled() {
 fn of_two_mlx_children_only_the_larger_is_stopped() {
     let _heavy = MEMORY_HEAVY.lock().unwrap_or_else(|p| p.into_inner());
     let avail0 = settled_mem_available();
-    let d = Daemon::start(
-        &config(avail0 - 2 * GIB, avail0 - 3 * GIB, MIB, "5s", ""),
-        &[],
-    );
-    d.wait_for("started", LONG, |e| is(e, "started"));
-    let work = tempfile::tempdir().expect("tempdir");
-    let gofile = work.path().join("go");
-    let mut small = fake_mlx(
-        work.path(),
+    let scene = Scene::new(&config(avail0 - 2 * GIB, avail0 - 3 * GIB, MIB, "5s", ""));
+    let (mut small, _) = scene.child(
         "generate",
-        &grower(GIB, 256 * MIB, 0.05, false, &gofile),
+        GIB,
+        256 * MIB,
+        0.05,
+        false,
         &["--max-kv-size", "8192"],
     );
-    let mut big = fake_mlx(
-        work.path(),
-        "lora",
-        &grower(5 * GIB, 256 * MIB, 0.2, false, &gofile),
-        &["--train"],
-    );
-    small.wait_line("ready", LONG);
-    big.wait_line("ready", LONG);
-    let (sp, bp) = (small.pid(), big.pid());
-    d.wait_for("both found", LONG, |_| {
-        let ev = d.events();
-        [sp, bp].iter().all(|p| {
-            ev.iter()
-                .any(|e| is(e, "mlx_process_found") && e["pid"] == *p)
-        })
-    });
-    go(&gofile);
+    let (mut big, bp) = scene.child("lora", 5 * GIB, 256 * MIB, 0.2, false, &["--train"]);
+    scene.go();
+    let d = &scene.d;
     let term = d.wait_for("terminate_sent", LONG, |e| is(e, "terminate_sent"));
     assert_eq!(term["pid"], bp, "the larger one: {term}");
     let status = wait_bounded(&mut big.0, LONG).expect("big exits");
@@ -356,7 +341,6 @@ fn hooks_run_without_a_shell_with_the_victims_details_and_a_hanging_one_is_kille
     let _heavy = MEMORY_HEAVY.lock().unwrap_or_else(|p| p.into_inner());
     let work = tempfile::tempdir().expect("tempdir");
     let out = work.path().join("pre.env");
-    let post_out = work.path().join("post.env");
     // `env` writes what it was given; `$(touch pwned)` would only run under a shell.
     let hooks = format!(
         "pre_terminate = [\"/bin/sh\", \"-c\", \"env > {pre}; sleep 600\", \"$(touch {pw})\"]\n\
@@ -364,26 +348,18 @@ fn hooks_run_without_a_shell_with_the_victims_details_and_a_hanging_one_is_kille
         pre = out.display(),
         pw = work.path().join("pwned").display()
     );
-    let _ = post_out;
     let avail0 = settled_mem_available();
-    let d = Daemon::start(
-        &config(avail0 - GIB, avail0 - 2 * GIB, MIB, "30s", &hooks),
-        &[],
-    );
-    d.wait_for("started", LONG, |e| is(e, "started"));
-    let gofile = work.path().join("go");
-    let mut kid = fake_mlx(
-        work.path(),
+    let scene = Scene::new(&config(avail0 - GIB, avail0 - 2 * GIB, MIB, "30s", &hooks));
+    let (mut kid, pid) = scene.child(
         "lora",
-        &grower(3 * GIB, 256 * MIB, 0.05, false, &gofile),
+        3 * GIB,
+        256 * MIB,
+        0.05,
+        false,
         &["--batch-size", "4"],
     );
-    kid.wait_line("ready", LONG);
-    let pid = kid.pid();
-    d.wait_for("found", LONG, |e| {
-        is(e, "mlx_process_found") && e["pid"] == pid
-    });
-    go(&gofile);
+    scene.go();
+    let d = &scene.d;
     let term = d.wait_for("terminate_sent", LONG, |e| is(e, "terminate_sent"));
     assert_eq!(
         term["result"]["outcome"], "done",

@@ -95,8 +95,9 @@ impl Daemon {
             .arg(&cfg_path)
             .args(extra)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            // A file, not a pipe: a pipe nobody reads would block the daemon once full.
+            .stderr(std::fs::File::create(dir.path().join("stderr")).expect("stderr file"))
             .spawn()
             .expect("start headroom");
         Daemon { child, log, dir }
@@ -149,11 +150,7 @@ impl Daemon {
         self.signal(nix::sys::signal::Signal::SIGTERM);
         let status = wait_bounded(&mut self.child, Duration::from_secs(30))
             .expect("headroom exits after SIGTERM");
-        let mut err = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            use std::io::Read;
-            let _ = e.read_to_string(&mut err);
-        }
+        let err = std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default();
         (status, err)
     }
 }
@@ -249,14 +246,34 @@ pub fn allocator_py(total: u64, step: u64, pause: f64) -> String {
     )
 }
 
-/// A Python whose module path puts a fake `mlx_lm` package first, so that
-/// `python3 -m mlx_lm.lora` is a real process with a real MLX command line
-/// (the pattern is what is under test, not mlx_lm itself).
-pub fn fake_mlx_lm(dir: &Path, body: &str) -> PathBuf {
+/// `python3 -m mlx_lm.<module> <args>` running `body`: a real process with
+/// a real MLX command line (the pattern is what is under test, not mlx_lm
+/// itself, so a fake `mlx_lm` package in `dir` provides the module).
+pub fn spawn_fake_mlx(dir: &Path, module: &str, body: &str, args: &[&str]) -> Kid {
+    write_fake_module(dir, module, body);
+    Kid::new(
+        Command::new(python3())
+            .arg("-m")
+            .arg(format!("mlx_lm.{module}"))
+            .args(args)
+            .env("PYTHONPATH", dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start python3"),
+    )
+}
+
+fn write_fake_module(dir: &Path, module: &str, body: &str) {
     let pkg = dir.join("mlx_lm");
     std::fs::create_dir_all(&pkg).expect("mkdir mlx_lm");
     std::fs::write(pkg.join("__init__.py"), "").expect("write __init__");
-    std::fs::write(pkg.join("lora.py"), body).expect("write lora.py");
+    std::fs::write(pkg.join(format!("{module}.py")), body).expect("write module");
+}
+
+/// Writes a fake `mlx_lm` package with `lora.py` = `body` into `dir` and
+/// returns `dir`, for a caller that spawns `python3 -m mlx_lm.lora` itself.
+pub fn fake_mlx_lm(dir: &Path, body: &str) -> PathBuf {
+    write_fake_module(dir, "lora", body);
     dir.to_path_buf()
 }
 
