@@ -37,15 +37,7 @@ fn mlx_child_drives_yellow_then_red_and_only_it_is_named_as_victim() {
 
     // A non-MLX hog holds 1 GiB first: it adds pressure but must never be a victim.
     let work = tempfile::tempdir().expect("tempdir");
-    let hog_py = work.path().join("hog.py");
-    write_file(&hog_py, &allocator_py(GIB, 256 * MIB, 0.05));
-    let mut hog = Kid::new(
-        Command::new(python3())
-            .arg(&hog_py)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("hog"),
-    );
+    let mut hog = spawn_hog(work.path(), GIB);
     hog.wait_line("done", LONG);
 
     // The MLX job: `python3 -m mlx_lm.lora --batch-size 4`, growing 256 MiB every 250 ms to 3.5 GiB.

@@ -59,6 +59,18 @@ fn go(path: &Path) {
     std::fs::write(path, "go").expect("go file");
 }
 
+/// The daemon sends SIGKILL to `pid` for a reason containing `why`, and the child dies of it.
+fn expect_sigkill(d: &Daemon, kid: &mut Kid, pid: i64, why: &str) {
+    let kill = d.wait_for("kill_sent", LONG, |e| is(e, "kill_sent"));
+    assert_eq!(kill["pid"], pid);
+    assert!(
+        kill["reason"].as_str().unwrap_or("").contains(why),
+        "{kill}"
+    );
+    let status = wait_bounded(&mut kid.0, LONG).expect("exits after SIGKILL");
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+}
+
 /// A running daemon plus the work folder its children share; `child`
 /// starts a growing `python3 -m mlx_lm.<module>` and returns once the daemon
 /// has found it; `go` lets every child start allocating.
@@ -196,17 +208,7 @@ fn a_child_that_ignores_sigterm_is_killed_after_kill_after() {
     scene.go();
     let d = &scene.d;
 
-    let kill = d.wait_for("kill_sent", LONG, |e| is(e, "kill_sent"));
-    assert_eq!(kill["pid"], pid);
-    assert!(
-        kill["reason"]
-            .as_str()
-            .unwrap_or("")
-            .contains("still alive"),
-        "{kill}"
-    );
-    let status = wait_bounded(&mut kid.0, LONG).expect("exits after SIGKILL");
-    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    expect_sigkill(d, &mut kid, pid, "still alive");
     let exited = d.wait_for("victim_exited", LONG, |e| is(e, "victim_exited"));
     assert_eq!(exited["killed"], true);
     let sent = signalled(&d.events());
@@ -245,17 +247,7 @@ fn a_child_that_ignores_sigterm_and_keeps_growing_is_killed_below_half_the_floor
     scene.go();
     let d = &scene.d;
 
-    let kill = d.wait_for("kill_sent", LONG, |e| is(e, "kill_sent"));
-    assert_eq!(kill["pid"], pid);
-    assert!(
-        kill["reason"]
-            .as_str()
-            .unwrap_or("")
-            .contains("half of actions.kill_floor"),
-        "{kill}"
-    );
-    let status = wait_bounded(&mut kid.0, LONG).expect("exits after SIGKILL");
-    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    expect_sigkill(d, &mut kid, pid, "half of actions.kill_floor");
 }
 
 #[test]
@@ -265,15 +257,7 @@ fn a_non_mlx_hog_is_reported_and_never_signalled() {
     let d = Daemon::start(&config(avail0 - GIB, avail0 - 2 * GIB, MIB, "2s", ""), &[]);
     d.wait_for("started", LONG, |e| is(e, "started"));
     let work = tempfile::tempdir().expect("tempdir");
-    let hog_py = work.path().join("hog.py");
-    write_file(&hog_py, &allocator_py(3 * GIB, 256 * MIB, 0.05));
-    let mut hog = Kid::new(
-        Command::new(python3())
-            .arg(&hog_py)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("hog"),
-    );
+    let mut hog = spawn_hog(work.path(), 3 * GIB);
     let nv = d.wait_for("no_victim", LONG, |e| is(e, "no_victim"));
     assert!(
         nv["reason"]

@@ -277,6 +277,20 @@ pub fn fake_mlx_lm(dir: &Path, body: &str) -> PathBuf {
     dir.to_path_buf()
 }
 
+/// `python3 hog.py`: not MLX by any rule, fills `total` bytes in 256 MiB
+/// steps, prints "done" and holds it.
+pub fn spawn_hog(dir: &Path, total: u64) -> Kid {
+    let hog_py = dir.join("hog.py");
+    write_file(&hog_py, &allocator_py(total, 256 * MIB, 0.05));
+    Kid::new(
+        Command::new(python3())
+            .arg(&hog_py)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the hog"),
+    )
+}
+
 /// The Python interpreter of a venv with real `mlx[cpu]`: $HEADROOM_TEST_PYTHON,
 /// else <target>/test-venv, created here (python3 -m venv + pip) if missing.
 pub fn mlx_python() -> PathBuf {
