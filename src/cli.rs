@@ -54,4 +54,68 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Install the agent: a LaunchAgent (macOS) or a systemd user service (Linux) that runs `headroom run` at login.
+    Install {
+        /// Service manager (default: this platform's own).
+        #[arg(long, value_enum)]
+        manager: Option<crate::agent::Manager>,
+        /// Print the plist/unit and the commands; write and run nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace a file at the plist/unit path that headroom did not write.
+        #[arg(long)]
+        force: bool,
+        /// Config file the agent runs with (default: the one `run` would find).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Stop and remove the agent; the config and the logs stay.
+    Uninstall {
+        #[arg(long, value_enum)]
+        manager: Option<crate::agent::Manager>,
+        /// Print the commands; remove and run nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Remove a file at the plist/unit path that headroom did not write.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Sample at the poll interval and write one Snapshot per line (a trace)
+    /// until the duration passes or SIGINT/SIGTERM.
+    Record {
+        /// The trace file to write (created 0600; an existing file is replaced).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Stop after this long ("90s", "10m"); default: until SIGINT/SIGTERM.
+        #[arg(long, value_name = "D", value_parser = crate::config::parse_duration)]
+        duration: Option<std::time::Duration>,
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Feed a trace (or a headroom log) through the real classifier and
+    /// policy and print every level change and action with its time and reason.
+    Replay {
+        /// A trace from `headroom record`, or a headroom log file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Config whose thresholds and actions to replay with.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// One JSON object per decision (the log's event names and fields).
+        #[arg(long)]
+        json: bool,
+    },
+    /// A live full-screen view: level, memory, swap, pressure and the MLX
+    /// processes with their growth and time to red (`q` quits).
+    Top {
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
 }

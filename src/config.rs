@@ -4,6 +4,7 @@
 use crate::model::Bytes;
 use regex::Regex;
 use serde::Deserialize;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ pub struct RawConfig {
     pub mlx: Option<RawMlx>,
     pub actions: Option<RawActions>,
     pub log: Option<RawLog>,
+    pub metrics: Option<RawMetrics>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,6 +92,12 @@ pub struct RawLog {
     pub sample_every: Option<String>,
     pub max_size: Option<String>,
     pub keep: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: Option<String>,
 }
 
 /// Parse TOML text into a RawConfig; errors name the file and the key path.
@@ -180,6 +188,11 @@ pub fn merge(user: RawConfig, defaults: RawConfig) -> RawConfig {
                 max_size,
                 keep
             }
+        )),
+        metrics: Some(merge_section!(
+            user.metrics,
+            defaults.metrics,
+            RawMetrics { listen }
         )),
     }
 }
@@ -313,6 +326,8 @@ pub struct Config {
     pub detect_library: bool,
     pub actions: Actions,
     pub log: LogConfig,
+    /// Where the Prometheus endpoint listens; `None` = off (src/metrics.rs).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The platform's default log file.
@@ -349,6 +364,7 @@ impl Config {
         let mlx = raw.mlx.unwrap_or_default();
         let act = raw.actions.unwrap_or_default();
         let log = raw.log.unwrap_or_default();
+        let metrics_raw = raw.metrics.unwrap_or_default().listen.unwrap_or_default();
 
         let dur = |key: &str, v: Option<String>| -> Result<Duration, ConfigError> {
             let v = v.ok_or_else(|| missing(key))?;
@@ -545,6 +561,8 @@ impl Config {
                 .ok_or_else(|| missing("mlx.detect_library"))?,
             actions,
             log,
+            metrics_listen: parse_listen(&metrics_raw)
+                .map_err(|why| err(file, "metrics.listen", &metrics_raw, why))?,
         })
     }
 
@@ -596,6 +614,23 @@ pub fn locate(cli_path: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> {
     Ok(base
         .map(|b| b.join("headroom/config.toml"))
         .filter(|p| p.exists()))
+}
+
+/// `metrics.listen`: empty = off, else an IP address and a non-zero port.
+/// Any address the user writes is taken as meant (the daemon warns at start
+/// when it is not loopback); host names are not resolved.
+pub fn parse_listen(s: &str) -> Result<Option<SocketAddr>, &'static str> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let a: SocketAddr = t
+        .parse()
+        .map_err(|_| "is not an address and port (e.g. \"127.0.0.1:9779\" or \"[::1]:9779\")")?;
+    if a.port() == 0 {
+        return Err("needs a port other than 0");
+    }
+    Ok(Some(a))
 }
 
 /// `Some(a < b)` when comparable without knowing total RAM; `None` when one
@@ -679,6 +714,29 @@ mod tests {
             assert!(e.starts_with("u.toml"), "{e}");
             assert!(e.contains(want), "for {text:?}: got {e}");
             assert!(!e.contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_must_be_an_address() {
+        assert_eq!(Config::embedded().expect("defaults").metrics_listen, None);
+        let c =
+            Config::from_text("u.toml", "[metrics]\nlisten = \"127.0.0.1:9779\"\n").expect("ok");
+        assert_eq!(c.metrics_listen, "127.0.0.1:9779".parse().ok());
+        let c = Config::from_text("u.toml", "[metrics]\nlisten = \"[::]:9779\"\n").expect("ok");
+        assert!(c.metrics_listen.is_some_and(|a| !a.ip().is_loopback()));
+        for (v, want) in [
+            ("localhost:9779", "is not an address and port"),
+            ("127.0.0.1", "is not an address and port"),
+            ("127.0.0.1:0", "needs a port other than 0"),
+        ] {
+            let e = Config::from_text("u.toml", &format!("[metrics]\nlisten = \"{v}\"\n"))
+                .expect_err(v)
+                .to_string();
+            assert!(
+                e.starts_with(&format!("u.toml: 'metrics.listen' ('{v}') {want}")),
+                "{e}"
+            );
         }
     }
 

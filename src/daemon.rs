@@ -68,6 +68,7 @@ pub struct Daemon {
     start: Instant,
     last_sample_logged: Option<Duration>,
     last_error: Option<String>,
+    metrics: crate::metrics::Metrics,
 }
 
 impl Daemon {
@@ -96,6 +97,7 @@ impl Daemon {
             start,
             last_sample_logged: None,
             last_error: None,
+            metrics: crate::metrics::Metrics::disabled(),
         })
     }
 
@@ -137,6 +139,7 @@ impl Daemon {
         let mut int = signal(SignalKind::interrupt()).map_err(crate::Error::Io)?;
         let mut hup = signal(SignalKind::hangup()).map_err(crate::Error::Io)?;
         self.log_started();
+        self.metrics = crate::metrics::Metrics::start(self.cfg.metrics_listen);
         loop {
             self.cycle().await;
             tokio::select! {
@@ -171,6 +174,7 @@ impl Daemon {
                                 "error",
                                 json!({ "error": format!("config reload: {e}; keeping the old config") })
                             );
+                            self.metrics.count_error();
                             return;
                         }
                     }
@@ -193,6 +197,7 @@ impl Daemon {
                     "error",
                     json!({ "error": format!("config reload failed, keeping the old config: {e}") })
                 );
+                self.metrics.count_error();
             }
         }
     }
@@ -201,12 +206,14 @@ impl Daemon {
         let Some(mut sampler) = self.sampler.take() else {
             return;
         };
+        let sample_start = Instant::now();
         let joined = tokio::task::spawn_blocking(move || {
             let r = sampler.sample();
             let ev = sampler.take_events();
             (sampler, r, ev)
         })
         .await;
+        self.metrics.observe_sample_duration(sample_start.elapsed());
         let (sampler, result, events) = match joined {
             Ok(x) => x,
             Err(e) => {
@@ -245,7 +252,9 @@ impl Daemon {
                 self.policy.signal_outcome(o, &outcome);
             }
             log_action(a, &outcome);
+            self.metrics.count_action(a, &outcome);
         }
+        self.metrics.observe_cycle(&snap, &c);
         let due = self
             .last_sample_logged
             .is_none_or(|t| snap.at.saturating_sub(t) >= self.cfg.log.sample_every);
@@ -259,6 +268,7 @@ impl Daemon {
     fn error_once(&mut self, msg: String) {
         if self.last_error.as_deref() != Some(msg.as_str()) {
             log_event!(error, "error", json!({ "error": msg }));
+            self.metrics.count_error();
             self.last_error = Some(msg);
         }
     }

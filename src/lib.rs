@@ -3,6 +3,7 @@
 
 pub mod act;
 pub mod advise;
+pub mod agent;
 pub mod classify;
 pub mod cli;
 pub mod config;
@@ -11,11 +12,14 @@ pub mod discover;
 pub mod explain;
 pub mod log;
 pub mod macos_vm;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod sample;
 pub mod status;
 pub mod sys;
+pub mod top;
+pub mod trace;
 
 /// A failure that ends a command, with its exit code (sysexits).
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +36,9 @@ pub enum Error {
     /// An input file that cannot be opened or read.
     #[error("{0}")]
     Input(String),
+    /// install/uninstall: its own exit codes (73 foreign file, 69 service manager, …).
+    #[error(transparent)]
+    Agent(#[from] agent::AgentError),
 }
 
 impl Error {
@@ -42,6 +49,7 @@ impl Error {
             Error::Io(_) => 74,     // EX_IOERR
             Error::Data(_) => 65,   // EX_DATAERR
             Error::Input(_) => 66,  // EX_NOINPUT
+            Error::Agent(e) => e.exit_code(),
         }
     }
 }

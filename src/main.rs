@@ -69,5 +69,55 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             print!("{}", headroom::status::effective_config(&cfg));
             Ok(())
         }
+        Command::Install {
+            manager,
+            dry_run,
+            force,
+            config,
+        } => headroom::agent::install(&headroom::agent::Options {
+            manager: manager.unwrap_or_else(headroom::agent::Manager::native),
+            dry_run,
+            force,
+            config,
+        }),
+        Command::Uninstall {
+            manager,
+            dry_run,
+            force,
+        } => headroom::agent::uninstall(&headroom::agent::Options {
+            manager: manager.unwrap_or_else(headroom::agent::Manager::native),
+            dry_run,
+            force,
+            config: None,
+        }),
+        Command::Completions { shell } => {
+            headroom::agent::completions(shell);
+            Ok(())
+        }
+        Command::Man => headroom::agent::man(),
+        Command::Record {
+            out,
+            duration,
+            config,
+        } => {
+            let cfg = Config::load(config.as_deref())?;
+            let n = headroom::trace::record(&cfg, &out, duration)?;
+            eprintln!("headroom: recorded {n} snapshots to {}", out.display());
+            Ok(())
+        }
+        Command::Replay { file, config, json } => {
+            let cfg = Config::load(config.as_deref())?;
+            print!("{}", headroom::trace::run_replay(&file, &cfg, json)?);
+            Ok(())
+        }
+        Command::Top { config } => {
+            if let Err(msg) = headroom::top::require_terminal() {
+                // Exit 2, like a bad command line: nothing was started.
+                eprintln!("headroom: {msg}");
+                std::process::exit(2);
+            }
+            let cfg = Config::load(config.as_deref())?;
+            headroom::top::run(&cfg)
+        }
     }
 }

@@ -14,7 +14,13 @@ pub fn status(cfg: &Config, as_json: bool) -> Result<String, crate::Error> {
     let scope = crate::daemon::scope_for(cfg)?;
     let mut sampler = sample::for_this_platform(cfg, scope, Instant::now())?;
     let snap = sampler.sample()?;
-    Ok(render(cfg, &snap, as_json))
+    let agent = crate::agent::report::probe();
+    Ok(crate::agent::report::append(
+        render(cfg, &snap, as_json),
+        cfg,
+        &agent,
+        as_json,
+    ))
 }
 
 pub fn render(cfg: &Config, snap: &Snapshot, as_json: bool) -> String {
@@ -158,6 +164,7 @@ pub fn effective_config(cfg: &Config) -> String {
             "path": cfg.log.path.display().to_string(), "sample_every": dur(cfg.log.sample_every),
             "max_size": size_str(Size::Bytes(cfg.log.max_size)), "keep": cfg.log.keep,
         },
+        "metrics": { "listen": cfg.metrics_listen.map(|a| a.to_string()).unwrap_or_default() },
     });
     let body = toml::to_string(&doc).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
     format!("# effective configuration (from {})\n{body}", cfg.source)
@@ -182,5 +189,9 @@ mod tests {
         assert_eq!(back.actions.never_kill.len(), 2);
         assert_eq!(back.log.path, c.log.path);
         assert_eq!(back.patterns.len(), c.patterns.len());
+        assert_eq!(back.metrics_listen, None);
+        let m = Config::from_text("u.toml", "[metrics]\nlisten = \"[::1]:9779\"\n").expect("cfg");
+        let back = Config::from_text("back.toml", &effective_config(&m)).expect("round trip");
+        assert_eq!(back.metrics_listen, m.metrics_listen);
     }
 }

@@ -1,0 +1,715 @@
+//! Traces: `headroom record` writes Snapshots as JSON lines, and `headroom
+//! replay` feeds a trace — or a headroom log, whose `sample` lines are
+//! Snapshots — through the real classifier and policy and reports every
+//! decision with its time and reason.
+
+use crate::act::signal::{stand_down, Fresh};
+use crate::act::{Actuator, Outcome, Probe, Recording};
+use crate::classify::{Classification, Classifier, Lines};
+use crate::config::Config;
+use crate::discover::Scope;
+use crate::model::{KernelLevel, Level, Pid, Snapshot};
+use crate::policy::{Action, Policy, Sig};
+use crate::sample::SampleError;
+use crate::Error;
+use serde_json::{json, Value};
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::time::Duration;
+
+// ------------------------------------------------------------ one cycle
+
+/// What one cycle decided: the classification and each action with what
+/// became of it.
+pub struct Cycle {
+    pub classification: Classification,
+    pub actions: Vec<(Action, Outcome)>,
+}
+
+/// classify → policy → act, with the policy told what became of each
+/// signal: the part of the daemon's cycle that decides. Replay runs it on
+/// recorded Snapshots; the daemon does the same steps live.
+pub struct Engine {
+    classifier: Classifier,
+    policy: Policy,
+}
+
+impl Engine {
+    pub fn new(self_pid: Pid, scope: Scope) -> Engine {
+        Engine {
+            classifier: Classifier::default(),
+            policy: Policy::new(self_pid, scope),
+        }
+    }
+
+    pub fn level(&self) -> Level {
+        self.classifier.level()
+    }
+
+    pub fn step(
+        &mut self,
+        snap: &Snapshot,
+        cfg: &Config,
+        actuator: &mut dyn Actuator,
+        probe: &mut dyn Probe,
+    ) -> Cycle {
+        let classification = self.classifier.step(snap, &cfg.thresholds);
+        let mut actions = Vec::new();
+        for a in self.policy.step(snap, &classification, cfg) {
+            let outcome = actuator.act(&a, probe);
+            if let Action::Signal(o) = &a {
+                self.policy.signal_outcome(o, &outcome);
+            }
+            actions.push((a, outcome));
+        }
+        Cycle {
+            classification,
+            actions,
+        }
+    }
+}
+
+// ------------------------------------------------------------ replay
+
+/// The probe during replay: the "fresh" reading is the snapshot itself, and
+/// a pid's start time is the one in the snapshot's process list.
+pub struct TraceProbe<'a>(pub &'a Snapshot);
+
+impl Probe for TraceProbe<'_> {
+    fn fresh(&mut self) -> Result<Fresh, SampleError> {
+        Ok(Fresh {
+            available: self.0.memory.available_bytes,
+            kernel_critical: self.0.pressure.kernel_level == Some(KernelLevel::Critical),
+        })
+    }
+
+    fn start_time(&mut self, pid: Pid) -> Option<u64> {
+        self.0
+            .mlx_processes
+            .iter()
+            .find(|p| p.pid == pid)
+            .map(|p| p.start_time)
+    }
+}
+
+/// Records every action and performs none; a signal goes through the same
+/// last checks as the real actuator (memory re-read, pid identity), answered
+/// by the probe, so a signal the daemon would have skipped is skipped here.
+#[derive(Default)]
+pub struct Replayed {
+    pub recording: Recording,
+}
+
+impl Actuator for Replayed {
+    fn act(&mut self, action: &Action, probe: &mut dyn Probe) -> Outcome {
+        let outcome = self.recording.act(action, probe);
+        let Action::Signal(o) = action else {
+            return outcome;
+        };
+        if let Ok(f) = probe.fresh() {
+            if let Some(why) = stand_down(o, &f) {
+                return Outcome::Skipped(why);
+            }
+        }
+        match probe.start_time(o.process.pid) {
+            Some(t) if t == o.process.start_time => outcome,
+            Some(_) => Outcome::Skipped(format!(
+                "pid {} now belongs to another process",
+                o.process.pid
+            )),
+            None => Outcome::Skipped(format!("pid {} has already exited", o.process.pid)),
+        }
+    }
+}
+
+/// One line of a trace, understood.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TraceLine {
+    Snapshot(Box<Snapshot>),
+    /// A log's `started` event: a new daemon run, its clock back at zero.
+    Started,
+    /// Another log event, or a blank line.
+    Skip,
+}
+
+/// A line is a Snapshot, or a headroom log line: `sample` events are
+/// Snapshots, `started` starts a new run, other events are skipped.
+pub fn parse_line(text: &str) -> Result<TraceLine, String> {
+    if text.trim().is_empty() {
+        return Ok(TraceLine::Skip);
+    }
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    if !v.is_object() {
+        return Err("expected a JSON object (a Snapshot or a headroom log line)".into());
+    }
+    let snapshot = |v: Value| {
+        serde_path_to_error::deserialize::<_, Snapshot>(v).map(|s| TraceLine::Snapshot(Box::new(s)))
+    };
+    match v.get("event") {
+        None => snapshot(v).map_err(|e| format!("not a Snapshot: {e}")),
+        Some(Value::String(ev)) if ev == "sample" => {
+            snapshot(v).map_err(|e| format!("'sample' event is not a Snapshot: {e}"))
+        }
+        Some(Value::String(ev)) if ev == "started" => Ok(TraceLine::Started),
+        Some(Value::String(_)) => Ok(TraceLine::Skip),
+        Some(other) => Err(format!("'event' must be a string, got {other}")),
+    }
+}
+
+/// Read a whole trace, line by line; the first malformed line is an error
+/// naming the file and line, and nothing of the trace is used.
+pub fn read_trace(path: &Path) -> Result<Vec<TraceLine>, Error> {
+    let name = path.display();
+    let file = std::fs::File::open(path).map_err(|e| Error::Input(format!("{name}: {e}")))?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    let mut last_at: Option<Duration> = None;
+    for lineno in 1.. {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Error::Input(format!("{name}: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        let text = std::str::from_utf8(&buf)
+            .map_err(|_| Error::Data(format!("{name}:{lineno}: not UTF-8 text")))?;
+        let line = parse_line(text).map_err(|e| Error::Data(format!("{name}:{lineno}: {e}")))?;
+        match &line {
+            TraceLine::Started => last_at = None,
+            TraceLine::Snapshot(s) => {
+                if let Some(prev) = last_at.filter(|p| s.at < *p) {
+                    return Err(Error::Data(format!(
+                        "{name}:{lineno}: 'at' goes back in time ({:.3} s after {:.3} s) without a 'started' line",
+                        s.at.as_secs_f64(),
+                        prev.as_secs_f64()
+                    )));
+                }
+                last_at = Some(s.at);
+            }
+            TraceLine::Skip => {}
+        }
+        out.push(line);
+    }
+    Ok(out)
+}
+
+/// One decision taken during replay.
+#[derive(Clone, Debug)]
+pub enum Decision {
+    LevelChanged {
+        snapshot: Box<Snapshot>,
+        classification: Classification,
+    },
+    Action {
+        at: Duration,
+        action: Action,
+        outcome: Outcome,
+    },
+}
+
+/// The result of a replay.
+pub struct Replay {
+    pub decisions: Vec<Decision>,
+    pub snapshots: usize,
+    pub skipped: usize,
+    pub runs: usize,
+    pub span: Option<(Duration, Duration)>,
+    pub final_level: Level,
+}
+
+/// Feed the trace through the real classifier and policy. headroom's own
+/// pid is 0 (the policy never signals pid ≤ 1, so no traced pid collides
+/// with it) and every user is in scope, as for a daemon run as root.
+pub fn replay(lines: &[TraceLine], cfg: &Config) -> Replay {
+    let new_engine = || Engine::new(Pid(0), Scope::AllUsers);
+    let mut engine = new_engine();
+    let mut actuator = Replayed::default();
+    let mut r = Replay {
+        decisions: Vec::new(),
+        snapshots: 0,
+        skipped: 0,
+        runs: 1,
+        span: None,
+        final_level: Level::Green,
+    };
+    let mut seen_snapshot = false;
+    for line in lines {
+        let s = match line {
+            TraceLine::Snapshot(s) => s,
+            TraceLine::Started => {
+                if seen_snapshot {
+                    engine = new_engine();
+                    r.runs += 1;
+                }
+                continue;
+            }
+            TraceLine::Skip => {
+                r.skipped += 1;
+                continue;
+            }
+        };
+        seen_snapshot = true;
+        r.snapshots += 1;
+        r.span = Some(match r.span {
+            None => (s.at, s.at),
+            Some((first, _)) => (first, s.at),
+        });
+        let cycle = engine.step(s, cfg, &mut actuator, &mut TraceProbe(s));
+        if cycle.classification.changed() {
+            r.decisions.push(Decision::LevelChanged {
+                snapshot: s.clone(),
+                classification: cycle.classification,
+            });
+        }
+        for (action, outcome) in cycle.actions {
+            r.decisions.push(Decision::Action {
+                at: s.at,
+                action,
+                outcome,
+            });
+        }
+    }
+    r.final_level = engine.level();
+    r
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_millis() as f64 / 1000.0
+}
+
+/// A decision as a JSON object with the same event names and fields as the
+/// daemon's log line for it (docs/log.md), plus `at`.
+pub fn decision_json(d: &Decision, cfg: &Config) -> Value {
+    match d {
+        Decision::LevelChanged {
+            snapshot: s,
+            classification: c,
+        } => {
+            let lines = Lines::resolve(&cfg.thresholds, s.memory.total_bytes);
+            let text: Vec<String> = c.reasons.iter().map(|r| r.to_string()).collect();
+            json!({
+                "at": secs(s.at),
+                "event": "level_changed",
+                "from": c.previous,
+                "to": c.level,
+                "available_bytes": s.memory.available_bytes,
+                "total_bytes": s.memory.total_bytes,
+                "yellow_below_bytes": lines.yellow,
+                "red_below_bytes": lines.red,
+                "reasons": c.reasons,
+                "reasons_text": text.join("; "),
+            })
+        }
+        Decision::Action {
+            at,
+            action,
+            outcome,
+        } => {
+            let (event, fields) = action_fields(action);
+            let mut v = json!({ "at": secs(*at), "event": event });
+            if let (Some(m), Value::Object(f)) = (v.as_object_mut(), fields) {
+                m.extend(f);
+                m.insert("result".into(), json!(outcome));
+            }
+            v
+        }
+    }
+}
+
+/// The log event name and fields of an action (as the daemon logs them).
+fn action_fields(a: &Action) -> (&'static str, Value) {
+    match a {
+        Action::Notify(n) => ("notified", json!(n)),
+        Action::Signal(o) => {
+            let ev = match o.signal {
+                Sig::Term => "terminate_sent",
+                Sig::Kill => "kill_sent",
+            };
+            let mut v = serde_json::to_value(&o.process).unwrap_or_default();
+            if let Some(m) = v.as_object_mut() {
+                m.insert("signal".into(), json!(o.signal));
+                m.insert("reason".into(), json!(o.reason));
+                m.insert("available_bytes".into(), json!(o.available_bytes));
+            }
+            (ev, v)
+        }
+        Action::NoVictim {
+            reason,
+            mlx_processes,
+        } => (
+            "no_victim",
+            json!({ "reason": reason, "mlx_processes": mlx_processes }),
+        ),
+        Action::VictimExited {
+            process,
+            after_secs,
+            available_before_bytes,
+            available_after_bytes,
+            killed,
+        } => (
+            "victim_exited",
+            json!({
+                "pid": process.pid, "name": process.name, "start_time": process.start_time,
+                "peak_bytes": process.peak_bytes, "after_secs": after_secs, "killed": killed,
+                "available_before_bytes": available_before_bytes,
+                "available_after_bytes": available_after_bytes,
+            }),
+        ),
+    }
+}
+
+/// Control characters (a hostile process name) never reach the terminal.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// A decision as one line for a person.
+pub fn decision_text(d: &Decision) -> String {
+    match d {
+        Decision::LevelChanged {
+            snapshot: s,
+            classification: c,
+        } => {
+            let why: Vec<String> = c.reasons.iter().map(|r| r.to_string()).collect();
+            let why = if why.is_empty() {
+                "calm".to_string()
+            } else {
+                why.join("; ")
+            };
+            format!(
+                "{:>9.3}s  level {} -> {} (available {} of {}): {}",
+                s.at.as_secs_f64(),
+                c.previous,
+                c.level,
+                s.memory.available_bytes,
+                s.memory.total_bytes,
+                clean(&why)
+            )
+        }
+        Decision::Action {
+            at,
+            action,
+            outcome,
+        } => {
+            let what = match action {
+                Action::Notify(n) => {
+                    let kind = serde_json::to_value(n.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    format!("notify {kind}: {} — {}", n.title, n.body)
+                }
+                Action::Signal(o) => format!(
+                    "{} pid {} {} ({}): {}",
+                    match o.signal {
+                        Sig::Term => "SIGTERM",
+                        Sig::Kill => "SIGKILL",
+                    },
+                    o.process.pid,
+                    o.process.name,
+                    o.process.footprint_bytes,
+                    o.reason
+                ),
+                Action::NoVictim { reason, .. } => format!("no victim: {reason}"),
+                Action::VictimExited {
+                    process,
+                    after_secs,
+                    available_before_bytes,
+                    available_after_bytes,
+                    killed,
+                } => format!(
+                    "victim pid {} {} exited {after_secs:.1} s after SIGTERM{}; available {} -> {}",
+                    process.pid,
+                    process.name,
+                    if *killed { " (SIGKILLed)" } else { "" },
+                    available_before_bytes,
+                    available_after_bytes
+                ),
+            };
+            let note = match outcome {
+                Outcome::Skipped(why) => format!(" [skipped: {why}]"),
+                Outcome::Failed(why) => format!(" [failed: {why}]"),
+                Outcome::Done | Outcome::DryRun => String::new(),
+            };
+            format!(
+                "{:>9.3}s  {}{}",
+                at.as_secs_f64(),
+                clean(&what),
+                clean(&note)
+            )
+        }
+    }
+}
+
+/// `headroom replay`: the whole report, built only once the trace has been
+/// read in full (a malformed line prints no verdict at all).
+pub fn run_replay(path: &Path, cfg: &Config, as_json: bool) -> Result<String, Error> {
+    let lines = read_trace(path)?;
+    let r = replay(&lines, cfg);
+    let mut out = String::new();
+    for d in &r.decisions {
+        if as_json {
+            out.push_str(&decision_json(d, cfg).to_string());
+        } else {
+            out.push_str(&decision_text(d));
+        }
+        out.push('\n');
+    }
+    if !as_json {
+        let span = r
+            .span
+            .map(|(a, b)| format!(", {:.3}–{:.3} s", a.as_secs_f64(), b.as_secs_f64()))
+            .unwrap_or_default();
+        let runs = if r.runs > 1 {
+            format!(" in {} daemon runs", r.runs)
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "replayed {} snapshots{runs}{span} ({} other lines skipped): {} decisions, final level {}\n",
+            r.snapshots,
+            r.skipped,
+            r.decisions.len(),
+            r.final_level
+        ));
+    }
+    Ok(out)
+}
+
+// ------------------------------------------------------------ record
+
+/// Create `path` for writing, mode 0600 (a trace names processes and their
+/// command lines); an existing file is truncated and made 0600.
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(f)
+}
+
+/// `headroom record`: sample at the config's poll interval and write one
+/// Snapshot per line until `duration` has passed or SIGINT/SIGTERM.
+/// Returns the number of snapshots written.
+pub fn record(cfg: &Config, out: &Path, duration: Option<Duration>) -> Result<u64, Error> {
+    let scope = crate::daemon::scope_for(cfg)?;
+    let start = std::time::Instant::now();
+    let sampler = crate::sample::for_this_platform(cfg, scope, start)?;
+    let file = create_private(out).map_err(|e| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("{}: {e}", out.display()),
+        ))
+    })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Io)?;
+    rt.block_on(record_loop(
+        sampler,
+        file,
+        out,
+        cfg.poll_interval,
+        duration.map(|d| tokio::time::Instant::from_std(start) + d),
+    ))
+}
+
+async fn record_loop(
+    mut sampler: Box<dyn crate::sample::Sampler + Send>,
+    mut file: std::fs::File,
+    out: &Path,
+    every: Duration,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<u64, Error> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(Error::Io)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(Error::Io)?;
+    let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365 * 30);
+    let deadline = deadline.unwrap_or(far);
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut written = 0u64;
+    let mut last_error: Option<String> = None;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        let joined = tokio::task::spawn_blocking(move || {
+            let r = sampler.sample();
+            let _ = sampler.take_events();
+            (sampler, r)
+        })
+        .await;
+        let (s, result) =
+            joined.map_err(|e| Error::Io(std::io::Error::other(format!("sampler thread: {e}"))))?;
+        sampler = s;
+        match result {
+            Ok(snap) => {
+                last_error = None;
+                let mut line = serde_json::to_string(&snap)
+                    .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+                line.push('\n');
+                // One write per line: a reader never sees half a Snapshot.
+                file.write_all(line.as_bytes()).map_err(|e| {
+                    Error::Io(std::io::Error::new(
+                        e.kind(),
+                        format!("{}: {e}", out.display()),
+                    ))
+                })?;
+                written += 1;
+            }
+            Err(e) if written == 0 && last_error.is_none() => return Err(e.into()),
+            Err(e) => {
+                let msg = e.to_string();
+                if last_error.as_deref() != Some(msg.as_str()) {
+                    eprintln!("headroom: sample failed: {msg}");
+                    last_error = Some(msg);
+                }
+            }
+        }
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Bytes, MlxProcess};
+
+    fn snap_json(at: f64, avail_gib: u64) -> String {
+        format!(
+            r#"{{"at":{at},"total_bytes":{},"available_bytes":{}}}"#,
+            16 * Bytes::GIB,
+            avail_gib * Bytes::GIB
+        )
+    }
+
+    #[test]
+    fn a_bare_snapshot_and_a_log_sample_line_are_the_same_record() {
+        let bare = parse_line(&snap_json(1.5, 3)).expect("bare");
+        let log = format!(
+            r#"{{"ts":"2025-01-01T00:00:00Z","at":1.5,"event":"sample","severity":"info","total_bytes":{},"available_bytes":{},"mlx_processes":[],"level":"yellow","reasons":["x"]}}"#,
+            16 * Bytes::GIB,
+            3 * Bytes::GIB
+        );
+        assert_eq!(parse_line(&log).expect("log"), bare);
+    }
+
+    #[test]
+    fn other_log_events_are_skipped_and_started_restarts() {
+        let l = r#"{"ts":"t","at":2.0,"event":"level_changed","severity":"warn","from":"green"}"#;
+        assert_eq!(parse_line(l), Ok(TraceLine::Skip));
+        let s = r#"{"ts":"t","at":0.0,"event":"started","severity":"info"}"#;
+        assert_eq!(parse_line(s), Ok(TraceLine::Started));
+        assert_eq!(parse_line("   "), Ok(TraceLine::Skip));
+    }
+
+    #[test]
+    fn malformed_lines_say_what_is_wrong() {
+        for (line, want) in [
+            ("garbage", "not JSON"),
+            ("[1,2]", "expected a JSON object"),
+            (r#"{"at":1.0}"#, "not a Snapshot"),
+            (
+                r#"{"event":"sample","at":1.0}"#,
+                "'sample' event is not a Snapshot",
+            ),
+            (r#"{"event":3}"#, "'event' must be a string"),
+            (
+                r#"{"at":-1,"total_bytes":1,"available_bytes":1}"#,
+                "non-negative",
+            ),
+        ] {
+            let e = parse_line(line).expect_err(line);
+            assert!(e.contains(want), "{line}: {e}");
+        }
+    }
+
+    fn proc_at(pid: i32, start_time: u64) -> MlxProcess {
+        MlxProcess {
+            pid: Pid(pid),
+            uid: 501,
+            start_time,
+            name: "python3".into(),
+            cmdline: "python3 -m mlx_lm.lora --train".into(),
+            footprint_bytes: Bytes::gib(9),
+            rss_bytes: Bytes::gib(9),
+            peak_bytes: Bytes::gib(9),
+            growth_bytes_per_sec: 0.0,
+            matched_by: "pattern:x".into(),
+        }
+    }
+
+    #[test]
+    fn the_probe_answers_from_the_snapshot() {
+        let mut s = Snapshot::default();
+        s.memory.available_bytes = Bytes::gib(1);
+        s.pressure.kernel_level = Some(KernelLevel::Critical);
+        s.mlx_processes.push(proc_at(42, 777));
+        let mut p = TraceProbe(&s);
+        let f = p.fresh().expect("fresh");
+        assert_eq!(f.available, Bytes::gib(1));
+        assert!(f.kernel_critical);
+        assert_eq!(p.start_time(Pid(42)), Some(777));
+        assert_eq!(p.start_time(Pid(43)), None);
+    }
+
+    #[test]
+    fn red_on_an_mlx_job_terminates_it_and_a_restart_resets_the_clock() {
+        let cfg = Config::embedded().expect("defaults");
+        let mut lines = Vec::new();
+        for t in 0..8u64 {
+            let mut s = Snapshot {
+                at: Duration::from_secs(t),
+                ..Default::default()
+            };
+            s.memory.total_bytes = Bytes::gib(16);
+            s.memory.available_bytes = Bytes::mib(1500);
+            s.mlx_processes.push(proc_at(4242, 100));
+            lines.push(TraceLine::Snapshot(Box::new(s)));
+        }
+        let r = replay(&lines, &cfg);
+        let terms: Vec<f64> = r
+            .decisions
+            .iter()
+            .filter_map(|d| match d {
+                Decision::Action {
+                    at,
+                    action: Action::Signal(o),
+                    ..
+                } if o.signal == Sig::Term => Some(at.as_secs_f64()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(terms, vec![5.0], "SIGTERM after terminate_after (5 s)");
+        assert_eq!(r.final_level, Level::Red);
+
+        // A `started` line between runs: the second run starts from green
+        // and its timers start again.
+        let mut two = lines.clone();
+        two.push(TraceLine::Started);
+        two.extend(lines.clone());
+        let r2 = replay(&two, &cfg);
+        assert_eq!(r2.runs, 2);
+        let changes = r2
+            .decisions
+            .iter()
+            .filter(|d| matches!(d, Decision::LevelChanged { .. }))
+            .count();
+        assert_eq!(changes, 2);
+    }
+}
