@@ -1,0 +1,168 @@
+//! `headroom top` in a real terminal: tmux runs it in a detached 120×40
+//! pane; the test reads the screen with capture-pane, starts a real process
+//! whose command line matches an MLX pattern and waits for its pid in the
+//! table, quits with `q` through send-keys, and checks the process exited 0
+//! and left the alternate screen. Needs the Debian package `tmux`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_headroom"))
+}
+
+/// A private tmux server (its own socket, no user config), killed on drop
+/// together with the fake MLX process.
+struct Tmux {
+    socket: String,
+    fake: Option<Child>,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    }
+
+    fn capture(&self) -> String {
+        let o = self.cmd(&["capture-pane", "-p", "-t", "top"]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn display(&self, format: &str) -> String {
+        let o = self.cmd(&["display-message", "-p", "-t", "top", format]);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// Poll the screen until `ok` holds, at most `secs` seconds.
+    fn wait_screen(&self, secs: u64, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let screen = self.capture();
+            if ok(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+        if let Some(c) = self.fake.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn require_tmux() {
+    let ok = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "tmux is not installed: this test needs the Debian package 'tmux' (apt-get install tmux; .ci/run installs it)"
+    );
+}
+
+#[test]
+fn top_draws_level_memory_and_a_new_mlx_process_then_q_restores_the_terminal() {
+    require_tmux();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, "[poll]\ninterval = \"1s\"\n").expect("config");
+    let mut t = Tmux {
+        socket: format!("headroom-top-test-{}", std::process::id()),
+        fake: None,
+    };
+    let command = format!(
+        "env -u HEADROOM_CONFIG '{}' top --config '{}'",
+        bin().display(),
+        cfg.display()
+    );
+    let o = t.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "top",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &command,
+    ]);
+    assert!(
+        o.status.success(),
+        "tmux new-session: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Keep the pane after the process exits, to read its exit status.
+    t.cmd(&["set-option", "-w", "-t", "top", "remain-on-exit", "on"]);
+
+    let screen = t.wait_screen(20, "the first frame", |s| {
+        s.contains("available") && ["GREEN", "YELLOW", "RED"].iter().any(|l| s.contains(l))
+    });
+    assert!(screen.contains("MLX processes:"), "{screen}");
+
+    // A real process whose command line matches the mlx_lm.* pattern.
+    let fake = Command::new("bash")
+        .args(["-c", "exec -a /x/mlx_lm.lora sleep 300"])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn the fake MLX process");
+    let pid = fake.id().to_string();
+    t.fake = Some(fake);
+    let screen = t.wait_screen(20, "the MLX process in the table", |s| {
+        s.lines()
+            .any(|l| l.split_whitespace().next() == Some(pid.as_str()) && l.contains("mlx_lm.lora"))
+    });
+    assert!(
+        screen.contains("FOOTPRINT") && screen.contains("RED IN"),
+        "{screen}"
+    );
+    assert!(screen.lines().count() <= 40);
+
+    t.cmd(&["send-keys", "-t", "top", "q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t.display("#{pane_dead}") != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "top did not exit after q; the screen:\n{}",
+            t.capture()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(t.display("#{pane_dead_status}"), "0", "exit status");
+    let after = t.capture();
+    assert!(
+        !after.contains("MLX processes:"),
+        "the alternate screen was left on exit:\n{after}"
+    );
+}
+
+#[test]
+fn top_without_a_terminal_is_a_one_line_error_with_exit_2() {
+    let o = Command::new(bin())
+        .args(["top"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("headroom runs");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("needs a terminal"), "{err}");
+}
