@@ -95,7 +95,7 @@ pub fn frame(cfg: &Config, snap: &Snapshot, c: &Classification) -> Vec<Row> {
             text: format!(" {} ", c.level.as_str().to_uppercase()),
             color: Some(level_color(c.level)),
         },
-        plain(format!("   refresh {} s · q quits", REFRESH.as_secs_f64())),
+        plain(format!("   refresh {} s, q quits", REFRESH.as_secs_f64())),
     ]);
     rows.push(vec![plain("")]);
     rows.push(vec![
@@ -182,7 +182,7 @@ pub fn frame(cfg: &Config, snap: &Snapshot, c: &Classification) -> Vec<Row> {
                 .unwrap_or_else(|| "-".into());
             let row = format!(
                 "{:>7}  {:<18} {:>10} {:>11} {:>10} {:>8}  {}",
-                p.pid,
+                p.pid.0,
                 name.chars().take(18).collect::<String>(),
                 p.footprint_bytes.to_string(),
                 rate(p.growth_bytes_per_sec),

@@ -135,16 +135,22 @@ fn top_draws_level_memory_and_a_new_mlx_process_then_q_restores_the_terminal() {
     assert!(screen.lines().count() <= 40);
 
     t.cmd(&["send-keys", "-t", "top", "q"]);
+    // tmux marks the pane dead when the pty closes and records the status
+    // when it reaps the process: wait for both.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while t.display("#{pane_dead}") != "1" {
+    let status = loop {
+        let d = t.display("#{pane_dead} #{pane_dead_status}");
+        if let Some(status) = d.strip_prefix("1 ").filter(|s| !s.is_empty()) {
+            break status.to_string();
+        }
         assert!(
             Instant::now() < deadline,
-            "top did not exit after q; the screen:\n{}",
+            "top did not exit after q ({d:?}); the screen:\n{}",
             t.capture()
         );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(t.display("#{pane_dead_status}"), "0", "exit status");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status, "0", "exit status");
     let after = t.capture();
     assert!(
         !after.contains("MLX processes:"),
