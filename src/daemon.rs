@@ -3,14 +3,15 @@
 //! it cleanly, SIGHUP reloads the config (a bad new one is reported and the
 //! old one kept).
 
-use crate::act::{Actuator, Outcome, Poster, System};
-use crate::classify::{Classification, Classifier, Lines};
+use crate::act::{Poster, System};
+use crate::classify::Classification;
 use crate::config::{Config, ConfigError};
 use crate::discover::{ProcessEvent, Scope};
+use crate::engine::{action_fields, level_changed_fields, Engine};
 use crate::log::LogHandle;
 use crate::log_event;
 use crate::model::{Pid, Snapshot};
-use crate::policy::{Action, Policy, Sig};
+use crate::policy::Action;
 use crate::sample::{self, Sampler};
 use serde_json::json;
 use std::collections::HashSet;
@@ -61,8 +62,7 @@ pub struct Daemon {
     cli_config: Option<PathBuf>,
     force_dry_run: bool,
     sampler: Option<Box<dyn Sampler + Send>>,
-    classifier: Classifier,
-    policy: Policy,
+    engine: Engine,
     actuator: System,
     log: LogHandle,
     start: Instant,
@@ -90,8 +90,7 @@ impl Daemon {
             cli_config,
             force_dry_run,
             sampler: Some(sampler),
-            classifier: Classifier::default(),
-            policy: Policy::new(self_pid, scope),
+            engine: Engine::new(self_pid, scope),
             actuator,
             log,
             start,
@@ -178,7 +177,7 @@ impl Daemon {
                             return;
                         }
                     }
-                    self.policy = Policy::new(Pid(std::process::id() as i32), scope);
+                    self.engine.rescope(Pid(std::process::id() as i32), scope);
                 }
                 self.log
                     .reconfigure(&cfg.log.path, cfg.log.max_size.0, cfg.log.keep);
@@ -237,30 +236,36 @@ impl Daemon {
                 return;
             }
         };
-        let c = self.classifier.step(&snap, &self.cfg.thresholds);
+        let Some(probe) = self.sampler.as_deref_mut() else {
+            return;
+        };
+        let cycle = self
+            .engine
+            .step(&snap, &self.cfg, &mut self.actuator, probe);
+        let c = &cycle.classification;
         if c.changed() {
-            log_level_change(&snap, &c, &self.cfg);
+            log_event!(
+                warn,
+                "level_changed",
+                level_changed_fields(&snap, c, &self.cfg)
+            );
         }
-        let actions = self.policy.step(&snap, &c, &self.cfg);
-        self.actuator.level = c.level;
-        for a in &actions {
-            let outcome = match self.sampler.as_deref_mut() {
-                Some(probe) => self.actuator.act(a, probe),
-                None => Outcome::Failed("no sampler to re-check with".into()),
-            };
-            if let Action::Signal(o) = a {
-                self.policy.signal_outcome(o, &outcome);
+        for (a, outcome) in &cycle.actions {
+            let (event, fields) = action_fields(a, outcome);
+            match a {
+                Action::Signal(_) => log_event!(warn, event, fields),
+                _ => log_event!(info, event, fields),
             }
-            log_action(a, &outcome);
-            self.metrics.count_action(a, &outcome);
+            self.metrics.count_action(a, outcome);
         }
-        self.metrics.observe_cycle(&snap, &c);
+        let actions = &cycle.actions;
+        self.metrics.observe_cycle(&snap, c);
         let due = self
             .last_sample_logged
             .is_none_or(|t| snap.at.saturating_sub(t) >= self.cfg.log.sample_every);
         if due || c.changed() || !actions.is_empty() {
             self.last_sample_logged = Some(snap.at);
-            log_sample(&snap, &c);
+            log_sample(&snap, c);
         }
     }
 
@@ -286,26 +291,6 @@ pub fn log_sample(snap: &Snapshot, c: &Classification) {
     log_event!(info, "sample", v);
 }
 
-fn log_level_change(snap: &Snapshot, c: &Classification, cfg: &Config) {
-    let lines = Lines::resolve(&cfg.thresholds, snap.memory.total_bytes);
-    let text: Vec<String> = c.reasons.iter().map(|r| r.to_string()).collect();
-    log_event!(
-        warn,
-        "level_changed",
-        json!({
-            "at": snap.at.as_millis() as f64 / 1000.0,
-            "from": c.previous,
-            "to": c.level,
-            "available_bytes": snap.memory.available_bytes,
-            "total_bytes": snap.memory.total_bytes,
-            "yellow_below_bytes": lines.yellow,
-            "red_below_bytes": lines.red,
-            "reasons": c.reasons,
-            "reasons_text": text.join("; "),
-        })
-    );
-}
-
 fn log_process_event(ev: &ProcessEvent) {
     match ev {
         ProcessEvent::Found(p) => log_event!(info, "mlx_process_found", p),
@@ -316,55 +301,5 @@ fn log_process_event(ev: &ProcessEvent) {
             }
             log_event!(info, "mlx_process_exited", v)
         }
-    }
-}
-
-fn log_action(a: &Action, outcome: &Outcome) {
-    let dry = outcome.is_dry_run();
-    let (event, mut v) = match a {
-        Action::Notify(n) => ("notified", json!(n)),
-        Action::Signal(o) => {
-            let ev = if o.signal == Sig::Term {
-                "terminate_sent"
-            } else {
-                "kill_sent"
-            };
-            let mut v = serde_json::to_value(&o.process).unwrap_or_default();
-            if let Some(m) = v.as_object_mut() {
-                m.insert("signal".into(), json!(o.signal));
-                m.insert("reason".into(), json!(o.reason));
-                m.insert("available_bytes".into(), json!(o.available_bytes));
-            }
-            (ev, v)
-        }
-        Action::NoVictim {
-            reason,
-            mlx_processes,
-        } => (
-            "no_victim",
-            json!({ "reason": reason, "mlx_processes": mlx_processes }),
-        ),
-        Action::VictimExited {
-            process,
-            after_secs,
-            available_before_bytes,
-            available_after_bytes,
-            killed,
-        } => (
-            "victim_exited",
-            json!({
-                "pid": process.pid, "name": process.name, "start_time": process.start_time,
-                "peak_bytes": process.peak_bytes, "after_secs": after_secs, "killed": killed,
-                "available_before_bytes": available_before_bytes, "available_after_bytes": available_after_bytes,
-            }),
-        ),
-    };
-    if let Some(m) = v.as_object_mut() {
-        m.insert("dry_run".into(), json!(dry));
-        m.insert("result".into(), json!(outcome));
-    }
-    match a {
-        Action::Signal(_) => log_event!(warn, event, v),
-        _ => log_event!(info, event, v),
     }
 }

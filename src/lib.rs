@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod discover;
+pub mod engine;
 pub mod explain;
 pub mod log;
 pub mod macos_vm;

@@ -5,69 +5,18 @@
 
 use crate::act::signal::{stand_down, Fresh};
 use crate::act::{Actuator, Outcome, Probe, Recording};
-use crate::classify::{Classification, Classifier, Lines};
+use crate::classify::Classification;
 use crate::config::Config;
 use crate::discover::Scope;
+use crate::engine::{action_fields, level_changed_fields, Engine};
 use crate::model::{KernelLevel, Level, Pid, Snapshot};
-use crate::policy::{Action, Policy, Sig};
+use crate::policy::{Action, Sig};
 use crate::sample::SampleError;
 use crate::Error;
 use serde_json::{json, Value};
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::time::Duration;
-
-// ------------------------------------------------------------ one cycle
-
-/// What one cycle decided: the classification and each action with what
-/// became of it.
-pub struct Cycle {
-    pub classification: Classification,
-    pub actions: Vec<(Action, Outcome)>,
-}
-
-/// classify → policy → act, with the policy told what became of each
-/// signal: the part of the daemon's cycle that decides. Replay runs it on
-/// recorded Snapshots; the daemon does the same steps live.
-pub struct Engine {
-    classifier: Classifier,
-    policy: Policy,
-}
-
-impl Engine {
-    pub fn new(self_pid: Pid, scope: Scope) -> Engine {
-        Engine {
-            classifier: Classifier::default(),
-            policy: Policy::new(self_pid, scope),
-        }
-    }
-
-    pub fn level(&self) -> Level {
-        self.classifier.level()
-    }
-
-    pub fn step(
-        &mut self,
-        snap: &Snapshot,
-        cfg: &Config,
-        actuator: &mut dyn Actuator,
-        probe: &mut dyn Probe,
-    ) -> Cycle {
-        let classification = self.classifier.step(snap, &cfg.thresholds);
-        let mut actions = Vec::new();
-        for a in self.policy.step(snap, &classification, cfg) {
-            let outcome = actuator.act(&a, probe);
-            if let Action::Signal(o) = &a {
-                self.policy.signal_outcome(o, &outcome);
-            }
-            actions.push((a, outcome));
-        }
-        Cycle {
-            classification,
-            actions,
-        }
-    }
-}
 
 // ------------------------------------------------------------ replay
 
@@ -287,76 +236,26 @@ pub fn decision_json(d: &Decision, cfg: &Config) -> Value {
             snapshot: s,
             classification: c,
         } => {
-            let lines = Lines::resolve(&cfg.thresholds, s.memory.total_bytes);
-            let text: Vec<String> = c.reasons.iter().map(|r| r.to_string()).collect();
-            json!({
-                "at": secs(s.at),
-                "event": "level_changed",
-                "from": c.previous,
-                "to": c.level,
-                "available_bytes": s.memory.available_bytes,
-                "total_bytes": s.memory.total_bytes,
-                "yellow_below_bytes": lines.yellow,
-                "red_below_bytes": lines.red,
-                "reasons": c.reasons,
-                "reasons_text": text.join("; "),
-            })
+            let mut v = json!({ "event": "level_changed" });
+            if let (Some(m), Value::Object(f)) =
+                (v.as_object_mut(), level_changed_fields(s, c, cfg))
+            {
+                m.extend(f);
+            }
+            v
         }
         Decision::Action {
             at,
             action,
             outcome,
         } => {
-            let (event, fields) = action_fields(action);
+            let (event, fields) = action_fields(action, outcome);
             let mut v = json!({ "at": secs(*at), "event": event });
             if let (Some(m), Value::Object(f)) = (v.as_object_mut(), fields) {
                 m.extend(f);
-                m.insert("result".into(), json!(outcome));
             }
             v
         }
-    }
-}
-
-/// The log event name and fields of an action (as the daemon logs them).
-fn action_fields(a: &Action) -> (&'static str, Value) {
-    match a {
-        Action::Notify(n) => ("notified", json!(n)),
-        Action::Signal(o) => {
-            let ev = match o.signal {
-                Sig::Term => "terminate_sent",
-                Sig::Kill => "kill_sent",
-            };
-            let mut v = serde_json::to_value(&o.process).unwrap_or_default();
-            if let Some(m) = v.as_object_mut() {
-                m.insert("signal".into(), json!(o.signal));
-                m.insert("reason".into(), json!(o.reason));
-                m.insert("available_bytes".into(), json!(o.available_bytes));
-            }
-            (ev, v)
-        }
-        Action::NoVictim {
-            reason,
-            mlx_processes,
-        } => (
-            "no_victim",
-            json!({ "reason": reason, "mlx_processes": mlx_processes }),
-        ),
-        Action::VictimExited {
-            process,
-            after_secs,
-            available_before_bytes,
-            available_after_bytes,
-            killed,
-        } => (
-            "victim_exited",
-            json!({
-                "pid": process.pid, "name": process.name, "start_time": process.start_time,
-                "peak_bytes": process.peak_bytes, "after_secs": after_secs, "killed": killed,
-                "available_before_bytes": available_before_bytes,
-                "available_after_bytes": available_after_bytes,
-            }),
-        ),
     }
 }
 

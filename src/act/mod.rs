@@ -43,6 +43,8 @@ pub trait Probe {
 
 pub trait Actuator {
     fn act(&mut self, action: &Action, probe: &mut dyn Probe) -> Outcome;
+    /// The level of the cycle whose actions follow (hooks report it).
+    fn set_level(&mut self, _level: Level) {}
 }
 
 /// Where notices go: the desktop notifier, or anything a test provides.
@@ -86,6 +88,10 @@ impl System {
 }
 
 impl Actuator for System {
+    fn set_level(&mut self, level: Level) {
+        self.level = level;
+    }
+
     fn act(&mut self, action: &Action, probe: &mut dyn Probe) -> Outcome {
         match action {
             Action::Notify(n) => {
