@@ -7,6 +7,7 @@ use crate::act::{Actuator, Outcome, Probe};
 use crate::classify::{Classification, Classifier, Lines};
 use crate::config::Config;
 use crate::discover::Scope;
+use crate::model::secs;
 use crate::model::{Level, Pid, Snapshot};
 use crate::policy::{Action, Policy, Sig};
 use serde_json::{json, Value};
@@ -65,11 +66,6 @@ impl Engine {
             actions,
         }
     }
-}
-
-/// Seconds with millisecond precision, like `Snapshot::at`.
-fn secs(d: std::time::Duration) -> f64 {
-    d.as_millis() as f64 / 1000.0
 }
 
 /// The fields of a `level_changed` event.

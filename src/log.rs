@@ -2,6 +2,7 @@
 //! per event (`ts`, `severity`, `event`, fields), rotates by size, and keeps
 //! the daemon running when the log cannot be written.
 
+use crate::model::secs;
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
@@ -224,11 +225,6 @@ impl Visit for Fields {
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.put(field.name(), value.into());
     }
-}
-
-/// Seconds with millisecond precision, like `Snapshot::at`.
-fn secs(d: Duration) -> f64 {
-    d.as_millis() as f64 / 1000.0
 }
 
 fn now_rfc3339() -> String {

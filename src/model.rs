@@ -135,6 +135,27 @@ pub struct SystemMemory {
     pub swap_used_bytes: Option<Bytes>,
 }
 
+impl SystemMemory {
+    /// The parts this platform reports, in Activity Monitor's order, for display.
+    pub fn parts(&self) -> Vec<(&'static str, Bytes)> {
+        [
+            ("app", self.app_bytes),
+            ("wired", self.wired_bytes),
+            ("compressed", self.compressed_bytes),
+            ("cached", self.cached_bytes),
+            ("free", self.free_bytes),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|b| (k, b)))
+        .collect()
+    }
+}
+
+/// Seconds with millisecond precision: how `at` and durations are written.
+pub fn secs(d: Duration) -> f64 {
+    d.as_millis() as f64 / 1000.0
+}
+
 /// Kernel pressure signals. Each is `None` where the OS (or this kernel)
 /// lacks it — absent PSI is not an error.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -196,7 +217,7 @@ pub mod secs_f64 {
     use std::time::Duration;
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64((d.as_millis() as f64) / 1000.0)
+        s.serialize_f64(super::secs(*d))
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let v = f64::deserialize(d)?;

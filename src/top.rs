@@ -109,16 +109,7 @@ pub fn frame(cfg: &Config, snap: &Snapshot, c: &Classification) -> Vec<Row> {
             m.total_bytes, lines.yellow, lines.red
         )),
     ]);
-    let parts: Vec<String> = [
-        ("app", m.app_bytes),
-        ("wired", m.wired_bytes),
-        ("compressed", m.compressed_bytes),
-        ("cached", m.cached_bytes),
-        ("free", m.free_bytes),
-    ]
-    .iter()
-    .filter_map(|(k, v)| v.map(|b| format!("{k} {b}")))
-    .collect();
+    let parts: Vec<String> = m.parts().iter().map(|(k, b)| format!("{k} {b}")).collect();
     if !parts.is_empty() {
         rows.push(vec![plain(format!("memory      {}", parts.join("   ")))]);
     }

@@ -9,6 +9,7 @@ use crate::classify::Classification;
 use crate::config::Config;
 use crate::discover::Scope;
 use crate::engine::{action_fields, level_changed_fields, Engine};
+use crate::model::secs;
 use crate::model::{KernelLevel, Level, Pid, Snapshot};
 use crate::policy::{Action, Sig};
 use crate::sample::SampleError;
@@ -222,10 +223,6 @@ pub fn replay(lines: &[TraceLine], cfg: &Config) -> Replay {
     }
     r.final_level = engine.level();
     r
-}
-
-fn secs(d: Duration) -> f64 {
-    d.as_millis() as f64 / 1000.0
 }
 
 /// A decision as a JSON object with the same event names and fields as the

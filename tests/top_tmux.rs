@@ -111,7 +111,7 @@ fn top_draws_level_memory_and_a_new_mlx_process_then_q_restores_the_terminal() {
     // Keep the pane after the process exits, to read its exit status.
     t.cmd(&["set-option", "-w", "-t", "top", "remain-on-exit", "on"]);
 
-    let screen = t.wait_screen(20, "the first frame", |s| {
+    let screen = t.wait_screen(90, "the first frame", |s| {
         s.contains("available") && ["GREEN", "YELLOW", "RED"].iter().any(|l| s.contains(l))
     });
     assert!(screen.contains("MLX processes:"), "{screen}");
@@ -124,7 +124,7 @@ fn top_draws_level_memory_and_a_new_mlx_process_then_q_restores_the_terminal() {
         .expect("spawn the fake MLX process");
     let pid = fake.id().to_string();
     t.fake = Some(fake);
-    let screen = t.wait_screen(20, "the MLX process in the table", |s| {
+    let screen = t.wait_screen(90, "the MLX process in the table", |s| {
         s.lines()
             .any(|l| l.split_whitespace().next() == Some(pid.as_str()) && l.contains("mlx_lm.lora"))
     });
@@ -137,7 +137,7 @@ fn top_draws_level_memory_and_a_new_mlx_process_then_q_restores_the_terminal() {
     t.cmd(&["send-keys", "-t", "top", "q"]);
     // tmux marks the pane dead when the pty closes and records the status
     // when it reaps the process: wait for both.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         let d = t.display("#{pane_dead} #{pane_dead_status}");
         if let Some(status) = d.strip_prefix("1 ").filter(|s| !s.is_empty()) {
