@@ -10,7 +10,7 @@ use crate::discover::{ProcessEvent, Scope};
 use crate::engine::{action_fields, level_changed_fields, Engine};
 use crate::log::LogHandle;
 use crate::log_event;
-use crate::model::{Pid, Snapshot};
+use crate::model::{Level, Pid, Snapshot};
 use crate::policy::Action;
 use crate::sample::{self, Sampler};
 use serde_json::json;
@@ -263,7 +263,14 @@ impl Daemon {
         let due = self
             .last_sample_logged
             .is_none_or(|t| snap.at.saturating_sub(t) >= self.cfg.log.sample_every);
-        if due || c.changed() || !actions.is_empty() {
+        // While anything is timing (a level above green, or a swap-out hold
+        // running) every sample is logged, so a log replays to the same decisions.
+        let timing = c.level != Level::Green
+            || snap
+                .pressure
+                .swapout_bytes_per_sec
+                .is_some_and(|r| r > self.cfg.thresholds.swapout_rate.0 as f64);
+        if due || timing || c.changed() || !actions.is_empty() {
             self.last_sample_logged = Some(snap.at);
             log_sample(&snap, c);
         }

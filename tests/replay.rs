@@ -427,7 +427,8 @@ fn record_stops_cleanly_on_sigint_and_sigterm() {
     }
 }
 
-/// The daemon's own log, with every sample logged, replays to the level
+/// The daemon's own log, written with the default `log.sample_every`
+/// (during an incident every sample is logged), replays to the level
 /// changes the daemon logged live. The thresholds put this machine in red
 /// at once; nothing may be stopped (terminate = false, no MLX pattern can
 /// match), so the decisions are level changes and `no_victim`.
@@ -442,7 +443,7 @@ fn a_live_daemon_log_replays_to_the_same_decisions() {
              [thresholds]\nyellow_below = \"100%\"\nred_below = \"99%\"\n\
              [mlx]\npatterns = ['^headroom-replay-test-matches-nothing$']\ndetect_library = false\n\
              [actions]\nnotify = false\nterminate = false\nterminate_after = \"300ms\"\n\
-             [log]\npath = \"{}\"\nsample_every = \"0s\"\n",
+             [log]\npath = \"{}\"\nsample_every = \"10s\"\n",
             log.display()
         ),
     );
@@ -451,7 +452,19 @@ fn a_live_daemon_log_replays_to_the_same_decisions() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn daemon");
-    std::thread::sleep(Duration::from_millis(1500));
+    // Wait (bounded) for the termination point, then a few more samples.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("\"no_victim\"")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no no_victim event within 90 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
