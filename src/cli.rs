@@ -111,6 +111,43 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// The memory guide's sizing rules for this machine, a model
+    /// (folder, size or name) and a planned `mlx_lm.lora` run: will it
+    /// fit, and with which flags.
+    Advise {
+        /// A local MLX / Hugging Face model folder, a size (7B, 13b) or a
+        /// name from the guide (llama-7b … llama-70b, nemotron-253b).
+        #[arg(long, value_name = "PATH_OR_SIZE", allow_hyphen_values = true)]
+        model: Option<String>,
+        /// Weight bits: 4, 8 or 16 (default: the folder's, else 16).
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        bits: Option<i64>,
+        /// Quantization group size: 32, 64 or 128 (default: the folder's, else 64).
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        group_size: Option<i64>,
+        /// Default: mlx_lm.lora's 4.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        batch_size: Option<i64>,
+        /// Default: mlx_lm.lora's 2048.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        max_seq_length: Option<i64>,
+        /// Trained blocks (mlx_lm.lora --num-layers); default 16.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        lora_layers: Option<i64>,
+        /// Default: mlx_lm.lora's 8.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        lora_rank: Option<i64>,
+        #[arg(long)]
+        grad_checkpoint: bool,
+        /// A planned command line, e.g. "mlx_lm.lora --model … --batch-size 4".
+        #[arg(long, value_name = "COMMAND", allow_hyphen_values = true)]
+        cmd: Option<String>,
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]

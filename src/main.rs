@@ -64,6 +64,34 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             print!("{out}");
             Ok(())
         }
+        Command::Advise {
+            model,
+            bits,
+            group_size,
+            batch_size,
+            max_seq_length,
+            lora_layers,
+            lora_rank,
+            grad_checkpoint,
+            cmd,
+            config,
+            json,
+        } => {
+            let cfg = Config::load(config.as_deref())?;
+            let req = headroom::advise::Request {
+                model,
+                bits,
+                group_size,
+                batch_size,
+                max_seq_length,
+                lora_layers,
+                lora_rank,
+                grad_checkpoint,
+                cmd,
+            };
+            print!("{}", headroom::advise::run(&req, &cfg, json)?);
+            Ok(())
+        }
         Command::CheckConfig { config } => {
             let cfg = Config::load(config.as_deref())?;
             print!("{}", headroom::status::effective_config(&cfg));

@@ -1,5 +1,6 @@
-//! The MLX memory guide's sizing rules, read off a process's own command
-//! line: one concrete remedy ("retry with --batch-size 2 --grad-checkpoint")
+//! The MLX memory guide's sizing rules: `headroom advise` (estimate,
+//! machine, model, report) and, read off a process's own command
+//! line, one concrete remedy ("retry with --batch-size 2 --grad-checkpoint")
 //! and a short, safe rendering of the flags that matter, for notifications.
 //!
 //! Command lines arrive as arguments joined by single spaces (see
@@ -10,10 +11,15 @@
 use regex::Regex;
 use std::sync::OnceLock;
 
-/// mlx_lm.lora's defaults (mlx_lm/lora.py `CONFIG_DEFAULTS`).
-const LORA_BATCH_SIZE: u64 = 4;
-const LORA_MAX_SEQ_LENGTH: u64 = 2048;
-const LORA_NUM_LAYERS: i64 = 16;
+pub mod estimate;
+pub mod machine;
+pub mod model;
+pub mod render;
+pub mod report;
+
+pub use report::{run, Request};
+
+use estimate::{LORA_BATCH_SIZE, LORA_MAX_SEQ_LENGTH, LORA_NUM_LAYERS};
 /// What to suggest when a generation/serving job sets no KV-cache bound.
 const SUGGESTED_MAX_KV_SIZE: u64 = 4096;
 /// `key_flags` output length, in chars.
@@ -102,21 +108,82 @@ pub fn program_name(cmdline: &str, fallback: &str) -> String {
     cap(&clean(name), KEY_FLAGS_MAX_CHARS)
 }
 
+/// The flags of a planned or running `mlx_lm.lora` that the guide's
+/// checklist reads, with mlx_lm's defaults for absent flags and `None` for
+/// a flag whose value cannot be read. `headroom advise --cmd` and the
+/// daemon's remedy both read command lines through this.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrainFlags {
+    pub model: Option<String>,
+    pub quantized: bool,
+    pub batch_size: Option<u64>,
+    pub max_seq_length: Option<u64>,
+    /// `--num-layers` (older mlx_lm: `--lora-layers`); -1 trains every layer.
+    pub num_layers: Option<i64>,
+    pub grad_checkpoint: bool,
+}
+
+impl TrainFlags {
+    pub fn from_cmdline(cmdline: &str) -> TrainFlags {
+        let words: Vec<&str> = cmdline.split_whitespace().collect();
+        TrainFlags::from_words(&words)
+    }
+
+    fn from_words(words: &[&str]) -> TrainFlags {
+        let layers_flag = if has(words, "--lora-layers") && !has(words, "--num-layers") {
+            "--lora-layers"
+        } else {
+            "--num-layers"
+        };
+        let model = model(words);
+        TrainFlags {
+            quantized: model.is_some_and(is_quantized),
+            model: model.map(str::to_string),
+            batch_size: number(words, "--batch-size", LORA_BATCH_SIZE),
+            max_seq_length: number(words, "--max-seq-length", LORA_MAX_SEQ_LENGTH),
+            num_layers: number(words, layers_flag, LORA_NUM_LAYERS),
+            grad_checkpoint: has(words, "--grad-checkpoint"),
+        }
+    }
+}
+
+/// The weight bits a model name states ("…-4bit", "…-int8"), if any.
+pub fn bits_in_name(name: &str) -> Option<u32> {
+    static RE: OnceLock<Option<Regex>> = OnceLock::new();
+    let re = RE.get_or_init(|| {
+        Regex::new(r"(?i)(?:([0-9]+)[-_]?bit|int([0-9]+)|(?:^|[^a-z])q([0-9]))").ok()
+    });
+    let caps = re.as_ref()?.captures(name)?;
+    let n = caps.get(1).or(caps.get(2)).or(caps.get(3))?;
+    n.as_str().parse().ok()
+}
+
+/// The parameter count a model name states ("Mistral-7B-v0.1" → 7e9).
+pub fn size_in_name(name: &str) -> Option<f64> {
+    static RE: OnceLock<Option<Regex>> = OnceLock::new();
+    let re = RE
+        .get_or_init(|| Regex::new(r"(?i)(?:^|[^0-9.a-z])([0-9]+(?:\.[0-9]+)?)b(?:[^a-z]|$)").ok());
+    let caps = re.as_ref()?.captures(name)?;
+    let n: f64 = caps.get(1)?.as_str().parse().ok()?;
+    (n > 0.0).then_some(n * 1e9)
+}
+
 fn fine_tune(words: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
-    let batch = number(words, "--batch-size", LORA_BATCH_SIZE);
+    let flags = TrainFlags::from_words(words);
+    let batch = flags.batch_size;
     if let Some(b) = batch.filter(|b| *b > 1) {
         out.push(format!("--batch-size {}", b / 2));
     }
-    let checkpointing = has(words, "--grad-checkpoint");
+    let checkpointing = flags.grad_checkpoint;
     if !checkpointing {
         out.push("--grad-checkpoint".to_string());
     }
     if batch == Some(1) && checkpointing {
         // Already at the guide's smallest batch, with checkpointing: what is
         // left is shorter sequences or fewer trained layers.
-        let seq = number(words, "--max-seq-length", LORA_MAX_SEQ_LENGTH);
-        let layers = number(words, "--num-layers", LORA_NUM_LAYERS);
+        let seq = flags.max_seq_length;
+        let layers = flags.num_layers;
         let mut alternatives = Vec::new();
         if let Some(s) = seq.filter(|s| *s > 1) {
             alternatives.push(format!("--max-seq-length {}", s / 2));
@@ -373,6 +440,42 @@ mod tests {
         for (cmd, want) in cases {
             assert_eq!(remedy(cmd).as_deref(), *want, "remedy({cmd:?})");
         }
+    }
+
+    #[test]
+    fn sizes_and_bits_in_model_names() {
+        let cases: &[(&str, Option<f64>, Option<u32>)] = &[
+            ("mistralai/Mistral-7B-v0.1", Some(7e9), None),
+            (
+                "mlx-community/Mistral-7B-Instruct-v0.3-4bit",
+                Some(7e9),
+                Some(4),
+            ),
+            ("Qwen2.5-0.5B-Instruct-8bit", Some(0.5e9), Some(8)),
+            ("meta-llama/Llama-3.2-1B", Some(1e9), None),
+            ("llama-13b-int8", Some(13e9), Some(8)),
+            ("llama-Q4_K_M", None, Some(4)),
+            ("gpt2", None, None),
+        ];
+        for (name, size, bits) in cases {
+            assert_eq!(size_in_name(name), *size, "{name}");
+            assert_eq!(bits_in_name(name), *bits, "{name}");
+        }
+    }
+
+    #[test]
+    fn train_flags_for_advise_and_remedy() {
+        let f = TrainFlags::from_cmdline(
+            "mlx_lm.lora --model m-4bit --train --batch-size 2 --lora-layers 8 --grad-checkpoint",
+        );
+        assert_eq!(f.model.as_deref(), Some("m-4bit"));
+        assert!(f.quantized && f.grad_checkpoint);
+        assert_eq!(
+            (f.batch_size, f.max_seq_length, f.num_layers),
+            (Some(2), Some(2048), Some(8))
+        );
+        let f = TrainFlags::from_cmdline("mlx_lm.lora --batch-size lots");
+        assert_eq!(f.batch_size, None);
     }
 
     #[test]
