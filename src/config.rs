@@ -40,6 +40,9 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawPoll {
     pub interval: Option<String>,
+    pub min_interval: Option<String>,
+    pub max_interval: Option<String>,
+    pub psi_trigger: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -138,7 +141,12 @@ pub fn merge(user: RawConfig, defaults: RawConfig) -> RawConfig {
         poll: Some(merge_section!(
             user.poll,
             defaults.poll,
-            RawPoll { interval }
+            RawPoll {
+                interval,
+                min_interval,
+                max_interval,
+                psi_trigger
+            }
         )),
         thresholds: Some(merge_section!(
             user.thresholds,
@@ -316,11 +324,22 @@ pub struct LogConfig {
     pub keep: u32,
 }
 
+/// `poll.min_interval` when unset: 50 ms, or `poll.interval` if shorter.
+pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_millis(50);
+/// `poll.max_interval` when unset: 2 s, or `poll.interval` if longer.
+pub const DEFAULT_MAX_INTERVAL: Duration = Duration::from_secs(2);
+
 #[derive(Clone, Debug)]
 pub struct Config {
     /// The file this came from, or EMBEDDED.
     pub source: String,
     pub poll_interval: Duration,
+    /// The adaptive sleep's range (src/pace.rs): `poll.min_interval` …
+    /// `poll.max_interval`, with `poll_interval` the longest while not quiet.
+    pub poll_min_interval: Duration,
+    pub poll_max_interval: Duration,
+    /// Wake on a Linux PSI memory trigger (src/sample/psi_trigger.rs).
+    pub psi_trigger: bool,
     pub thresholds: Thresholds,
     pub patterns: Vec<Regex>,
     pub detect_library: bool,
@@ -383,6 +402,34 @@ impl Config {
                 "poll.interval",
                 &v,
                 "must be between 10ms and 1h",
+            ));
+        }
+        // Unset, the adaptive range follows `poll.interval`, so a config
+        // that only sets the interval (say "5s" or "20ms") stays valid.
+        let poll_min_interval = match poll.min_interval.clone() {
+            Some(v) => dur("poll.min_interval", Some(v))?,
+            None => DEFAULT_MIN_INTERVAL.min(poll_interval),
+        };
+        let poll_max_interval = match poll.max_interval.clone() {
+            Some(v) => dur("poll.max_interval", Some(v))?,
+            None => DEFAULT_MAX_INTERVAL.max(poll_interval),
+        };
+        if poll_min_interval < Duration::from_millis(10) || poll_min_interval > poll_interval {
+            let v = poll.min_interval.unwrap_or_default();
+            return Err(err(
+                file,
+                "poll.min_interval",
+                &v,
+                "must be at least 10ms and at most 'poll.interval'",
+            ));
+        }
+        if poll_max_interval < poll_interval || poll_max_interval > Duration::from_secs(3600) {
+            let v = poll.max_interval.unwrap_or_default();
+            return Err(err(
+                file,
+                "poll.max_interval",
+                &v,
+                "must be at least 'poll.interval' and at most 1h",
             ));
         }
 
@@ -554,6 +601,11 @@ impl Config {
         Ok(Config {
             source: file.to_string(),
             poll_interval,
+            poll_min_interval,
+            poll_max_interval,
+            psi_trigger: poll
+                .psi_trigger
+                .ok_or_else(|| missing("poll.psi_trigger"))?,
             thresholds,
             patterns,
             detect_library: mlx
@@ -684,6 +736,32 @@ mod tests {
     }
 
     #[test]
+    fn the_adaptive_range_follows_an_interval_set_alone() {
+        let ms = Duration::from_millis;
+        let c = Config::embedded().expect("embedded");
+        assert_eq!(
+            (c.poll_min_interval, c.poll_interval, c.poll_max_interval),
+            (ms(50), ms(1000), ms(2000))
+        );
+        let slow = Config::from_text("u.toml", "[poll]\ninterval = \"5s\"\n").expect("valid");
+        assert_eq!(
+            (slow.poll_min_interval, slow.poll_max_interval),
+            (ms(50), ms(5000))
+        );
+        let fast = Config::from_text("u.toml", "[poll]\ninterval = \"20ms\"\n").expect("valid");
+        assert_eq!(
+            (fast.poll_min_interval, fast.poll_max_interval),
+            (ms(20), ms(2000))
+        );
+        let fixed = Config::from_text(
+            "u.toml",
+            "[poll]\ninterval = \"100ms\"\nmax_interval = \"100ms\"\n",
+        )
+        .expect("valid");
+        assert_eq!(fixed.poll_max_interval, ms(100));
+    }
+
+    #[test]
     fn errors_name_file_key_and_value() {
         let cases: &[(&str, &str)] = &[
             (
@@ -696,6 +774,15 @@ mod tests {
             ),
             ("[poll]\ninterval = 5\n", "'poll.interval'"),
             ("[poll]\nintervl = \"1s\"\n", "intervl"),
+            (
+                "[poll]\nmin_interval = \"2s\"\n",
+                "'poll.min_interval' ('2s') must be at least 10ms and at most 'poll.interval'",
+            ),
+            (
+                "[poll]\nmax_interval = \"500ms\"\n",
+                "'poll.max_interval' ('500ms') must be at least 'poll.interval'",
+            ),
+            ("[poll]\npsi_trigger = \"yes\"\n", "psi_trigger"),
             (
                 "[poll]\ninterval = \"soon\"\n",
                 "'poll.interval' ('soon') is not a duration",

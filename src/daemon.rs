@@ -4,14 +4,16 @@
 //! old one kept).
 
 use crate::act::{Poster, System};
-use crate::classify::Classification;
+use crate::classify::{Classification, Lines};
 use crate::config::{Config, ConfigError};
 use crate::discover::{ProcessEvent, Scope};
 use crate::engine::{action_fields, level_changed_fields, Engine};
 use crate::log::LogHandle;
 use crate::log_event;
 use crate::model::{Level, Pid, Snapshot};
+use crate::pace;
 use crate::policy::Action;
+use crate::sample::psi_trigger::{self, PsiTrigger};
 use crate::sample::{self, Sampler};
 use serde_json::json;
 use std::collections::HashSet;
@@ -69,6 +71,26 @@ pub struct Daemon {
     last_sample_logged: Option<Duration>,
     last_error: Option<String>,
     metrics: crate::metrics::Metrics,
+    /// What the last cycle said about how close red is (src/pace.rs).
+    pace: Option<pace::Reading>,
+    /// `(at, available)` of the last sample, for MemAvailable's fall rate.
+    last_available: Option<(Duration, crate::model::Bytes)>,
+}
+
+/// On macOS host_statistics64 is rate-limited to about 2 Hz for non-Apple
+/// binaries (DESIGN.md): sampling faster reads cached numbers.
+const HOST_SAMPLE_FLOOR: Duration = if cfg!(target_os = "macos") {
+    Duration::from_millis(500)
+} else {
+    Duration::ZERO
+};
+
+/// Wait for the PSI trigger, or forever when there is none.
+async fn psi_fired(t: &mut Option<PsiTrigger>) -> bool {
+    match t {
+        Some(t) => t.fired().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Daemon {
@@ -97,6 +119,8 @@ impl Daemon {
             last_sample_logged: None,
             last_error: None,
             metrics: crate::metrics::Metrics::disabled(),
+            pace: None,
+            last_available: None,
         })
     }
 
@@ -139,15 +163,88 @@ impl Daemon {
         let mut hup = signal(SignalKind::hangup()).map_err(crate::Error::Io)?;
         self.log_started();
         self.metrics = crate::metrics::Metrics::start(self.cfg.metrics_listen);
+        let mut psi = self.sync_psi(None);
         loop {
             self.cycle().await;
+            let wait = self.next_wait();
             tokio::select! {
-                _ = tokio::time::sleep(self.cfg.poll_interval) => {}
+                _ = tokio::time::sleep(wait) => {}
+                fired = psi_fired(&mut psi) => {
+                    if fired {
+                        log_event!(info, "psi_wakeup", json!({ "slept_secs": wait.as_secs_f64() }));
+                    } else {
+                        log_event!(warn, "psi_trigger", json!({ "armed": false, "reason": "the trigger stopped (POLLERR)" }));
+                        psi = None;
+                    }
+                }
                 _ = term.recv() => { self.stop("SIGTERM"); return Ok(()); }
                 _ = int.recv() => { self.stop("SIGINT"); return Ok(()); }
-                _ = hup.recv() => self.reload(),
+                _ = hup.recv() => { self.reload(); psi = self.sync_psi(psi); }
             }
         }
+    }
+
+    /// The sleep before the next sample, from the last cycle's reading.
+    fn next_wait(&self) -> Duration {
+        let limits = pace::Limits {
+            base: self.cfg.poll_interval,
+            min: self.cfg.poll_min_interval,
+            max: self.cfg.poll_max_interval,
+            floor: HOST_SAMPLE_FLOOR,
+        };
+        match &self.pace {
+            Some(r) => pace::next_interval(&limits, r),
+            None => self.cfg.poll_interval,
+        }
+    }
+
+    /// Arm the PSI trigger when the config wants one and none is armed;
+    /// drop it when the config no longer wants it.
+    fn sync_psi(&self, current: Option<PsiTrigger>) -> Option<PsiTrigger> {
+        if !self.cfg.psi_trigger {
+            return None;
+        }
+        if current.is_some() {
+            return current;
+        }
+        match PsiTrigger::arm(std::path::Path::new(psi_trigger::PSI_MEMORY)) {
+            Ok(t) => {
+                log_event!(
+                    info,
+                    "psi_trigger",
+                    json!({ "armed": true, "spec": t.spec() })
+                );
+                Some(t)
+            }
+            Err(reason) => {
+                log_event!(
+                    info,
+                    "psi_trigger",
+                    json!({ "armed": false, "reason": reason })
+                );
+                None
+            }
+        }
+    }
+
+    /// Remember how close red is and how fast memory goes, for `next_wait`.
+    fn observe_pace(&mut self, snap: &Snapshot, level: Level) {
+        let now = (snap.at, snap.memory.available_bytes);
+        let fall = self
+            .last_available
+            .map_or(0.0, |prev| pace::fall_rate(prev, now));
+        self.last_available = Some(now);
+        let growth = snap
+            .mlx_processes
+            .iter()
+            .map(|p| p.growth_bytes_per_sec)
+            .fold(0.0, f64::max);
+        self.pace = Some(pace::Reading {
+            level,
+            available: snap.memory.available_bytes,
+            red_line: Lines::resolve(&self.cfg.thresholds, snap.memory.total_bytes).red,
+            fill_rate: growth.max(fall),
+        });
     }
 
     fn stop(&self, signal: &str) {
@@ -243,6 +340,7 @@ impl Daemon {
             .engine
             .step(&snap, &self.cfg, &mut self.actuator, probe);
         let c = &cycle.classification;
+        self.observe_pace(&snap, c.level);
         if c.changed() {
             log_event!(
                 warn,

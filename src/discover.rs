@@ -35,6 +35,27 @@ pub trait ProcSource {
     /// The path of a loaded MLX library, if the process has one mapped.
     fn mlx_library(&mut self, pid: Pid) -> Option<String>;
     fn measure(&mut self, pid: Pid) -> Option<ProcMeasure>;
+    /// The cheap recheck of a known non-MLX pid: its start time, with its
+    /// short name written into `name` (cleared first). On Linux one small
+    /// read (/proc/PID/stat) instead of the four of `identity` + maps.
+    fn name(&mut self, pid: Pid, name: &mut String) -> Option<u64> {
+        let id = self.identity(pid)?;
+        name.clear();
+        name.push_str(&id.name);
+        Some(id.start_time)
+    }
+}
+
+/// Whether a non-MLX process may still become one without exec: an
+/// interpreter can `import mlx` at any time (a `python train.py` maps libmlx
+/// only after its imports run). Anything else becomes MLX only by exec,
+/// which changes its name (`bash` → `python3`), or is a new pid.
+pub fn may_import_mlx(name: &str, cmdline: &str) -> bool {
+    let argv0 = cmdline.split(' ').next().unwrap_or("");
+    let argv0 = argv0.rsplit('/').next().unwrap_or(argv0);
+    [name, argv0]
+        .iter()
+        .any(|n| n.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("python")))
 }
 
 /// Which users' processes the daemon may act on.
@@ -80,6 +101,11 @@ struct Tracked {
 struct Ignored {
     next_check: Duration,
     backoff: Duration,
+    /// Recheck with a full examine (an interpreter, or unreadable before);
+    /// otherwise only `name` and `start_time` are compared.
+    full: bool,
+    name: String,
+    start_time: u64,
 }
 
 pub struct Discovery {
@@ -92,6 +118,8 @@ pub struct Discovery {
     events: Vec<ProcessEvent>,
     pids: Vec<Pid>,
     seen: HashSet<Pid>,
+    /// Reused by rechecks, so a steady-state cycle does not allocate.
+    name_buf: String,
 }
 
 /// The first pattern that matches `cmdline`, as "pattern:<regex>".
@@ -119,6 +147,7 @@ impl Discovery {
             events: Vec::new(),
             pids: Vec::new(),
             seen: HashSet::new(),
+            name_buf: String::new(),
         }
     }
 
@@ -139,20 +168,26 @@ impl Discovery {
             }
             if self.mlx.contains_key(&pid) {
                 self.remeasure(src, pid, at);
-            } else if self.ignored.get(&pid).is_none_or(|i| at >= i.next_check) {
-                self.examine(src, pid, at);
+            } else {
+                match self.ignored.get(&pid) {
+                    None => self.examine(src, pid, at),
+                    Some(i) if at >= i.next_check => self.recheck(src, pid, at),
+                    Some(_) => {}
+                }
             }
         }
         self.pids = pids;
         // Pids no longer listed have exited.
-        let gone: Vec<Pid> = self
-            .mlx
-            .keys()
-            .filter(|p| !self.seen.contains(p))
-            .copied()
-            .collect();
-        for pid in gone {
-            self.exit(pid, at);
+        if self.mlx.keys().any(|p| !self.seen.contains(p)) {
+            let gone: Vec<Pid> = self
+                .mlx
+                .keys()
+                .filter(|p| !self.seen.contains(p))
+                .copied()
+                .collect();
+            for pid in gone {
+                self.exit(pid, at);
+            }
         }
         let seen = &self.seen;
         self.ignored.retain(|p, _| seen.contains(p));
@@ -196,9 +231,33 @@ impl Discovery {
         update(t, m, at);
     }
 
+    /// A known non-MLX pid whose backoff ran out: an interpreter is examined
+    /// afresh; anything else only if its name or start time changed.
+    fn recheck(&mut self, src: &mut dyn ProcSource, pid: Pid, at: Duration) {
+        let Some(i) = self.ignored.get(&pid) else {
+            return;
+        };
+        if i.full {
+            self.examine(src, pid, at);
+            return;
+        }
+        let mut name = std::mem::take(&mut self.name_buf);
+        let start = src.name(pid, &mut name);
+        let unchanged = self
+            .ignored
+            .get(&pid)
+            .is_some_and(|i| start == Some(i.start_time) && name == i.name);
+        self.name_buf = name;
+        if unchanged {
+            self.backoff(pid, at, false);
+        } else {
+            self.examine(src, pid, at);
+        }
+    }
+
     fn examine(&mut self, src: &mut dyn ProcSource, pid: Pid, at: Duration) {
         let Some(id) = src.identity(pid) else {
-            self.ignore(pid, at, true);
+            self.ignore(pid, at, None);
             return;
         };
         if !self.scope.contains(id.uid) {
@@ -208,6 +267,9 @@ impl Discovery {
                 Ignored {
                     next_check: Duration::MAX,
                     backoff: MAX_RECHECK,
+                    full: false,
+                    name: String::new(),
+                    start_time: id.start_time,
                 },
             );
             return;
@@ -220,7 +282,7 @@ impl Discovery {
             }
         });
         let Some(matched_by) = matched else {
-            self.ignore(pid, at, false);
+            self.ignore(pid, at, Some(&id));
             return;
         };
         let Some(m) = src.measure(pid) else { return };
@@ -253,11 +315,30 @@ impl Discovery {
         );
     }
 
-    fn ignore(&mut self, pid: Pid, at: Duration, unreadable: bool) {
+    /// Not MLX (`id` known) or unreadable (`None`): look again later.
+    fn ignore(&mut self, pid: Pid, at: Duration, id: Option<&ProcIdentity>) {
         let e = self.ignored.entry(pid).or_insert(Ignored {
             next_check: at,
             backoff: Duration::from_secs(1),
+            full: true,
+            name: String::new(),
+            start_time: 0,
         });
+        match id {
+            Some(id) => {
+                e.full = may_import_mlx(&id.name, &id.cmdline);
+                e.name.clone_from(&id.name);
+                e.start_time = id.start_time;
+            }
+            None => e.full = true,
+        }
+        self.backoff(pid, at, id.is_none());
+    }
+
+    fn backoff(&mut self, pid: Pid, at: Duration, unreadable: bool) {
+        let Some(e) = self.ignored.get_mut(&pid) else {
+            return;
+        };
         if unreadable {
             e.backoff = MAX_RECHECK;
         }
@@ -271,6 +352,15 @@ fn update(t: &mut Tracked, m: ProcMeasure, at: Duration) {
     p.footprint_bytes = m.footprint;
     p.rss_bytes = m.rss;
     p.peak_bytes = p.peak_bytes.max(m.footprint);
+    // A gap longer than the window (the daemon was SIGSTOPped, or the
+    // machine stalled it): the old points say nothing about the rate now,
+    // so the rate starts again from this sample (issue 9).
+    if t.history
+        .back()
+        .is_some_and(|(t0, _)| at.saturating_sub(*t0) > GROWTH_WINDOW)
+    {
+        t.history.clear();
+    }
     t.history.push_back((at, m.footprint));
     while t.history.len() > 2
         && t.history
@@ -302,6 +392,7 @@ mod tests {
     struct Table {
         procs: HashMap<Pid, (ProcIdentity, Option<String>, ProcMeasure)>,
         identity_reads: usize,
+        name_reads: usize,
     }
 
     impl ProcSource for Table {
@@ -319,6 +410,60 @@ mod tests {
         fn measure(&mut self, pid: Pid) -> Option<ProcMeasure> {
             self.procs.get(&pid).map(|p| p.2)
         }
+        fn name(&mut self, pid: Pid, name: &mut String) -> Option<u64> {
+            self.name_reads += 1;
+            let id = &self.procs.get(&pid)?.0;
+            name.clear();
+            name.push_str(&id.name);
+            Some(id.start_time)
+        }
+    }
+
+    #[test]
+    fn interpreters_are_those_that_may_import_mlx() {
+        // (name, cmdline, may import)
+        let rows = [
+            ("python3", "python3 train.py", true),
+            ("python3.12", "/v/bin/python3.12 -m foo", true),
+            (
+                "Python",
+                "/Library/Frameworks/Python.framework/Python x.py",
+                true,
+            ),
+            ("p", "python train.py", true),
+            ("bash", "bash run.sh", false),
+            ("systemd", "/sbin/init", false),
+            ("py", "py", false),
+        ];
+        for (name, cmd, want) in rows {
+            assert_eq!(may_import_mlx(name, cmd), want, "{name} {cmd}");
+        }
+    }
+
+    #[test]
+    fn non_interpreters_are_rechecked_by_name_only_and_caught_after_exec() {
+        let mut t = Table::default();
+        for pid in 2..102 {
+            add(&mut t, pid, 501, "bash run.sh", None, 1);
+        }
+        let mut d = discovery(Scope::Uids(HashSet::from([501])));
+        d.scan(&mut t, Duration::ZERO).expect("scan");
+        assert_eq!(t.identity_reads, 100);
+        d.scan(&mut t, Duration::from_secs(1)).expect("scan");
+        assert_eq!(t.identity_reads, 100, "unchanged names: no full examine");
+        assert_eq!(
+            t.name_reads, 100,
+            "one cheap read each when the backoff ran out"
+        );
+
+        // pid 7 execs into mlx_lm (same pid and start time, new name).
+        let p = t.procs.get_mut(&Pid(7)).expect("pid 7");
+        p.0.name = "python3".into();
+        p.0.cmdline = "python3 -m mlx_lm.lora --train".into();
+        let found = d.scan(&mut t, Duration::from_secs(3)).expect("scan");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].pid, Pid(7));
+        assert_eq!(t.identity_reads, 101);
     }
 
     fn add(t: &mut Table, pid: i32, uid: u32, cmd: &str, lib: Option<&str>, mib: u64) {

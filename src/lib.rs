@@ -15,6 +15,7 @@ pub mod log;
 pub mod macos_vm;
 pub mod metrics;
 pub mod model;
+pub mod pace;
 pub mod policy;
 pub mod sample;
 pub mod status;

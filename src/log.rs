@@ -40,6 +40,9 @@ struct Sink {
     max_size: u64,
     keep: u32,
     file: Option<File>,
+    /// (dev, inode) of the open file: when the path no longer names it (the
+    /// log was deleted or rotated away by someone else) the log is reopened.
+    id: Option<(u64, u64)>,
     written: u64,
     failed_at: Option<Instant>,
     reported: bool,
@@ -55,7 +58,9 @@ impl Sink {
                 create_private_dir(dir)?;
             }
             let f = open_private(&self.path)?;
-            self.written = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let m = f.metadata()?;
+            self.written = m.len();
+            self.id = Some(file_id(&m));
             self.file = Some(f);
         }
         self.file
@@ -67,8 +72,31 @@ impl Sink {
         if self.failed_at.is_some_and(|t| t.elapsed() < RETRY) {
             return;
         }
-        // One write_all of a whole line to an O_APPEND file: lines never interleave.
-        let res = self.open().and_then(|f| f.write_all(line));
+        let replaced = self.file.is_some() && !self.path_names_open_file();
+        if replaced {
+            self.file = None;
+        }
+        if replaced {
+            // Said once, first in the new file, so its reader knows why it starts here.
+            let mut note = serde_json::json!({
+                "ts": now_rfc3339(),
+                "at": secs(self.start.elapsed()),
+                "event": "log_reopened",
+                "severity": "warn",
+                "path": self.path,
+                "reason": "the log file was deleted or renamed by someone else",
+            })
+            .to_string();
+            note.push('\n');
+            if self
+                .open()
+                .and_then(|f| write_whole(f, note.as_bytes()))
+                .is_ok()
+            {
+                self.written += note.len() as u64;
+            }
+        }
+        let res = self.open().and_then(|f| write_whole(f, line));
         match res {
             Ok(()) => {
                 self.failed_at = None;
@@ -83,6 +111,7 @@ impl Sink {
             }
             Err(e) => {
                 self.file = None;
+                self.id = None;
                 self.failed_at = Some(Instant::now());
                 if !self.reported {
                     self.reported = true;
@@ -96,8 +125,18 @@ impl Sink {
         }
     }
 
+    /// Whether the log path still names the file we have open: one stat per
+    /// line (a few a second), cheap next to the write itself.
+    fn path_names_open_file(&self) -> bool {
+        match (std::fs::metadata(&self.path), self.id) {
+            (Ok(m), Some(id)) => file_id(&m) == id,
+            _ => false,
+        }
+    }
+
     fn rotate(&mut self) {
         self.file = None;
+        self.id = None;
         let name = |i: u32| {
             let mut s = self.path.clone().into_os_string();
             s.push(format!(".{i}"));
@@ -112,6 +151,42 @@ impl Sink {
             let _ = std::fs::rename(&self.path, name(1));
         }
         self.written = 0;
+    }
+}
+
+fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
+}
+
+/// Write all of `line` to an O_APPEND file (one write(2) for a line this
+/// small: lines never interleave). If the disk fills part-way, the bytes
+/// that did land are cut off again, so the file never ends in a torn line.
+fn write_whole(f: &mut File, line: &[u8]) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < line.len() {
+        match f.write(&line[done..]) {
+            Ok(0) => {
+                undo_partial(f, done);
+                return Err(std::io::Error::from(std::io::ErrorKind::WriteZero));
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                undo_partial(f, done);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn undo_partial(f: &mut File, written: usize) {
+    if written == 0 {
+        return;
+    }
+    if let Ok(m) = f.metadata() {
+        let _ = f.set_len(m.len().saturating_sub(written as u64));
     }
 }
 
@@ -151,6 +226,7 @@ impl LogHandle {
         if s.path != path {
             s.path = path.to_path_buf();
             s.file = None;
+            s.id = None;
             s.failed_at = None;
             s.reported = false;
         }
@@ -176,6 +252,7 @@ pub fn init(path: &Path, max_size: u64, keep: u32, start: Instant) -> LogHandle 
         max_size,
         keep,
         file: None,
+        id: None,
         written: 0,
         failed_at: None,
         reported: false,
@@ -349,6 +426,7 @@ mod tests {
             max_size: max,
             keep,
             file: None,
+            id: None,
             written: 0,
             failed_at: None,
             reported: false,
@@ -381,6 +459,50 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(line)
                 .expect("every rotated line is whole JSON");
         }
+    }
+
+    fn lines(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .expect("log")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("every line is whole JSON"))
+            .collect()
+    }
+
+    #[test]
+    fn a_log_deleted_or_renamed_by_someone_else_is_reopened_and_said_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("headroom.log");
+        let mut s = sink(&path, 1 << 20, 1);
+        s.write_line(b"{\"i\":1}\n");
+        std::fs::remove_file(&path).expect("rm");
+        s.write_line(b"{\"i\":2}\n");
+        s.write_line(b"{\"i\":3}\n");
+        let got = lines(&path);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0]["event"], "log_reopened");
+        assert_eq!(
+            (got[1]["i"].as_u64(), got[2]["i"].as_u64()),
+            (Some(2), Some(3))
+        );
+
+        std::fs::rename(&path, dir.path().join("rotated")).expect("mv");
+        s.write_line(b"{\"i\":4}\n");
+        let got = lines(&path);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0]["event"], "log_reopened");
+        assert_eq!(lines(&dir.path().join("rotated")).len(), 3);
+    }
+
+    #[test]
+    fn a_full_disk_leaves_no_torn_line_and_is_said_once() {
+        // /dev/full: every write fails with ENOSPC.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("headroom.log");
+        std::os::unix::fs::symlink("/dev/full", &path).expect("symlink");
+        let mut s = sink(&path, 1 << 20, 1);
+        s.write_line(b"{}\n");
+        assert!(s.reported && s.file.is_none() && s.failed_at.is_some());
     }
 
     #[test]

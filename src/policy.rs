@@ -144,6 +144,19 @@ pub struct Policy {
     scope: Scope,
     incident: Option<Incident>,
     last_notice: HashMap<NoticeKind, Duration>,
+    /// `at` of the previous snapshot, to see gaps in sampling.
+    last_at: Option<Duration>,
+}
+
+/// No snapshot for longer than this (and than `GAP_POLLS` poll intervals) is
+/// a gap: the daemon was stopped (SIGSTOP) or stalled, and whether memory
+/// stayed red in between is unknown.
+pub const GAP_MIN: Duration = Duration::from_secs(5);
+pub const GAP_POLLS: u32 = 5;
+
+/// Whether `prev` → `now` is a gap in sampling for a daemon polling every `poll`.
+pub fn is_gap(prev: Duration, now: Duration, poll: Duration) -> bool {
+    now.saturating_sub(prev) > GAP_MIN.max(poll.saturating_mul(GAP_POLLS))
 }
 
 /// "mlx_lm.lora --batch-size 4 (pid 123) uses 9.10 GiB, growing 200 MiB/s.
@@ -172,6 +185,7 @@ impl Policy {
             scope,
             incident: None,
             last_notice: HashMap::new(),
+            last_at: None,
         }
     }
 
@@ -187,6 +201,14 @@ impl Policy {
         let cfg = &config.actions;
         let red_line = Lines::resolve(&config.thresholds, s.memory.total_bytes).red;
         let mut out = Vec::new();
+        let gap = self.last_at.replace(s.at).is_some_and(|prev| {
+            // The longest sleep the adaptive pace may take is not a gap.
+            is_gap(
+                prev,
+                s.at,
+                config.poll_interval.max(config.poll_max_interval),
+            )
+        });
         if c.level == Level::Green {
             if let Some(inc) = self.incident.take() {
                 let had_victim = inc.victim.is_some() || inc.settled_after.is_some();
@@ -212,6 +234,11 @@ impl Policy {
         }
 
         let mut inc = self.incident.take().unwrap_or_default();
+        if gap {
+            // Red time nobody watched is not red time held: the grace period
+            // starts again from this fresh sample (issue 9: SIGSTOP/SIGCONT).
+            inc.red_since = None;
+        }
         let top = s.mlx_processes.iter().max_by_key(|p| p.footprint_bytes);
         let about = top
             .map(|p| format!(" {}.", describe(p)))
@@ -321,8 +348,23 @@ impl Policy {
             if let Some(reason) = reason {
                 v.killed = true;
                 let mut process = v.process.clone();
-                if let Some(now) = s.mlx_processes.iter().find(|p| p.pid == process.pid) {
+                if let Some(now) = s
+                    .mlx_processes
+                    .iter()
+                    .find(|p| p.pid == process.pid && p.start_time == process.start_time)
+                {
                     process = now.clone();
+                }
+                // Eligibility is checked again before the SIGKILL: a config
+                // reload may have put the victim in never_kill since the
+                // SIGTERM (found by tests/props.rs, issue 9).
+                if let Some(why) = ineligible(&process, self.self_pid, &self.scope, &cfg.never_kill)
+                {
+                    out.push(Action::NoVictim {
+                        reason: format!("no SIGKILL for pid {}: {why}", process.pid),
+                        mlx_processes: s.mlx_processes.len(),
+                    });
+                    return;
                 }
                 out.push(Action::Signal(SignalOrder {
                     signal: Sig::Kill,

@@ -134,7 +134,10 @@ pub fn effective_config(cfg: &Config) -> String {
         })
         .collect();
     let doc = json!({
-        "poll": { "interval": dur(cfg.poll_interval) },
+        "poll": {
+            "interval": dur(cfg.poll_interval), "min_interval": dur(cfg.poll_min_interval),
+            "max_interval": dur(cfg.poll_max_interval), "psi_trigger": cfg.psi_trigger,
+        },
         "thresholds": {
             "yellow_below": size_str(t.yellow_below), "red_below": size_str(t.red_below),
             "hysteresis": size_str(t.hysteresis), "dwell": dur(t.dwell),

@@ -173,7 +173,7 @@ fn an_unwritable_log_is_reported_once_on_stderr_and_the_daemon_keeps_sampling() 
     std::fs::write(
         &cfg,
         format!(
-            "[poll]\ninterval = \"50ms\"\n[log]\npath = \"{}\"\nsample_every = \"50ms\"\n",
+            "[poll]\ninterval = \"50ms\"\nmax_interval = \"50ms\"\n[log]\npath = \"{}\"\nsample_every = \"50ms\"\n",
             log.display()
         ),
     )

@@ -44,7 +44,7 @@ impl Headroom {
         let port = free_port();
         let log = dir.path().join("logs/headroom.log");
         let cfg = format!(
-            "[poll]\ninterval = \"100ms\"\n\
+            "[poll]\ninterval = \"100ms\"\nmax_interval = \"100ms\"\n\
              [actions]\nnotify = false\nterminate = false\ndry_run = true\n\
              [log]\npath = \"{}\"\nsample_every = \"100ms\"\n\
              [metrics]\nlisten = \"127.0.0.1:{port}\"\n",

@@ -132,7 +132,7 @@ fn real_mlx_child_gets_sigterm_and_nothing_else_is_signalled() {
         &format!(
             "import os, time\nimport mlx.core as mx\nprint('ready', flush=True)\n\
              while not os.path.exists({g:?}):\n    time.sleep(0.05)\n\
-             held = []\nfor i in range(14):\n    a = mx.ones((64 * 1024 * 1024,), dtype=mx.float32)\n    mx.eval(a)\n    held.append(a)\n    time.sleep(0.2)\n\
+             held = []\nfor i in range(20):\n    a = mx.ones((64 * 1024 * 1024,), dtype=mx.float32)\n    mx.eval(a)\n    held.append(a)\n    time.sleep(0.2)\n\
              print('done', flush=True)\ntime.sleep(600)\n",
             g = gofile.display().to_string()
         ),
@@ -204,7 +204,7 @@ fn a_child_that_ignores_sigterm_is_killed_after_kill_after() {
     let _heavy = MEMORY_HEAVY.lock().unwrap_or_else(|p| p.into_inner());
     let avail0 = settled_mem_available();
     let scene = Scene::new(&config(avail0 - GIB, avail0 - 2 * GIB, MIB, "2s", ""));
-    let (mut kid, pid) = scene.child("lora", 3 * GIB, 256 * MIB, 0.05, true, &["--train"]);
+    let (mut kid, pid) = scene.child("lora", 5 * GIB, 256 * MIB, 0.05, true, &["--train"]);
     scene.go();
     let d = &scene.d;
 
@@ -257,7 +257,7 @@ fn a_non_mlx_hog_is_reported_and_never_signalled() {
     let d = Daemon::start(&config(avail0 - GIB, avail0 - 2 * GIB, MIB, "2s", ""), &[]);
     d.wait_for("started", LONG, |e| is(e, "started"));
     let work = tempfile::tempdir().expect("tempdir");
-    let mut hog = spawn_hog(work.path(), 3 * GIB);
+    let mut hog = spawn_hog(work.path(), 5 * GIB);
     let nv = d.wait_for("no_victim", LONG, |e| is(e, "no_victim"));
     assert!(
         nv["reason"]
@@ -336,7 +336,7 @@ fn hooks_run_without_a_shell_with_the_victims_details_and_a_hanging_one_is_kille
     let scene = Scene::new(&config(avail0 - GIB, avail0 - 2 * GIB, MIB, "30s", &hooks));
     let (mut kid, pid) = scene.child(
         "lora",
-        3 * GIB,
+        5 * GIB,
         256 * MIB,
         0.05,
         false,

@@ -33,11 +33,6 @@ impl Tmux {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
-    fn display(&self, format: &str) -> String {
-        let o = self.cmd(&["display-message", "-p", "-t", "top", format]);
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    }
-
     /// Poll the screen until `ok` holds, at most `secs` seconds.
     fn wait_screen(&self, secs: u64, what: &str, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
@@ -87,10 +82,14 @@ fn top_draws_level_memory_and_a_new_mlx_process_then_q_restores_the_terminal() {
         socket: format!("headroom-top-test-{}", std::process::id()),
         fake: None,
     };
+    // The shell records top's own exit status (128+n for a signal) in a
+    // file: tmux 3.3 does not always fill #{pane_dead_status}.
+    let status_file = dir.path().join("status");
     let command = format!(
-        "env -u HEADROOM_CONFIG '{}' top --config '{}'",
+        "sh -c \"env -u HEADROOM_CONFIG '{}' top --config '{}'; echo \\$? > '{}'\"",
         bin().display(),
-        cfg.display()
+        cfg.display(),
+        status_file.display()
     );
     let o = t.cmd(&[
         "new-session",
@@ -108,7 +107,7 @@ fn top_draws_level_memory_and_a_new_mlx_process_then_q_restores_the_terminal() {
         "tmux new-session: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    // Keep the pane after the process exits, to read its exit status.
+    // Keep the pane after the process exits, to read the screen it left.
     t.cmd(&["set-option", "-w", "-t", "top", "remain-on-exit", "on"]);
 
     let screen = t.wait_screen(90, "the first frame", |s| {
@@ -135,17 +134,17 @@ fn top_draws_level_memory_and_a_new_mlx_process_then_q_restores_the_terminal() {
     assert!(screen.lines().count() <= 40);
 
     t.cmd(&["send-keys", "-t", "top", "q"]);
-    // tmux marks the pane dead when the pty closes and records the status
-    // when it reaps the process: wait for both.
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
-        let d = t.display("#{pane_dead} #{pane_dead_status}");
-        if let Some(status) = d.strip_prefix("1 ").filter(|s| !s.is_empty()) {
-            break status.to_string();
+        if let Some(s) = std::fs::read_to_string(&status_file)
+            .ok()
+            .filter(|s| s.ends_with('\n'))
+        {
+            break s.trim().to_string();
         }
         assert!(
             Instant::now() < deadline,
-            "top did not exit after q ({d:?}); the screen:\n{}",
+            "top did not exit after q; the screen:\n{}",
             t.capture()
         );
         std::thread::sleep(Duration::from_millis(50));

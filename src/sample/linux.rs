@@ -375,6 +375,10 @@ pub struct LinuxProcs {
     proc_dir: PathBuf,
     page_size: u64,
     buf: Vec<u8>,
+    /// proc_dir/PID/file, rebuilt in place for each read (no allocation
+    /// once it has grown to the longest path).
+    path: PathBuf,
+    digits: String,
 }
 
 impl LinuxProcs {
@@ -384,14 +388,28 @@ impl LinuxProcs {
             proc_dir,
             page_size,
             buf: Vec::new(),
+            path: PathBuf::new(),
+            digits: String::new(),
         }
     }
 
     /// Read proc_dir/PID/file into the reused buffer.
     fn read(&mut self, pid: Pid, file: &str) -> Option<&[u8]> {
-        let path = self.proc_dir.join(pid.0.to_string()).join(file);
+        use std::fmt::Write as _;
+        self.digits.clear();
+        let _ = write!(self.digits, "{}", pid.0);
+        let path = self.path.as_mut_os_string();
+        path.clear();
+        path.push(self.proc_dir.as_os_str());
+        path.push("/");
+        path.push(&self.digits);
+        path.push("/");
+        path.push(file);
         self.buf.clear();
-        File::open(path).ok()?.read_to_end(&mut self.buf).ok()?;
+        File::open(&self.path)
+            .ok()?
+            .read_to_end(&mut self.buf)
+            .ok()?;
         Some(&self.buf)
     }
 
@@ -437,6 +455,14 @@ impl ProcSource for LinuxProcs {
         maps_mlx_library(&String::from_utf8_lossy(self.read(pid, "maps")?))
     }
 
+    /// Only /proc/PID/stat: the name (comm) and start time.
+    fn name(&mut self, pid: Pid, name: &mut String) -> Option<u64> {
+        let st = self.stat(pid)?;
+        name.clear();
+        name.push_str(&st.comm);
+        Some(st.start_time)
+    }
+
     /// RSS is both footprint and rss on Linux. It misses GPU memory (CUDA
     /// device buffers) and counts shared file pages in full.
     fn measure(&mut self, pid: Pid) -> Option<ProcMeasure> {
@@ -460,6 +486,8 @@ pub struct LinuxSampler {
     procs: LinuxProcs,
     /// `(at, pswpout)` of the previous sample.
     last_pswpout: Option<(Duration, u64)>,
+    /// Reused for meminfo, pressure and vmstat text.
+    text: String,
 }
 
 impl LinuxSampler {
@@ -486,6 +514,7 @@ impl LinuxSampler {
             page_size,
             discovery: Discovery::new(cfg.patterns.clone(), cfg.detect_library, scope, self_pid),
             last_pswpout: None,
+            text: String::new(),
         })
     }
 
@@ -493,19 +522,29 @@ impl LinuxSampler {
         let path = self.proc_dir.join(name);
         std::fs::read_to_string(&path).map_err(|source| SampleError::Io { path, source })
     }
+
+    /// Read proc_dir/`name` into the reused text buffer.
+    fn read_text(&mut self, name: &str) -> Result<&str, SampleError> {
+        self.text.clear();
+        let path = self.proc_dir.join(name);
+        File::open(&path)
+            .and_then(|mut f| f.read_to_string(&mut self.text))
+            .map_err(|source| SampleError::Io { path, source })?;
+        Ok(&self.text)
+    }
 }
 
 impl Sampler for LinuxSampler {
     fn sample(&mut self) -> Result<Snapshot, SampleError> {
         let at = self.start.elapsed();
-        let mem = parse_meminfo(&self.read("meminfo")?)?;
+        let mem = parse_meminfo(self.read_text("meminfo")?)?;
         // No PSI (kernel < 4.20, CONFIG_PSI off, psi=0, some containers) is
         // not an error; PSI we cannot parse is.
-        let psi = match self.read("pressure/memory") {
-            Ok(text) => Some(parse_psi(&text)?),
+        let psi = match self.read_text("pressure/memory") {
+            Ok(text) => Some(parse_psi(text)?),
             Err(_) => None,
         };
-        let pswpout = parse_vmstat_pswpout(&self.read("vmstat")?)?;
+        let pswpout = parse_vmstat_pswpout(self.read_text("vmstat")?)?;
         let swapout_bytes_per_sec = swapout_rate(self.last_pswpout, (at, pswpout), self.page_size);
         self.last_pswpout = Some((at, pswpout));
         let mlx_processes =

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 pub mod linux;
 pub mod macos;
+pub mod psi_trigger;
 
 /// Why a sample could not be taken.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,483 @@
+//! Property tests (issue 9): proptest as the fuzzer for every parser that
+//! reads outside input (they return errors, never panic), and kill-safety
+//! properties over random timelines driven through the real Classifier,
+//! Policy and Engine with a probe whose last readings the test controls.
+//!
+//! Case counts: `PROPTEST_CASES` overrides the defaults below (CI runs the
+//! defaults; docs/reliability.md records a longer run).
+
+use headroom::act::signal::Fresh;
+use headroom::act::{Outcome, Probe};
+use headroom::config::Config;
+use headroom::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource, Scope};
+use headroom::engine::Engine;
+use headroom::model::{Bytes, KernelLevel, MlxProcess, Pid, Snapshot, SystemMemory};
+use headroom::policy::{is_gap, Action, Sig};
+use headroom::sample::SampleError;
+use headroom::trace::Replayed;
+use proptest::prelude::*;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+fn cases(n: u32) -> ProptestConfig {
+    let mut c = ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        c.cases = n;
+    }
+    c
+}
+
+fn fixture(name: &str) -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+    std::fs::read_to_string(format!("{dir}{name}")).expect("fixture")
+}
+
+/// A real input with random edits: the parsers see near-valid text, where
+/// their bugs live, not only noise.
+fn mutated(base: String) -> impl Strategy<Value = String> {
+    let edits = prop::collection::vec(
+        (
+            any::<prop::sample::Index>(),
+            0u8..4,
+            "[0-9 :\\-.()\n\tkBMGiG%=a-z\u{0}✓]{0,6}",
+        ),
+        0..8,
+    );
+    edits.prop_map(move |edits| {
+        let mut s: Vec<char> = base.chars().collect();
+        for (at, op, text) in edits {
+            let i = if s.is_empty() { 0 } else { at.index(s.len()) };
+            match op {
+                0 => {
+                    s.splice(i..i, text.chars());
+                }
+                1 => {
+                    let end = (i + text.len()).min(s.len());
+                    s.drain(i..end);
+                }
+                2 => s.truncate(i),
+                _ => {
+                    let end = (i + text.chars().count()).min(s.len());
+                    s.splice(i..end, text.chars());
+                }
+            }
+        }
+        s.into_iter().collect()
+    })
+}
+
+fn noise() -> impl Strategy<Value = String> {
+    prop_oneof!["\\PC{0,300}", ".{0,300}", "[0-9 :\n]{0,200}"]
+}
+
+// ------------------------------------------------------------ parsers
+
+proptest! {
+    #![proptest_config(cases(2000))]
+
+    #[test]
+    fn linux_proc_parsers_never_panic(
+        meminfo in prop_oneof![mutated(fixture("linux/meminfo")), noise()],
+        psi in prop_oneof![mutated(fixture("linux/pressure_memory")), noise()],
+        vmstat in prop_oneof![mutated(fixture("linux/vmstat")), noise()],
+        stat in prop_oneof![mutated(fixture("linux/python_mlx.stat")), mutated(fixture("linux/weird_comm.stat")), noise()],
+        status in prop_oneof![mutated(fixture("linux/python_mlx.status")), noise()],
+        maps in prop_oneof![mutated(fixture("linux/python_mlx.maps")), noise()],
+        cmdline in prop::collection::vec(any::<u8>(), 0..300),
+    ) {
+        use headroom::sample::linux::*;
+        if let Ok(m) = parse_meminfo(&meminfo) {
+            let _ = m.system_memory();
+        }
+        let _ = parse_psi(&psi);
+        let _ = parse_vmstat_pswpout(&vmstat);
+        if let Ok(st) = parse_stat(&stat) {
+            let _ = st.is_kernel_or_gone();
+        }
+        let _ = parse_status_uid(&status);
+        let _ = maps_mlx_library(&maps);
+        let line = parse_cmdline(&cmdline);
+        prop_assert!(!line.contains('\0'));
+    }
+
+    #[test]
+    fn stat_with_any_comm_parses_to_that_comm(comm in "[^\u{0}]{0,15}", state in "[RSDZTtXI]") {
+        // comm may hold ')', spaces and newlines: the parser must split on the last ')'.
+        let text = format!("4242 ({comm}) {state} 1 4242 4242 0 -1 4194304 100 0 0 0 5 3 0 0 20 0 4 0 123456 1000000 2048 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n");
+        let st = headroom::sample::linux::parse_stat(&text);
+        prop_assert!(st.is_ok(), "{text:?}: {st:?}");
+        let st = st.expect("ok");
+        prop_assert_eq!(st.pid, 4242);
+        prop_assert_eq!(st.start_time, 123456);
+        prop_assert_eq!(st.comm, comm);
+    }
+
+    #[test]
+    fn macos_text_parsers_never_panic(
+        vm in prop_oneof![mutated(fixture("macos/sample1_vm_stat.txt")), mutated(fixture("macos/sample2_vm_stat.txt")), noise()],
+        swap in prop_oneof![mutated("total = 2048.00M  used = 1034.25M  free = 1013.75M  (encrypted)".into()), noise()],
+        procargs in prop::collection::vec(any::<u8>(), 0..200),
+    ) {
+        if let Ok(input) = headroom::explain::parse_input(&vm) {
+            let cfg = Config::embedded().expect("defaults");
+            let _ = headroom::explain::explain(&input, None, &cfg);
+        }
+        let _ = headroom::explain::parse_swapusage(&swap);
+        let _ = headroom::macos_vm::parse_procargs2(&procargs);
+    }
+
+    #[test]
+    fn config_parsers_never_panic(
+        text in prop_oneof![mutated(include_str!("../config/default.toml").into()), noise()],
+        size in "[0-9.\\-]{0,12}[ ]?(B|KiB|MiB|GiB|TiB|%|kb|x)?",
+        dur in "[0-9.\\-]{0,12}[ ]?(ms|s|m|h|d|y|x)?",
+        listen in "[0-9.:\\[\\]a-f]{0,30}",
+    ) {
+        let _ = Config::from_text("fuzz.toml", &text);
+        let _ = headroom::config::parse_size(&size);
+        let _ = headroom::config::parse_duration(&dur);
+        let _ = headroom::config::parse_listen(&listen);
+    }
+
+    #[test]
+    fn trace_and_model_parsers_never_panic(
+        line in prop_oneof![
+            mutated(r#"{"ts":"2025-01-01T00:00:00Z","at":12.5,"event":"sample","total_bytes":17179869184,"available_bytes":1073741824,"mlx_processes":[{"pid":7,"uid":501,"start_time":9,"name":"p","cmdline":"mlx_lm.lora","footprint_bytes":1,"rss_bytes":1,"peak_bytes":1,"growth_bytes_per_sec":1e300,"matched_by":"x"}]}"#.into()),
+            noise()
+        ],
+        model in prop_oneof![
+            mutated(r#"{"model_type":"llama","hidden_size":4096,"num_hidden_layers":32,"num_attention_heads":32,"num_key_value_heads":8,"vocab_size":128256,"quantization":{"bits":4,"group_size":64}}"#.into()),
+            noise()
+        ],
+        header in prop::collection::vec(any::<u8>(), 0..200),
+        data_len in any::<u64>(),
+    ) {
+        let _ = headroom::trace::parse_line(&line);
+        let _ = headroom::advise::model::parse_config_json(&model);
+        let _ = headroom::advise::model::parse_size(&model);
+        let _ = headroom::advise::model::parse_safetensors_header(&header, data_len);
+    }
+}
+
+// ------------------------------------------------------------ kill safety
+
+const ME: u32 = 501;
+/// The daemon's own pid in these timelines (never a real process here:
+/// Replayed performs nothing).
+const SELF_PID: i32 = 999;
+const NEVER_PID: i32 = 7;
+const TOTAL: u64 = 16 << 30;
+
+/// One process that may appear in snapshots: uid, pid and start time are
+/// drawn so that pid ≤ 1, the daemon itself, other users, never_kill
+/// entries and pid reuse (same pid, new start time) all occur.
+#[derive(Clone, Debug)]
+struct Candidate {
+    p: MlxProcess,
+}
+
+fn candidate() -> impl Strategy<Value = Candidate> {
+    (
+        prop_oneof![
+            Just(-1),
+            Just(0),
+            Just(1),
+            Just(SELF_PID),
+            Just(NEVER_PID),
+            2i32..40
+        ],
+        prop_oneof![4 => Just(ME), 1 => Just(0u32), 1 => Just(502u32)],
+        0u64..3,
+        1u64..8192,
+        prop_oneof![4 => Just("mlx_lm.lora --batch-size 4"), 1 => Just("python -m mlx_lm.generate protected-run")],
+        -50.0f64..400.0,
+    )
+        .prop_map(|(pid, uid, start, mib, cmd, growth)| Candidate {
+            p: MlxProcess {
+                pid: Pid(pid),
+                uid,
+                start_time: 1000 + start,
+                name: "python3".into(),
+                cmdline: cmd.into(),
+                footprint_bytes: Bytes::mib(mib),
+                rss_bytes: Bytes::mib(mib),
+                peak_bytes: Bytes::mib(mib),
+                growth_bytes_per_sec: growth * Bytes::MIB as f64,
+                matched_by: "pattern:test".into(),
+            },
+        })
+}
+
+/// One cycle: the snapshot, and what the probe answers right before a signal.
+#[derive(Clone, Debug)]
+struct Step {
+    snap: Snapshot,
+    fresh_available: Bytes,
+    critical: bool,
+    /// pid → start time the probe reports now (absent: the pid is gone).
+    now: HashMap<Pid, u64>,
+}
+
+fn timeline() -> impl Strategy<Value = (Vec<Step>, u64, u64)> {
+    let step = (
+        prop_oneof![8 => 50u64..1500, 1 => 5_000u64..120_000], // ms since the previous sample
+        prop_oneof![0u64..1024, 1024u64..2048, 2048u64..4096, 4096u64..8192], // MiB available
+        prop::bool::weighted(0.05),
+        prop::collection::vec(candidate(), 0..5),
+        prop_oneof![0u64..1024, 1024u64..8192], // MiB available at the last check
+        prop::bool::weighted(0.2),              // a pid reused between sample and signal
+        prop::bool::weighted(0.1),              // a pid gone between sample and signal
+    );
+    (prop::collection::vec(step, 5..80), 0u64..8, 1u64..15).prop_map(|(steps, term, kill)| {
+        let mut at = Duration::ZERO;
+        let mut out = Vec::new();
+        for (dt, avail, critical, cands, fresh, reuse, gone) in steps {
+            at += Duration::from_millis(dt);
+            // pids are unique within one snapshot
+            let mut seen = HashSet::new();
+            let procs: Vec<MlxProcess> = cands
+                .into_iter()
+                .map(|c| c.p)
+                .filter(|p| seen.insert(p.pid))
+                .collect();
+            let mut now: HashMap<Pid, u64> = procs.iter().map(|p| (p.pid, p.start_time)).collect();
+            if let Some(p) = procs.first() {
+                if reuse {
+                    now.insert(p.pid, p.start_time + 77);
+                } else if gone {
+                    now.remove(&p.pid);
+                }
+            }
+            out.push(Step {
+                snap: Snapshot {
+                    at,
+                    memory: SystemMemory {
+                        total_bytes: Bytes(TOTAL),
+                        available_bytes: Bytes::mib(avail),
+                        ..Default::default()
+                    },
+                    pressure: headroom::model::Pressure {
+                        kernel_level: critical.then_some(KernelLevel::Critical),
+                        ..Default::default()
+                    },
+                    mlx_processes: procs,
+                },
+                fresh_available: Bytes::mib(fresh),
+                critical,
+                now,
+            });
+        }
+        (out, term, kill)
+    })
+}
+
+struct StepProbe<'a>(&'a Step);
+
+impl Probe for StepProbe<'_> {
+    fn fresh(&mut self) -> Result<Fresh, SampleError> {
+        Ok(Fresh {
+            available: self.0.fresh_available,
+            kernel_critical: self.0.critical,
+        })
+    }
+    fn start_time(&mut self, pid: Pid) -> Option<u64> {
+        self.0.now.get(&pid).copied()
+    }
+}
+
+fn config(terminate_after: u64, kill_after: u64) -> Config {
+    Config::from_text(
+        "props.toml",
+        &format!(
+            "[poll]\ninterval = \"100ms\"\n\
+             [thresholds]\nyellow_below = \"4GiB\"\nred_below = \"2GiB\"\nhysteresis = \"256MiB\"\ndwell = \"1s\"\n\
+             [actions]\nterminate_after = \"{terminate_after}s\"\nkill_after = \"{kill_after}s\"\nkill_floor = \"1GiB\"\n\
+             never_kill = [{NEVER_PID}, 'protected']\n"
+        ),
+    )
+    .expect("config")
+}
+
+fn key(p: &MlxProcess) -> (Pid, u64) {
+    (p.pid, p.start_time)
+}
+
+proptest! {
+    #![proptest_config(cases(3000))]
+
+    /// Every signal the engine orders and lets through names an eligible MLX
+    /// process from that very snapshot; one victim per incident; a last
+    /// reading above the red line or a reused pid stops the signal; a gap in
+    /// sampling does not count as red time held.
+    #[test]
+    fn kill_safety_over_random_timelines((steps, term_after, kill_after) in timeline()) {
+        let cfg = config(term_after, kill_after);
+        let red_line = Bytes::gib(2);
+        let mut engine = Engine::new(Pid(SELF_PID), Scope::Uids(HashSet::from([ME])));
+        let mut actuator = Replayed::default();
+        // The victim signalled (SIGTERM went out) and not yet seen gone.
+        let mut victim: Option<(Pid, u64)> = None;
+        let mut termed: HashSet<(Pid, u64)> = HashSet::new();
+        let mut prev_at: Option<Duration> = None;
+        for step in &steps {
+            let s = &step.snap;
+            if let Some(v) = victim {
+                if !s.mlx_processes.iter().any(|p| key(p) == v) {
+                    victim = None;
+                }
+            }
+            let gap = prev_at.is_some_and(|p| is_gap(p, s.at, cfg.poll_interval.max(cfg.poll_max_interval)));
+            prev_at = Some(s.at);
+            let cycle = engine.step(s, &cfg, &mut actuator, &mut StepProbe(step));
+            for (a, outcome) in &cycle.actions {
+                let Action::Signal(o) = a else { continue };
+                let p = &o.process;
+                // Never anything outside this snapshot's MLX list, never ineligible.
+                prop_assert!(s.mlx_processes.iter().any(|q| key(q) == key(p)), "{p:?} not in the snapshot");
+                prop_assert!(p.pid.0 > 1, "pid {}", p.pid);
+                prop_assert!(p.pid.0 != SELF_PID);
+                prop_assert_eq!(p.uid, ME);
+                prop_assert!(p.pid.0 != NEVER_PID && !p.cmdline.contains("protected"));
+                // The last checks.
+                let sent = matches!(outcome, Outcome::Done | Outcome::DryRun);
+                if sent {
+                    prop_assert!(step.critical || step.fresh_available < red_line,
+                        "signal sent with memory back above the red line: {outcome:?}");
+                    prop_assert_eq!(step.now.get(&p.pid).copied(), Some(p.start_time),
+                        "signal sent to a reused or vanished pid");
+                }
+                match o.signal {
+                    Sig::Term => {
+                        if let Some(v) = victim {
+                            prop_assert!(false, "second SIGTERM to {:?} while victim {v:?} is alive", key(p));
+                        }
+                        if gap {
+                            prop_assert!(o.reason.contains("kill_floor") || o.reason.starts_with("red for 0.0 s"),
+                                "SIGTERM on the first sample after a gap counted unwatched time: {}", o.reason);
+                        }
+                        if sent {
+                            victim = Some(key(p));
+                            termed.insert(key(p));
+                        }
+                    }
+                    Sig::Kill => {
+                        prop_assert!(termed.contains(&key(p)), "SIGKILL without a SIGTERM first: {p:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a gap longer than the growth window, discovery reports no growth
+    /// on the first sample: a rate across a SIGSTOP is not a rate now.
+    #[test]
+    fn growth_rate_restarts_after_a_gap(
+        before in prop::collection::vec(1u64..4096, 2..10),
+        gap_ms in 5_001u64..600_000,
+        after in 1u64..8192,
+    ) {
+        let mut src = OneProc { mib: before[0] };
+        let cfg = Config::embedded().expect("defaults");
+        let mut d = Discovery::new(cfg.patterns, false, Scope::Uids(HashSet::from([ME])), Pid(SELF_PID));
+        let mut at = Duration::ZERO;
+        for mib in &before {
+            src.mib = *mib;
+            d.scan(&mut src, at).expect("scan");
+            at += Duration::from_millis(500);
+        }
+        src.mib = after;
+        let got = d.scan(&mut src, at + Duration::from_millis(gap_ms)).expect("scan");
+        prop_assert_eq!(got.len(), 1);
+        prop_assert_eq!(got[0].growth_bytes_per_sec, 0.0);
+    }
+}
+
+/// One MLX process whose footprint the test sets.
+struct OneProc {
+    mib: u64,
+}
+
+impl ProcSource for OneProc {
+    fn pids(&mut self, out: &mut Vec<Pid>) -> std::io::Result<()> {
+        out.push(Pid(4242));
+        Ok(())
+    }
+    fn identity(&mut self, _pid: Pid) -> Option<ProcIdentity> {
+        Some(ProcIdentity {
+            uid: ME,
+            start_time: 5,
+            name: "python3".into(),
+            cmdline: "python -m mlx_lm.lora --train".into(),
+        })
+    }
+    fn mlx_library(&mut self, _pid: Pid) -> Option<String> {
+        None
+    }
+    fn measure(&mut self, _pid: Pid) -> Option<ProcMeasure> {
+        Some(ProcMeasure {
+            start_time: 5,
+            footprint: Bytes::mib(self.mib),
+            rss: Bytes::mib(self.mib),
+        })
+    }
+}
+
+/// Regression (found by `kill_safety_over_random_timelines`): the victim was
+/// put in `never_kill` by a config reload after its SIGTERM; the escalation
+/// to SIGKILL must honour the new list.
+#[test]
+fn no_sigkill_for_a_victim_put_in_never_kill_after_its_sigterm() {
+    let cfg1 = config(1, 3);
+    let cfg2 = Config::from_text(
+        "props.toml",
+        "[poll]\ninterval = \"100ms\"\n[actions]\nterminate_after = \"1s\"\nkill_after = \"3s\"\nkill_floor = \"1GiB\"\nnever_kill = [12]\n",
+    )
+    .expect("config");
+    let victim = MlxProcess {
+        pid: Pid(12),
+        uid: ME,
+        start_time: 5,
+        name: "python3".into(),
+        cmdline: "mlx_lm.lora".into(),
+        footprint_bytes: Bytes::gib(9),
+        rss_bytes: Bytes::gib(9),
+        peak_bytes: Bytes::gib(9),
+        growth_bytes_per_sec: 0.0,
+        matched_by: "pattern:test".into(),
+    };
+    let mut engine = Engine::new(Pid(SELF_PID), Scope::Uids(HashSet::from([ME])));
+    let mut actuator = Replayed::default();
+    let mut signals = Vec::new();
+    for i in 0..60u64 {
+        let step = Step {
+            snap: Snapshot {
+                at: Duration::from_millis(100 * i),
+                memory: SystemMemory {
+                    total_bytes: Bytes(TOTAL),
+                    available_bytes: Bytes::mib(1536),
+                    ..Default::default()
+                },
+                mlx_processes: vec![victim.clone()],
+                ..Default::default()
+            },
+            fresh_available: Bytes::mib(1536),
+            critical: false,
+            now: HashMap::from([(Pid(12), 5)]),
+        };
+        let cfg = if signals.is_empty() { &cfg1 } else { &cfg2 };
+        let cycle = engine.step(&step.snap, cfg, &mut actuator, &mut StepProbe(&step));
+        for (a, _) in cycle.actions {
+            if let Action::Signal(o) = a {
+                signals.push(o.signal);
+            }
+        }
+    }
+    assert_eq!(
+        signals,
+        vec![Sig::Term],
+        "SIGTERM before the reload, no SIGKILL after"
+    );
+}
