@@ -75,7 +75,19 @@ pub struct Daemon {
     pace: Option<pace::Reading>,
     /// `(at, available)` of the last sample, for MemAvailable's fall rate.
     last_available: Option<(Duration, crate::model::Bytes)>,
+    /// A sample that outlived SAMPLE_TIMEOUT, and when it started.
+    pending: Option<(PendingSample, Instant)>,
 }
+
+type PendingSample = tokio::task::JoinHandle<(
+    Box<dyn Sampler + Send>,
+    Result<Snapshot, sample::SampleError>,
+    Vec<ProcessEvent>,
+)>;
+
+/// How long one cycle waits for a sample (at least `poll.interval`) before
+/// saying it is stuck and going back to the loop.
+const SAMPLE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// On macOS host_statistics64 is rate-limited to about 2 Hz for non-Apple
 /// binaries (DESIGN.md): sampling faster reads cached numbers.
@@ -121,6 +133,7 @@ impl Daemon {
             metrics: crate::metrics::Metrics::disabled(),
             pace: None,
             last_available: None,
+            pending: None,
         })
     }
 
@@ -263,7 +276,12 @@ impl Daemon {
                     || scope_for(&self.cfg).ok().as_ref() != Some(&scope);
                 if rebuild {
                     match sample::for_this_platform(&cfg, scope.clone(), self.start) {
-                        Ok(s) => self.sampler = Some(s),
+                        Ok(s) => {
+                            // A stuck sample of the old sampler is left to
+                            // finish on its own; its result is not wanted.
+                            self.pending = None;
+                            self.sampler = Some(s);
+                        }
                         Err(e) => {
                             log_event!(
                                 error,
@@ -299,16 +317,44 @@ impl Daemon {
     }
 
     async fn cycle(&mut self) {
-        let Some(mut sampler) = self.sampler.take() else {
-            return;
+        // A sample still running from an earlier cycle is waited for again;
+        // otherwise a new one starts on a blocking thread.
+        let (mut handle, sample_start) = match self.pending.take() {
+            Some(p) => p,
+            None => {
+                let Some(mut sampler) = self.sampler.take() else {
+                    return;
+                };
+                let h = tokio::task::spawn_blocking(move || {
+                    let r = sampler.sample();
+                    let ev = sampler.take_events();
+                    (sampler, r, ev)
+                });
+                (h, Instant::now())
+            }
         };
-        let sample_start = Instant::now();
-        let joined = tokio::task::spawn_blocking(move || {
-            let r = sampler.sample();
-            let ev = sampler.take_events();
-            (sampler, r, ev)
-        })
-        .await;
+        let limit = SAMPLE_TIMEOUT.max(self.cfg.poll_interval);
+        let joined = match tokio::time::timeout(limit, &mut handle).await {
+            Ok(j) => j,
+            Err(_) => {
+                // A read under /proc has not returned: most likely a process
+                // in uninterruptible sleep holding its memory map lock. The
+                // loop goes on (signals, reloads, metrics) and takes the
+                // sample when it comes.
+                let pid = crate::discover::READING.load(std::sync::atomic::Ordering::Relaxed);
+                let what = if pid > 0 {
+                    format!("reading /proc/{pid} (a process in uninterruptible sleep?)")
+                } else {
+                    "reading system memory".to_string()
+                };
+                self.error_once(format!(
+                    "sampling has not returned within {} s, {what}; waiting for it, no decisions until it returns",
+                    limit.as_secs_f64()
+                ));
+                self.pending = Some((handle, sample_start));
+                return;
+            }
+        };
         self.metrics.observe_sample_duration(sample_start.elapsed());
         let (sampler, result, events) = match joined {
             Ok(x) => x,

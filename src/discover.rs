@@ -6,7 +6,13 @@
 use crate::model::{Bytes, MlxProcess, Pid};
 use regex::Regex;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
+
+/// The pid whose /proc entries a scan is reading right now, 0 between
+/// scans: when a read never returns (a process in uninterruptible sleep
+/// holding its memory map lock), the daemon names the pid in its error.
+pub static READING: AtomicI32 = AtomicI32::new(0);
 
 /// Who a process is: read once per new pid.
 #[derive(Clone, Debug, PartialEq)]
@@ -166,6 +172,7 @@ impl Discovery {
             if pid == self.self_pid || pid.0 <= 1 {
                 continue;
             }
+            READING.store(pid.0, Ordering::Relaxed);
             if self.mlx.contains_key(&pid) {
                 self.remeasure(src, pid, at);
             } else {
@@ -176,6 +183,7 @@ impl Discovery {
                 }
             }
         }
+        READING.store(0, Ordering::Relaxed);
         self.pids = pids;
         // Pids no longer listed have exited.
         if self.mlx.keys().any(|p| !self.seen.contains(p)) {

@@ -39,7 +39,11 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
                 .enable_all()
                 .build()
                 .map_err(Error::Io)?;
-            rt.block_on(daemon.run())
+            let done = rt.block_on(daemon.run());
+            // A sample stuck in the kernel (a read under /proc that never
+            // returns) must not hold up the exit: don't wait for it.
+            rt.shutdown_background();
+            done
         }
         Command::Status { config, json } => {
             let cfg = Config::load(config.as_deref())?;

@@ -2,7 +2,8 @@
 //! said otherwise: the log directory read-only or full, the log deleted or
 //! rotated away under the daemon, the config deleted or broken before
 //! SIGHUP, /proc entries vanishing mid-read (fixture tree), SIGSTOP then
-//! SIGCONT, an MLX process that becomes a zombie. In each the daemon keeps
+//! SIGCONT, an MLX process that becomes a zombie, a read under /proc that
+//! never returns (the uninterruptible-sleep case). In each the daemon keeps
 //! sampling, says what went wrong once, and every log line is whole JSON.
 //! Also the cheap security checks (item 5). Covered elsewhere, not repeated:
 //! no D-Bus / a hung notification service (tests/notify_dbus.rs), a hook
@@ -514,4 +515,128 @@ fn config_from_the_environment_is_validated_not_trusted() {
         "{out:?}"
     );
     assert!(!dir.path().join("relative").exists());
+}
+
+/// A daemon whose read of one process's /proc/PID/cmdline never returns.
+///
+/// Stand-in, said plainly: a process in uninterruptible sleep cannot be made
+/// to hang a reader of its /proc entries here — the kernel refuses to fault
+/// file-backed or userfaultfd pages when cmdline is read (FOLL_ANON) and
+/// page faults no longer sleep holding the map lock. So the daemon runs in
+/// its own mount namespace where `/proc/PID/cmdline` of a real process is
+/// over-mounted with a FIFO (as lxcfs over-mounts /proc files): the daemon's
+/// open() of it blocks in the kernel until the test writes to the FIFO.
+/// Needs root for the mount namespace, as .ci/run has.
+fn stuck_daemon(work: &Path) -> (Daemon, Kid, PathBuf) {
+    let fifo = work.join("cmdline");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let victim = Kid::new(
+        Command::new("sleep")
+            .arg("600")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sleep"),
+    );
+    let target = format!("/proc/{}/cmdline", victim.pid());
+    let script = r#"f=$1; t=$2; shift 2; mount --bind "$f" "$t" && exec "$@""#;
+    let fifo_s = fifo.display().to_string();
+    let d = Daemon::start_wrapped(
+        &[
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            &fifo_s,
+            &target,
+        ],
+        "[poll]\ninterval = \"100ms\"\nmax_interval = \"100ms\"\n",
+        &["--dry-run"],
+    );
+    let stuck = d.wait_for("the stuck read, said", LONG, |e| {
+        is(e, "error")
+            && e["error"]
+                .as_str()
+                .is_some_and(|s| s.contains("sampling has not returned"))
+    });
+    assert!(
+        stuck["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("/proc/{}", victim.pid())),
+        "names the pid: {stuck}"
+    );
+    (d, victim, fifo)
+}
+
+fn stuck_errors(d: &Daemon) -> usize {
+    d.events()
+        .iter()
+        .filter(|e| {
+            is(e, "error")
+                && e["error"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("sampling has not returned"))
+        })
+        .count()
+}
+
+#[test]
+fn a_proc_read_that_never_returns_is_said_once_the_loop_answers_and_sampling_resumes() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let (d, _victim, fifo) = stuck_daemon(work.path());
+    // The loop still answers signals: two reloads, each after at least one
+    // more timed-out wait for the stuck sample.
+    for n in 1..=2 {
+        d.signal(Signal::SIGHUP);
+        d.wait_for("a reload while stuck", LONG, |_| {
+            d.events()
+                .iter()
+                .filter(|e| is(e, "config_reloaded"))
+                .count()
+                >= n
+        });
+    }
+    assert_eq!(stuck_errors(&d), 1, "said once, not every cycle");
+    let before = d.events().len();
+
+    // Let the read return: a writer on the FIFO (non-blocking: the daemon is
+    // the reader waiting on the other end).
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut w = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .expect("the daemon holds the FIFO open for reading");
+    w.write_all(b"sleep\x00600\x00").expect("write");
+    drop(w);
+    let back = d.wait_for("sampling_recovered", LONG, |e| is(e, "sampling_recovered"));
+    let at = back["at"].as_f64().unwrap_or(0.0);
+    d.wait_for("samples again", LONG, |e| {
+        is(e, "sample") && e["at"].as_f64().is_some_and(|a| a > at)
+    });
+    assert!(d.events().len() > before);
+    assert_eq!(stuck_errors(&d), 1);
+    let (status, _) = d.stop();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn sigterm_stops_a_daemon_whose_proc_read_never_returns() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let (mut d, _victim, _fifo) = stuck_daemon(work.path());
+    d.signal(Signal::SIGTERM);
+    let status = wait_bounded(&mut d.child, LONG).expect("exits after SIGTERM while stuck");
+    assert!(status.success(), "{status:?}");
+    let events = d.events();
+    assert!(
+        events.last().is_some_and(|e| is(e, "stopping")),
+        "the last line says why it stopped: {:?}",
+        events.last()
+    );
 }

@@ -81,6 +81,12 @@ impl Daemon {
     /// Start `headroom run --config <dir>/config.toml [extra args]`; `config`
     /// is TOML without the [log] section, which points into the temp dir.
     pub fn start(config: &str, extra: &[&str]) -> Daemon {
+        Daemon::start_wrapped(&[], config, extra)
+    }
+
+    /// Like `start`, with `headroom` run by `wrapper` (a command that ends by
+    /// exec'ing its remaining arguments, so the pid is headroom's).
+    pub fn start_wrapped(wrapper: &[&str], config: &str, extra: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("logs/headroom.log");
         let cfg = format!(
@@ -89,7 +95,15 @@ impl Daemon {
         );
         let cfg_path = dir.path().join("config.toml");
         std::fs::write(&cfg_path, cfg).expect("write config");
-        let child = Command::new(bin())
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
+        let child = cmd
             .arg("run")
             .arg("--config")
             .arg(&cfg_path)
