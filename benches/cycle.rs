@@ -1,5 +1,5 @@
 //! One full daemon cycle (sample → classify → policy → act in dry-run)
-//! against synthetic /proc trees of 100, 1,000 and 5,000 processes, two of
+//! against synthetic /proc trees of 100, 1,000, 2,000 and 5,000 processes, two of
 //! them MLX (issue 8). Results and how to read them: docs/performance.md.
 //!
 //! - `full_cycle/N`: `LinuxSampler::sample` + `Engine::step`, warmed by one
@@ -8,6 +8,9 @@
 //! - `steady_scan/N`: `Discovery::scan` alone with the clock advanced 1 s
 //!   per cycle after every pid has reached the longest backoff: the cost of
 //!   a cycle a minute after start.
+//! - `quiet_cycle/N`: `full_cycle` when memory is quiet, as the daemon runs
+//!   nine cycles in ten then: `skip_discovery_once` before each sample, so
+//!   only the tracked MLX pids are re-measured.
 //! - `first_scan/N`: every pid new: the cost of examining N new processes.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -22,7 +25,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const SIZES: [usize; 3] = [100, 1_000, 5_000];
+const SIZES: [usize; 4] = [100, 1_000, 2_000, 5_000];
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/linux");
 
 /// A /proc with `n` processes: pids 1000.. as uid 1000; the first two run
@@ -90,6 +93,29 @@ fn full_cycle(c: &mut Criterion) {
     g.finish();
 }
 
+fn quiet_cycle(c: &mut Criterion) {
+    let cfg = Config::embedded().expect("defaults");
+    let mut g = c.benchmark_group("quiet_cycle");
+    for n in SIZES {
+        let dir = tree(n);
+        let mut sampler =
+            LinuxSampler::with_root(dir.path(), &cfg, scope(), Instant::now()).expect("sampler");
+        let mut engine = Engine::new(Pid(1), scope());
+        let mut act = DryRun;
+        sampler.sample().expect("warm-up sample");
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                sampler.skip_discovery_once();
+                let snap = sampler.sample().expect("sample");
+                assert_eq!(snap.mlx_processes.len(), 2);
+                let cycle = engine.step(&snap, &cfg, &mut act, &mut sampler);
+                black_box(cycle.actions.len())
+            })
+        });
+    }
+    g.finish();
+}
+
 fn discovery(dir: &Path, cfg: &Config) -> (Discovery, LinuxProcs) {
     let procs = LinuxProcs::new(PathBuf::from(dir).join("proc"), page_size().expect("page"));
     let d = Discovery::new(cfg.patterns.clone(), cfg.detect_library, scope(), Pid(1));
@@ -136,5 +162,5 @@ fn first_scan(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, full_cycle, steady_scan, first_scan);
+criterion_group!(benches, full_cycle, quiet_cycle, steady_scan, first_scan);
 criterion_main!(benches);

@@ -77,6 +77,8 @@ pub struct Daemon {
     last_available: Option<(Duration, crate::model::Bytes)>,
     /// A sample that outlived SAMPLE_TIMEOUT, and when it started.
     pending: Option<(PendingSample, Instant)>,
+    /// When the last sample that listed every pid started.
+    last_discovery: Option<Instant>,
 }
 
 type PendingSample = tokio::task::JoinHandle<(
@@ -134,6 +136,7 @@ impl Daemon {
             pace: None,
             last_available: None,
             pending: None,
+            last_discovery: None,
         })
     }
 
@@ -280,6 +283,7 @@ impl Daemon {
                             // A stuck sample of the old sampler is left to
                             // finish on its own; its result is not wanted.
                             self.pending = None;
+                            self.last_discovery = None;
                             self.sampler = Some(s);
                         }
                         Err(e) => {
@@ -325,6 +329,16 @@ impl Daemon {
                 let Some(mut sampler) = self.sampler.take() else {
                     return;
                 };
+                let now = Instant::now();
+                let every = self.cfg.poll_interval * pace::DISCOVER_EVERY_POLLS;
+                let due = self
+                    .last_discovery
+                    .is_none_or(|t| now.duration_since(t) >= every);
+                if !due && self.pace.as_ref().is_some_and(pace::is_quiet) {
+                    sampler.skip_discovery_once();
+                } else {
+                    self.last_discovery = Some(now);
+                }
                 let h = tokio::task::spawn_blocking(move || {
                     let r = sampler.sample();
                     let ev = sampler.take_events();

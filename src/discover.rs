@@ -199,14 +199,35 @@ impl Discovery {
         }
         let seen = &self.seen;
         self.ignored.retain(|p, _| seen.contains(p));
+        Ok(self.tracked())
+    }
 
+    /// Re-measure only the MLX processes already tracked, without listing
+    /// pids: the cheap cycle while memory is quiet (src/daemon.rs decides).
+    /// An exit or a reused pid is still seen; a new process waits for the
+    /// next `scan`.
+    pub fn remeasure_tracked(&mut self, src: &mut dyn ProcSource, at: Duration) -> Vec<MlxProcess> {
+        let mut pids = std::mem::take(&mut self.pids);
+        pids.clear();
+        pids.extend(self.mlx.keys().copied());
+        for &pid in &pids {
+            READING.store(pid.0, Ordering::Relaxed);
+            self.remeasure(src, pid, at);
+        }
+        READING.store(0, Ordering::Relaxed);
+        self.pids = pids;
+        self.tracked()
+    }
+
+    /// The tracked MLX processes, largest first.
+    fn tracked(&self) -> Vec<MlxProcess> {
         let mut out: Vec<MlxProcess> = self.mlx.values().map(|t| t.process.clone()).collect();
         out.sort_by(|a, b| {
             b.footprint_bytes
                 .cmp(&a.footprint_bytes)
                 .then(a.pid.cmp(&b.pid))
         });
-        Ok(out)
+        out
     }
 
     pub fn take_events(&mut self) -> Vec<ProcessEvent> {
@@ -582,6 +603,52 @@ mod tests {
             t.identity_reads, first,
             "no identity reads for known non-MLX pids inside the backoff"
         );
+    }
+
+    #[test]
+    fn remeasuring_tracked_pids_lists_nothing_yet_sees_growth_exits_and_reuse() {
+        let mut t = Table::default();
+        for pid in 2..50 {
+            add(&mut t, pid, 501, "bash", None, 1);
+        }
+        add(&mut t, 60, 501, "mlx_lm.lora --train", None, 100);
+        add(&mut t, 61, 501, "mlx_lm.generate", None, 50);
+        let mut d = discovery(Scope::Uids(HashSet::from([501])));
+        assert_eq!(d.scan(&mut t, Duration::ZERO).expect("scan").len(), 2);
+        d.take_events();
+        let reads = t.identity_reads;
+
+        // A new MLX process is not looked for; the known one's growth is seen.
+        add(&mut t, 70, 501, "mlx_lm.lora", None, 10);
+        t.procs.get_mut(&Pid(60)).expect("pid").2.footprint = Bytes::mib(300);
+        let found = d.remeasure_tracked(&mut t, Duration::from_secs(1));
+        let pids: Vec<i32> = found.iter().map(|p| p.pid.0).collect();
+        assert_eq!(pids, vec![60, 61], "largest first, 70 not yet");
+        assert!(found[0].growth_bytes_per_sec > 100.0 * Bytes::MIB as f64);
+        assert_eq!(t.identity_reads, reads, "no examine of anything");
+        assert!(d.take_events().is_empty());
+
+        // 61 exits, 60's pid is reused by another process: both seen.
+        t.procs.remove(&Pid(61));
+        add(&mut t, 60, 501, "vim", None, 1);
+        t.procs.get_mut(&Pid(60)).expect("pid").2.start_time = 7;
+        t.procs.get_mut(&Pid(60)).expect("pid").0.start_time = 7;
+        assert!(d
+            .remeasure_tracked(&mut t, Duration::from_secs(2))
+            .is_empty());
+        let exited: Vec<i32> = d
+            .take_events()
+            .iter()
+            .filter_map(|e| match e {
+                ProcessEvent::Exited { process, .. } => Some(process.pid.0),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(exited.len(), 2, "{exited:?}");
+
+        // The next full scan finds the new one.
+        let found = d.scan(&mut t, Duration::from_secs(3)).expect("scan");
+        assert_eq!(found.iter().map(|p| p.pid.0).collect::<Vec<_>>(), vec![70]);
     }
 
     #[test]

@@ -46,11 +46,25 @@ pub struct Reading {
     pub fill_rate: f64,
 }
 
+/// Green and nothing filling memory: the daemon sleeps up to
+/// `poll.max_interval` and lists pids only every `DISCOVER_EVERY_POLLS`
+/// intervals (between those it re-measures the MLX processes it knows).
+pub fn is_quiet(r: &Reading) -> bool {
+    r.level == Level::Green && r.fill_rate < QUIET_RATE
+}
+
+/// While quiet, new processes are looked for every this many `poll.interval`s.
+pub const DISCOVER_EVERY_POLLS: u32 = 10;
+
 /// The sleep before the next sample.
 pub fn next_interval(l: &Limits, r: &Reading) -> Duration {
     let lo = l.min.max(l.floor);
-    let quiet = r.level == Level::Green && r.fill_rate < QUIET_RATE;
-    let hi = if quiet { l.max } else { l.base.min(l.max) }.max(lo);
+    let hi = if is_quiet(r) {
+        l.max
+    } else {
+        l.base.min(l.max)
+    }
+    .max(lo);
     let distance = r.available.0.saturating_sub(r.red_line.0);
     if distance == 0 {
         return lo;

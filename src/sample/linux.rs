@@ -488,6 +488,8 @@ pub struct LinuxSampler {
     last_pswpout: Option<(Duration, u64)>,
     /// Reused for meminfo, pressure and vmstat text.
     text: String,
+    /// Set by `skip_discovery_once`, cleared by the next sample.
+    skip_discovery: bool,
 }
 
 impl LinuxSampler {
@@ -515,6 +517,7 @@ impl LinuxSampler {
             discovery: Discovery::new(cfg.patterns.clone(), cfg.detect_library, scope, self_pid),
             last_pswpout: None,
             text: String::new(),
+            skip_discovery: false,
         })
     }
 
@@ -547,13 +550,16 @@ impl Sampler for LinuxSampler {
         let pswpout = parse_vmstat_pswpout(self.read_text("vmstat")?)?;
         let swapout_bytes_per_sec = swapout_rate(self.last_pswpout, (at, pswpout), self.page_size);
         self.last_pswpout = Some((at, pswpout));
-        let mlx_processes =
+        let mlx_processes = if std::mem::take(&mut self.skip_discovery) {
+            self.discovery.remeasure_tracked(&mut self.procs, at)
+        } else {
             self.discovery
                 .scan(&mut self.procs, at)
                 .map_err(|source| SampleError::Io {
                     path: self.proc_dir.clone(),
                     source,
-                })?;
+                })?
+        };
         Ok(Snapshot {
             at,
             memory: mem.system_memory(),
@@ -569,6 +575,10 @@ impl Sampler for LinuxSampler {
 
     fn take_events(&mut self) -> Vec<ProcessEvent> {
         self.discovery.take_events()
+    }
+
+    fn skip_discovery_once(&mut self) {
+        self.skip_discovery = true;
     }
 }
 

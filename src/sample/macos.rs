@@ -33,6 +33,8 @@ pub struct MacSampler {
     /// Optional signals whose failure was already logged (log once, not every second).
     warned_swap: bool,
     warned_pressure: bool,
+    /// Set by `skip_discovery_once`, cleared by the next sample.
+    skip_discovery: bool,
 }
 
 fn io_err(what: &str, source: std::io::Error) -> SampleError {
@@ -64,6 +66,7 @@ impl MacSampler {
             source: MacProcSource::default(),
             warned_swap: false,
             warned_pressure: false,
+            skip_discovery: false,
         })
     }
 }
@@ -98,10 +101,13 @@ impl Sampler for MacSampler {
         };
         let rates = self.rates.update(at, &counters, self.page_size);
 
-        let mlx_processes = self
-            .discovery
-            .scan(&mut self.source, at)
-            .map_err(|e| io_err("proc_listallpids", e))?;
+        let mlx_processes = if std::mem::take(&mut self.skip_discovery) {
+            self.discovery.remeasure_tracked(&mut self.source, at)
+        } else {
+            self.discovery
+                .scan(&mut self.source, at)
+                .map_err(|e| io_err("proc_listallpids", e))?
+        };
 
         Ok(Snapshot {
             at,
@@ -117,6 +123,10 @@ impl Sampler for MacSampler {
 
     fn take_events(&mut self) -> Vec<ProcessEvent> {
         self.discovery.take_events()
+    }
+
+    fn skip_discovery_once(&mut self) {
+        self.skip_discovery = true;
     }
 }
 

@@ -41,6 +41,10 @@ pub trait Sampler: crate::act::Probe {
     fn sample(&mut self) -> Result<Snapshot, SampleError>;
     /// MLX processes found or exited since the last call.
     fn take_events(&mut self) -> Vec<ProcessEvent>;
+    /// Let the next `sample` skip listing pids and only re-measure the MLX
+    /// processes already tracked (exits and reused pids are still seen; new
+    /// processes wait for a full sample). Applies to one sample only.
+    fn skip_discovery_once(&mut self);
 }
 
 /// The sampler for the OS this binary was built for; `start` is time zero
