@@ -72,8 +72,18 @@ fn scope() -> Scope {
 }
 
 fn full_cycle(c: &mut Criterion) {
+    cycles(c, "full_cycle", false);
+}
+
+fn quiet_cycle(c: &mut Criterion) {
+    cycles(c, "quiet_cycle", true);
+}
+
+/// sample + classify + policy for each size; `quiet`: the daemon's quiet
+/// cycle (`skip_discovery_once` before each sample).
+fn cycles(c: &mut Criterion, name: &str, quiet: bool) {
     let cfg = Config::embedded().expect("defaults");
-    let mut g = c.benchmark_group("full_cycle");
+    let mut g = c.benchmark_group(name);
     for n in SIZES {
         let dir = tree(n);
         let mut sampler =
@@ -84,30 +94,10 @@ fn full_cycle(c: &mut Criterion) {
         assert_eq!(snap.mlx_processes.len(), 2, "fixture has two MLX processes");
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
+                if quiet {
+                    sampler.skip_discovery_once();
+                }
                 let snap = sampler.sample().expect("sample");
-                let cycle = engine.step(&snap, &cfg, &mut act, &mut sampler);
-                black_box(cycle.actions.len())
-            })
-        });
-    }
-    g.finish();
-}
-
-fn quiet_cycle(c: &mut Criterion) {
-    let cfg = Config::embedded().expect("defaults");
-    let mut g = c.benchmark_group("quiet_cycle");
-    for n in SIZES {
-        let dir = tree(n);
-        let mut sampler =
-            LinuxSampler::with_root(dir.path(), &cfg, scope(), Instant::now()).expect("sampler");
-        let mut engine = Engine::new(Pid(1), scope());
-        let mut act = DryRun;
-        sampler.sample().expect("warm-up sample");
-        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
-            b.iter(|| {
-                sampler.skip_discovery_once();
-                let snap = sampler.sample().expect("sample");
-                assert_eq!(snap.mlx_processes.len(), 2);
                 let cycle = engine.step(&snap, &cfg, &mut act, &mut sampler);
                 black_box(cycle.actions.len())
             })
