@@ -125,6 +125,10 @@ struct Victim {
     process: MlxProcess,
     term_at: Duration,
     killed: bool,
+    /// When the SIGKILL was ordered.
+    kill_at: Duration,
+    /// Said that the victim outlives its SIGKILL (once per victim).
+    stuck_said: bool,
     available_before: Bytes,
 }
 
@@ -331,6 +335,25 @@ impl Policy {
 
         if let Some(v) = inc.victim.as_mut() {
             if v.killed {
+                // A process in uninterruptible sleep (I/O on a hung disk or
+                // network file system) dies only when that I/O returns. Say
+                // so once; still no second victim (one per incident).
+                let waited = s.at.saturating_sub(v.kill_at);
+                let listed = s
+                    .mlx_processes
+                    .iter()
+                    .any(|p| p.pid == v.process.pid && p.start_time == v.process.start_time);
+                if listed && !v.stuck_said && waited >= cfg.kill_after {
+                    v.stuck_said = true;
+                    out.push(Action::NoVictim {
+                        reason: format!(
+                            "pid {} is still alive {:.1} s after SIGKILL (likely in uninterruptible sleep, waiting on I/O); no other process is stopped until it exits",
+                            v.process.pid,
+                            waited.as_secs_f64()
+                        ),
+                        mlx_processes: s.mlx_processes.len(),
+                    });
+                }
                 return;
             }
             let waited = s.at.saturating_sub(v.term_at);
@@ -347,6 +370,7 @@ impl Policy {
             };
             if let Some(reason) = reason {
                 v.killed = true;
+                v.kill_at = s.at;
                 let mut process = v.process.clone();
                 if let Some(now) = s
                     .mlx_processes
@@ -415,6 +439,8 @@ impl Policy {
                     process: p.clone(),
                     term_at: s.at,
                     killed: false,
+                    kill_at: Duration::ZERO,
+                    stuck_said: false,
                     available_before: avail,
                 });
                 out.push(Action::Signal(SignalOrder {

@@ -100,6 +100,35 @@ fn sigterm_after_red_holds_for_terminate_after_then_sigkill_after_kill_after() {
 }
 
 #[test]
+fn a_victim_that_outlives_its_sigkill_is_said_once_and_no_second_victim_is_chosen() {
+    let mut r = Run::new(""); // kill_after 10s
+    let big = proc(10, 6, "mlx_lm.lora");
+    let small = proc(11, 3, "mlx_lm.generate");
+    let both = [big.clone(), small.clone()];
+    assert_eq!(signals(&r.at(0, 900, &both)), vec![(Sig::Term, 10)]);
+    assert_eq!(signals(&r.at(10_000, 900, &both)), vec![(Sig::Kill, 10)]);
+    let stuck = |a: &[Action]| {
+        a.iter()
+            .filter(|x| matches!(x, Action::NoVictim { reason, .. } if reason.contains("after SIGKILL")))
+            .count()
+    };
+    let a = r.at(19_999, 900, &both);
+    assert_eq!((signals(&a), stuck(&a)), (vec![], 0), "not yet: {a:?}");
+    let a = r.at(20_000, 900, &both);
+    assert_eq!((signals(&a), stuck(&a)), (vec![], 1), "{a:?}");
+    for ms in [21_000, 40_000, 90_000] {
+        let a = r.at(ms, 900, &both);
+        assert_eq!((signals(&a), stuck(&a)), (vec![], 0), "said once: {a:?}");
+    }
+    // It finally dies: the incident moves on as usual.
+    let a = r.at(91_000, 900, std::slice::from_ref(&small));
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::VictimExited { killed: true, .. })));
+    assert_eq!(signals(&r.at(92_000, 900, &[small])), vec![(Sig::Term, 11)]);
+}
+
+#[test]
 fn below_the_floor_sigterm_at_once_and_below_half_floor_sigkill_at_once() {
     let mut r = Run::new("");
     let ps = [proc(10, 6, "mlx_lm.lora")];
