@@ -5,7 +5,8 @@
 //! SIGCONT, an MLX process that becomes a zombie, a read under /proc that
 //! never returns (the uninterruptible-sleep case). In each the daemon keeps
 //! sampling, says what went wrong once, and every log line is whole JSON.
-//! Also the cheap security checks (item 5). Covered elsewhere, not repeated:
+//! Also the security checks (item 5), one of them running headroom as
+//! another user. Covered elsewhere, not repeated:
 //! no D-Bus / a hung notification service (tests/notify_dbus.rs), a hook
 //! that hangs and hooks without a shell (tests/terminate_e2e.rs).
 
@@ -639,4 +640,99 @@ fn sigterm_stops_a_daemon_whose_proc_read_never_returns() {
         "the last line says why it stopped: {:?}",
         events.last()
     );
+}
+
+/// The LaunchAgent case on real processes: headroom run by an ordinary user
+/// (`nobody`, through setpriv) while another user (root, this test) runs an
+/// MLX job, and memory is red from the first sample (the red line at 99 %
+/// of RAM). The other user's job is out of scope: it is never a victim,
+/// never signalled, and the log says nothing may be stopped. Needs root to
+/// switch users, as .ci/run has.
+#[test]
+fn as_an_ordinary_user_another_users_mlx_job_is_never_signalled() {
+    use std::os::unix::fs::PermissionsExt;
+    assert!(
+        nix::unistd::Uid::current().is_root(),
+        "this test runs headroom as nobody and needs root to do so"
+    );
+    let mut theirs = Kid::new(
+        Command::new("bash")
+            .args(["-c", "exec -a /x/mlx_lm.lora sleep 600"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the other user's MLX job"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let log = dir.path().join("logs/headroom.log");
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[poll]\ninterval = \"100ms\"\nmax_interval = \"100ms\"\n\
+             [thresholds]\nyellow_below = \"99.5%\"\nred_below = \"99%\"\n\
+             [actions]\nterminate_after = \"1s\"\nkill_after = \"1s\"\n\
+             [log]\npath = \"{}\"\nsample_every = \"100ms\"\n",
+            log.display()
+        ),
+    )
+    .expect("config");
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let mut d = Kid::new(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(bin())
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("HOME", dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("setpriv headroom"),
+    );
+    let find = |what: &str, pred: &dyn Fn(&Value) -> bool| -> Value {
+        let deadline = Instant::now() + LONG;
+        loop {
+            if let Some(e) = read_events(&log).into_iter().find(|e| pred(e)) {
+                return e;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let started = find("started", &|e| is(e, "started"));
+    assert_eq!(started["uid"], 65534, "{started}");
+    assert_eq!(started["scope"], "uids [65534]", "{started}");
+    let nv = find("no_victim", &|e| is(e, "no_victim"));
+    assert!(
+        nv["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no MLX process"),
+        "{nv}"
+    );
+    // Red goes on past terminate_after and kill_after: still nothing.
+    let at = nv["at"].as_f64().unwrap_or(0.0);
+    find("3 s more of red samples", &|e| {
+        is(e, "sample") && e["level"] == "red" && e["at"].as_f64().is_some_and(|a| a > at + 3.0)
+    });
+    let events = read_events(&log);
+    assert!(
+        events
+            .iter()
+            .all(|e| !is(e, "terminate_sent") && !is(e, "kill_sent")),
+        "nothing signalled"
+    );
+    assert!(
+        events.iter().all(|e| !is(e, "mlx_process_found")),
+        "another user's job is not even tracked"
+    );
+    assert!(
+        theirs.0.try_wait().expect("try_wait").is_none(),
+        "the other user's job is alive"
+    );
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.0.id() as i32), Signal::SIGTERM)
+        .expect("SIGTERM");
+    let status = wait_bounded(&mut d.0, LONG).expect("headroom exits");
+    assert!(status.success(), "{status:?}");
 }
