@@ -344,7 +344,7 @@ impl Daemon {
                     let ev = sampler.take_events();
                     (sampler, r, ev)
                 });
-                (h, Instant::now())
+                (h, now)
             }
         };
         let limit = SAMPLE_TIMEOUT.max(self.cfg.poll_interval);

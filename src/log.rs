@@ -72,11 +72,8 @@ impl Sink {
         if self.failed_at.is_some_and(|t| t.elapsed() < RETRY) {
             return;
         }
-        let replaced = self.file.is_some() && !self.path_names_open_file();
-        if replaced {
+        if self.file.is_some() && !self.path_names_open_file() {
             self.file = None;
-        }
-        if replaced {
             // Said once, first in the new file, so its reader knows why it starts here.
             let mut note = serde_json::json!({
                 "ts": now_rfc3339(),

@@ -124,12 +124,20 @@ pub fn choose_victim<'a>(
 struct Victim {
     process: MlxProcess,
     term_at: Duration,
-    killed: bool,
-    /// When the SIGKILL was ordered.
-    kill_at: Duration,
+    /// When the SIGKILL was ordered; `None` before (or when it was not sent).
+    killed_at: Option<Duration>,
     /// Said that the victim outlives its SIGKILL (once per victim).
     stuck_said: bool,
     available_before: Bytes,
+}
+
+impl Victim {
+    /// This very process (pid and start time) in `s`, if it is still there.
+    fn find_in<'a>(&self, s: &'a Snapshot) -> Option<&'a MlxProcess> {
+        s.mlx_processes
+            .iter()
+            .find(|p| p.pid == self.process.pid && p.start_time == self.process.start_time)
+    }
 }
 
 #[derive(Default)]
@@ -257,11 +265,7 @@ impl Policy {
 
         // Victim bookkeeping first: has it exited?
         if let Some(v) = &inc.victim {
-            let alive = s
-                .mlx_processes
-                .iter()
-                .any(|p| p.pid == v.process.pid && p.start_time == v.process.start_time);
-            if !alive {
+            if v.find_in(s).is_none() {
                 if let Some(v) = inc.victim.take() {
                     self.track_victim_exit(&v, s, &mut out);
                 }
@@ -334,16 +338,13 @@ impl Policy {
         let half_floor = Bytes(floor.0 / 2);
 
         if let Some(v) = inc.victim.as_mut() {
-            if v.killed {
-                // A process in uninterruptible sleep (I/O on a hung disk or
-                // network file system) dies only when that I/O returns. Say
-                // so once; still no second victim (one per incident).
-                let waited = s.at.saturating_sub(v.kill_at);
-                let listed = s
-                    .mlx_processes
-                    .iter()
-                    .any(|p| p.pid == v.process.pid && p.start_time == v.process.start_time);
-                if listed && !v.stuck_said && waited >= cfg.kill_after {
+            if let Some(killed_at) = v.killed_at {
+                // Still listed (an exited victim was taken above). A process
+                // in uninterruptible sleep (I/O on a hung disk or network
+                // file system) dies only when that I/O returns. Say so once;
+                // still no second victim (one per incident).
+                let waited = s.at.saturating_sub(killed_at);
+                if !v.stuck_said && waited >= cfg.kill_after {
                     v.stuck_said = true;
                     out.push(Action::NoVictim {
                         reason: format!(
@@ -369,16 +370,8 @@ impl Policy {
                 None
             };
             if let Some(reason) = reason {
-                v.killed = true;
-                v.kill_at = s.at;
-                let mut process = v.process.clone();
-                if let Some(now) = s
-                    .mlx_processes
-                    .iter()
-                    .find(|p| p.pid == process.pid && p.start_time == process.start_time)
-                {
-                    process = now.clone();
-                }
+                v.killed_at = Some(s.at);
+                let process = v.find_in(s).unwrap_or(&v.process).clone();
                 // Eligibility is checked again before the SIGKILL: a config
                 // reload may have put the victim in never_kill since the
                 // SIGTERM (found by tests/props.rs, issue 9).
@@ -438,8 +431,7 @@ impl Policy {
                 inc.victim = Some(Victim {
                     process: p.clone(),
                     term_at: s.at,
-                    killed: false,
-                    kill_at: Duration::ZERO,
+                    killed_at: None,
                     stuck_said: false,
                     available_before: avail,
                 });
@@ -516,24 +508,20 @@ impl Policy {
             Sig::Term => inc.victim = None,
             Sig::Kill => {
                 if let Some(v) = inc.victim.as_mut() {
-                    v.killed = false;
+                    v.killed_at = None;
                 }
             }
         }
     }
 
     fn track_victim_exit(&self, v: &Victim, s: &Snapshot, out: &mut Vec<Action>) {
-        let alive = s
-            .mlx_processes
-            .iter()
-            .any(|p| p.pid == v.process.pid && p.start_time == v.process.start_time);
-        if !alive {
+        if v.find_in(s).is_none() {
             out.push(Action::VictimExited {
                 process: v.process.clone(),
                 after_secs: s.at.saturating_sub(v.term_at).as_secs_f64(),
                 available_before_bytes: v.available_before,
                 available_after_bytes: s.memory.available_bytes,
-                killed: v.killed,
+                killed: v.killed_at.is_some(),
             });
         }
     }

@@ -23,18 +23,6 @@ const FD_BUDGET: usize = 16;
 /// main, tokio's blocking sampler thread, the notifier, the PSI waiter.
 const THREAD_BUDGET: u64 = 6;
 
-fn status_field(pid: i32, key: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(key))
-        .unwrap_or_else(|| panic!("no {key} in status"));
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .expect("number")
-}
-
 #[test]
 fn rss_fds_and_threads_stay_within_budget_while_tracking_mlx() {
     let work = tempfile::tempdir().expect("tempdir");
@@ -53,10 +41,10 @@ fn rss_fds_and_threads_stay_within_budget_while_tracking_mlx() {
     // A few more cycles, so buffers and pools have reached their size.
     std::thread::sleep(Duration::from_secs(5));
 
-    let rss = status_field(pid, "VmRSS:") * 1024;
-    let anon = status_field(pid, "RssAnon:") * 1024;
-    let file = status_field(pid, "RssFile:") * 1024;
-    let threads = status_field(pid, "Threads:");
+    let rss = proc_status_field(pid, "VmRSS:") * 1024;
+    let anon = proc_status_field(pid, "RssAnon:") * 1024;
+    let file = proc_status_field(pid, "RssFile:") * 1024;
+    let threads = proc_status_field(pid, "Threads:");
     let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("fd dir")
         .filter_map(|e| e.ok())

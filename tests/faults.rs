@@ -21,10 +21,6 @@ use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(90);
 
-fn is(e: &Value, event: &str) -> bool {
-    e["event"] == event
-}
-
 /// Every line of `path` is one whole JSON object and the file ends in a
 /// newline (no torn line); returns them.
 fn whole_lines(path: &Path) -> Vec<Value> {
@@ -690,20 +686,10 @@ fn as_an_ordinary_user_another_users_mlx_job_is_never_signalled() {
             .spawn()
             .expect("setpriv headroom"),
     );
-    let find = |what: &str, pred: &dyn Fn(&Value) -> bool| -> Value {
-        let deadline = Instant::now() + LONG;
-        loop {
-            if let Some(e) = read_events(&log).into_iter().find(|e| pred(e)) {
-                return e;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
-    let started = find("started", &|e| is(e, "started"));
+    let started = wait_for_event(&log, "started", LONG, |e| is(e, "started"));
     assert_eq!(started["uid"], 65534, "{started}");
     assert_eq!(started["scope"], "uids [65534]", "{started}");
-    let nv = find("no_victim", &|e| is(e, "no_victim"));
+    let nv = wait_for_event(&log, "no_victim", LONG, |e| is(e, "no_victim"));
     assert!(
         nv["reason"]
             .as_str()
@@ -713,7 +699,7 @@ fn as_an_ordinary_user_another_users_mlx_job_is_never_signalled() {
     );
     // Red goes on past terminate_after and kill_after: still nothing.
     let at = nv["at"].as_f64().unwrap_or(0.0);
-    find("3 s more of red samples", &|e| {
+    wait_for_event(&log, "3 s more of red samples", LONG, |e| {
         is(e, "sample") && e["level"] == "red" && e["at"].as_f64().is_some_and(|a| a > at + 3.0)
     });
     let events = read_events(&log);

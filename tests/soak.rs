@@ -27,15 +27,6 @@ const FASTEST: &str =
 const LONG: Duration = Duration::from_secs(120);
 const RSS_GROWTH_MAX_KIB: u64 = 256;
 
-fn rss_kib(pid: i32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
-}
-
 fn fds(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("fd dir")
@@ -108,7 +99,7 @@ fn soak(run: Duration, warm_up: Duration, per_sec: u32) -> Figures {
         kids.retain_mut(|k| k.try_wait().ok().flatten().is_none());
         if last_probe.elapsed() >= Duration::from_millis(500) {
             last_probe = Instant::now();
-            let (r, f) = (rss_kib(pid), fds(pid));
+            let (r, f) = (proc_status_field(pid, "VmRSS:"), fds(pid));
             if start.elapsed() < warm_up {
                 warm_window.push(r);
                 warm_fds.push(f as u64);

@@ -14,10 +14,6 @@ use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(120);
 
-fn is(e: &Value, event: &str) -> bool {
-    e["event"] == event
-}
-
 fn signalled(events: &[Value]) -> Vec<(String, i64)> {
     events
         .iter()

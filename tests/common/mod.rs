@@ -54,6 +54,19 @@ pub fn settled_mem_available() -> u64 {
     }
 }
 
+/// The number after `key` (e.g. "VmRSS:", in its unit) in /proc/`pid`/status.
+pub fn proc_status_field(pid: i32, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or_else(|| panic!("no {key} in status"));
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("number")
+}
+
 /// MemAvailable from the real /proc/meminfo, in bytes.
 pub fn mem_available() -> u64 {
     let text = std::fs::read_to_string("/proc/meminfo").expect("read /proc/meminfo");
@@ -137,26 +150,7 @@ impl Daemon {
 
     /// Wait (bounded) until an event satisfies `pred`; returns it.
     pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(e) = self.events().into_iter().find(|e| pred(e)) {
-                return e;
-            }
-            if Instant::now() > deadline {
-                let tail: Vec<String> = self
-                    .events()
-                    .iter()
-                    .rev()
-                    .take(15)
-                    .map(|e| e.to_string())
-                    .collect();
-                panic!(
-                    "timed out after {timeout:?} waiting for {what}; last events:\n{}",
-                    tail.join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_event(&self.log, what, timeout, pred)
     }
 
     /// SIGTERM, then wait (bounded) for the exit status.
@@ -173,6 +167,40 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Whether log event `e` is an `event` event.
+pub fn is(e: &Value, event: &str) -> bool {
+    e["event"] == event
+}
+
+/// Wait (bounded) until an event of the log at `path` satisfies `pred`;
+/// returns it, or fails the test showing the last events.
+pub fn wait_for_event(
+    path: &Path,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(e) = read_events(path).into_iter().find(|e| pred(e)) {
+            return e;
+        }
+        if Instant::now() > deadline {
+            let tail: Vec<String> = read_events(path)
+                .iter()
+                .rev()
+                .take(15)
+                .map(|e| e.to_string())
+                .collect();
+            panic!(
+                "timed out after {timeout:?} waiting for {what}; last events:\n{}",
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
