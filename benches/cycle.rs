@@ -68,7 +68,7 @@ fn tree(n: usize) -> tempfile::TempDir {
 }
 
 fn scope() -> Scope {
-    Scope::Uids([1000].into_iter().collect())
+    Scope::user(1000)
 }
 
 fn full_cycle(c: &mut Criterion) {

@@ -468,6 +468,7 @@ mod tests {
             rss_bytes: Bytes::gib(8),
             peak_bytes: Bytes::gib(8),
             growth_bytes_per_sec: 100.0 * Bytes::MIB as f64, // 4096 MiB / 100 MiB/s ≈ 41 s
+            program: "mlx_lm.lora".into(),
             matched_by: "pattern:x".into(),
         });
         let (l, r) = classify_once(&s, &t);

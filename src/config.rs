@@ -81,6 +81,7 @@ pub struct RawActions {
     pub terminate_after: Option<String>,
     pub kill_after: Option<String>,
     pub kill_floor: Option<String>,
+    pub min_victim_footprint: Option<String>,
     pub never_kill: Option<Vec<RawNeverKill>>,
     pub users: Option<Vec<String>>,
     pub pre_terminate: Option<Vec<String>>,
@@ -180,6 +181,7 @@ pub fn merge(user: RawConfig, defaults: RawConfig) -> RawConfig {
                 terminate_after,
                 kill_after,
                 kill_floor,
+                min_victim_footprint,
                 never_kill,
                 users,
                 pre_terminate,
@@ -307,6 +309,8 @@ pub struct Actions {
     pub terminate_after: Duration,
     pub kill_after: Duration,
     pub kill_floor: Size,
+    /// MLX processes smaller than this are never signalled (issue 12).
+    pub min_victim_footprint: Size,
     pub never_kill: Vec<NeverKill>,
     pub users: Vec<String>,
     /// argv run (no shell) right before a SIGTERM; empty = none.
@@ -548,6 +552,7 @@ impl Config {
             terminate_after: dur("actions.terminate_after", act.terminate_after)?,
             kill_after: dur("actions.kill_after", act.kill_after)?,
             kill_floor: size("actions.kill_floor", act.kill_floor)?,
+            min_victim_footprint: size("actions.min_victim_footprint", act.min_victim_footprint)?,
             never_kill,
             users,
             pre_terminate: act.pre_terminate.unwrap_or_default(),

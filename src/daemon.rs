@@ -16,26 +16,21 @@ use crate::policy::Action;
 use crate::sample::psi_trigger::{self, PsiTrigger};
 use crate::sample::{self, Sampler};
 use serde_json::json;
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Which users' processes are in scope: a normal user only their own; root
-/// every user's, narrowed by `actions.users`.
+/// Whose processes are watched and may be signalled: a normal user only
+/// their own; root watches everyone's but signals only root's and those of
+/// the users opted in by `actions.users` (issue 12).
 pub fn scope_for(cfg: &Config) -> Result<Scope, ConfigError> {
     let uid = nix::unistd::Uid::current();
     if !uid.is_root() {
-        return Ok(Scope::Uids(HashSet::from([uid.as_raw()])));
+        return Ok(Scope::user(uid.as_raw()));
     }
-    if cfg.actions.users.is_empty() {
-        return Ok(Scope::AllUsers);
-    }
-    let mut uids = HashSet::new();
+    let mut uids = Vec::new();
     for (i, name) in cfg.actions.users.iter().enumerate() {
         match nix::unistd::User::from_name(name) {
-            Ok(Some(u)) => {
-                uids.insert(u.uid.as_raw());
-            }
+            Ok(Some(u)) => uids.push(u.uid.as_raw()),
             _ => {
                 return Err(ConfigError(format!(
                     "{}: 'actions.users[{i}]' ('{name}') is not a user on this machine",
@@ -44,18 +39,7 @@ pub fn scope_for(cfg: &Config) -> Result<Scope, ConfigError> {
             }
         }
     }
-    Ok(Scope::Uids(uids))
-}
-
-fn describe_scope(scope: &Scope) -> String {
-    match scope {
-        Scope::AllUsers => "all users (running as root)".into(),
-        Scope::Uids(u) => {
-            let mut v: Vec<u32> = u.iter().copied().collect();
-            v.sort_unstable();
-            format!("uids {v:?}")
-        }
-    }
+    Ok(Scope::root(uids))
 }
 
 /// Everything one cycle needs; owned by the loop, swapped whole on reload.
@@ -146,7 +130,7 @@ impl Daemon {
 
     fn log_started(&self) {
         let scope = scope_for(&self.cfg)
-            .map(|s| describe_scope(&s))
+            .map(|s| s.describe())
             .unwrap_or_default();
         log_event!(
             info,
@@ -166,7 +150,7 @@ impl Daemon {
             log_event!(
                 warn,
                 "scope",
-                json!({ "scope": scope, "note": "running as root: these users' MLX processes may be stopped" })
+                json!({ "scope": scope, "note": "running as root: every user's processes are watched and reported; only root's own MLX processes and those of the users in actions.users may be stopped" })
             );
         }
     }
@@ -329,6 +313,9 @@ impl Daemon {
                 let Some(mut sampler) = self.sampler.take() else {
                     return;
                 };
+                // While red, the sample also names the largest processes
+                // of any kind, for red held by something other than MLX.
+                sampler.want_top_processes(self.engine.level() == Level::Red);
                 let now = Instant::now();
                 let every = self.cfg.poll_interval * pace::DISCOVER_EVERY_POLLS;
                 let due = self

@@ -109,6 +109,13 @@ pub fn action_fields(a: &Action, outcome: &Outcome) -> (&'static str, Value) {
             "no_victim",
             json!({ "reason": reason, "mlx_processes": mlx_processes }),
         ),
+        Action::RedNotMlx {
+            reason,
+            top_processes,
+        } => (
+            "red_not_mlx",
+            json!({ "reason": reason, "top_processes": top_processes }),
+        ),
         Action::VictimExited {
             process,
             after_secs,

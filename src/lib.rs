@@ -5,6 +5,7 @@ pub mod act;
 pub mod advise;
 pub mod agent;
 pub mod classify;
+pub mod cmdline;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -268,24 +268,6 @@ pub fn parse_procargs2(buf: &[u8]) -> Option<Vec<String>> {
     Some(args)
 }
 
-/// Whether a mapped file is the MLX library (`libmlx.dylib` from the `mlx`
-/// wheel or a Homebrew/source build; `libmlx.so` on Linux).
-pub fn is_mlx_library(path: &str) -> bool {
-    let base = path.rsplit('/').next().unwrap_or(path);
-    base.starts_with("libmlx.") && (base.ends_with(".dylib") || base.contains(".so"))
-}
-
-/// Only processes that can host MLX get their mapped regions walked: the
-/// walk is one syscall per file-backed region, and in practice libmlx is
-/// loaded by Python (pip's `mlx`) or by something named for MLX.
-pub fn may_host_mlx(name: &str, cmdline: &str) -> bool {
-    let hit = |s: &str| {
-        let s = s.to_ascii_lowercase();
-        s.contains("python") || s.contains("mlx")
-    };
-    hit(name) || hit(cmdline)
-}
-
 /// `pbi_start_tvsec`/`pbi_start_tvusec` → microseconds since the epoch, the
 /// macOS `MlxProcess::start_time`.
 pub fn start_time_us(sec: u64, usec: u64) -> u64 {
@@ -482,21 +464,7 @@ mod tests {
     }
 
     #[test]
-    fn mlx_library_paths() {
-        assert!(is_mlx_library(
-            "/Users/a/venv/lib/python3.12/site-packages/mlx/lib/libmlx.dylib"
-        ));
-        assert!(is_mlx_library("/v/lib/libmlx.so"));
-        assert!(is_mlx_library("/usr/lib/libmlx.so.0.21"));
-        assert!(!is_mlx_library(
-            "/Users/a/venv/lib/python3.12/site-packages/mlx/core.cpython-312-darwin.so"
-        ));
-        assert!(!is_mlx_library("/usr/lib/libmlxfoo.dylib"));
-        assert!(!is_mlx_library("/Users/a/libmlx.txt"));
-        assert!(may_host_mlx("Python", ""));
-        assert!(may_host_mlx("python3.12", ""));
-        assert!(may_host_mlx("x", "/usr/local/bin/mlx-server"));
-        assert!(!may_host_mlx("Safari", "/Applications/Safari.app"));
+    fn start_time_in_microseconds() {
         assert_eq!(start_time_us(1_700_000_000, 250), 1_700_000_000_000_250);
     }
 }

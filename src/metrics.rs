@@ -494,6 +494,7 @@ mod tests {
             rss_bytes: B(footprint),
             peak_bytes: B(footprint),
             growth_bytes_per_sec: 1.5e6,
+            program: "mlx_lm.lora".into(),
             matched_by: "pattern:x".into(),
         }
     }
@@ -525,6 +526,7 @@ mod tests {
                 kernel_level: None,
             },
             mlx_processes: procs,
+            ..Default::default()
         }
     }
 

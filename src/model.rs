@@ -185,6 +185,10 @@ pub struct MlxProcess {
     pub start_time: u64,
     pub name: String,
     pub cmdline: String,
+    /// What runs (src/cmdline.rs): the string `mlx.patterns` matched, e.g.
+    /// `mlx_lm.lora`; empty in traces written before it was recorded.
+    #[serde(default)]
+    pub program: String,
     /// What the daemon counts as this process's memory: macOS
     /// phys_footprint, Linux RSS.
     pub footprint_bytes: Bytes,
@@ -195,6 +199,21 @@ pub struct MlxProcess {
     pub growth_bytes_per_sec: f64,
     /// Why it counts as MLX: "pattern:<regex>" or "library:<path>".
     pub matched_by: String,
+}
+
+/// One of the largest processes on the machine, MLX or not: who holds the
+/// memory when red is not MLX's doing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopProcess {
+    pub pid: Pid,
+    /// `None` where the owner could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// How people call it (`mlx_lm lora`, `train.py`, `firefox`).
+    pub name: String,
+    pub footprint_bytes: Bytes,
+    /// Whether discovery counts it as MLX.
+    pub mlx: bool,
 }
 
 /// Everything one sampling cycle saw. `at` is monotonic time since the
@@ -209,6 +228,14 @@ pub struct Snapshot {
     pub pressure: Pressure,
     #[serde(default)]
     pub mlx_processes: Vec<MlxProcess>,
+    /// The largest processes of any user, largest first; read only when the
+    /// daemon asks (memory red), else empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_processes: Vec<TopProcess>,
+    /// headroom's parent, its parent, … up to (not including) pid 1, read
+    /// with this sample: never victims.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<Pid>,
 }
 
 /// `Duration` as seconds with millisecond precision (`"at": 12.345`).
@@ -248,6 +275,7 @@ mod tests {
                 ..Default::default()
             },
             mlx_processes: vec![],
+            ..Default::default()
         };
         let j = serde_json::to_value(&s).expect("serialise");
         assert_eq!(j["at"], 12.345);

@@ -6,7 +6,7 @@ use crate::classify::Lines;
 use crate::classify::{Classification, Reason};
 use crate::config::{Config, NeverKill};
 use crate::discover::Scope;
-use crate::model::{Bytes, Level, MlxProcess, Pid, Snapshot};
+use crate::model::{Bytes, Level, MlxProcess, Pid, Snapshot, TopProcess};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -62,6 +62,12 @@ pub enum Action {
         reason: String,
         mlx_processes: usize,
     },
+    /// Red is held by processes headroom does not stop: the largest ones,
+    /// MLX or not, named so the user need not open Activity Monitor.
+    RedNotMlx {
+        reason: String,
+        top_processes: Vec<TopProcess>,
+    },
     /// The victim has gone; memory before the SIGTERM and now.
     VictimExited {
         process: MlxProcess,
@@ -72,53 +78,105 @@ pub enum Action {
     },
 }
 
-/// Why `p` may not be signalled, or `None` if it may.
-pub fn ineligible(
-    p: &MlxProcess,
-    self_pid: Pid,
-    scope: &Scope,
-    never_kill: &[NeverKill],
-) -> Option<String> {
-    if p.pid.0 <= 1 {
-        return Some(format!("pid {} is init or invalid", p.pid));
-    }
-    if p.pid == self_pid {
-        return Some("it is headroom itself".into());
-    }
-    if !scope.contains(p.uid) {
-        return Some(format!("uid {} is not in scope", p.uid));
-    }
-    for n in never_kill {
-        match n {
-            NeverKill::Pid(pid) if *pid == p.pid.0 => {
-                return Some(format!("pid {pid} is in actions.never_kill"))
-            }
-            NeverKill::Pattern(re) if re.is_match(&p.name) || re.is_match(&p.cmdline) => {
-                return Some(format!("it matches actions.never_kill '{}'", re.as_str()))
-            }
-            _ => {}
-        }
-    }
-    None
+/// Who may never be signalled, whatever memory says (issue 12): pid 1,
+/// headroom itself and its ancestors, other users' processes out of scope,
+/// and `never_kill` (pids, the kernel's name, the program string — never
+/// the arguments).
+pub struct Guard<'a> {
+    pub self_pid: Pid,
+    pub scope: &'a Scope,
+    pub never_kill: &'a [NeverKill],
+    /// headroom's parent chain, from the same snapshot.
+    pub ancestors: &'a [Pid],
 }
 
-/// The victim: the eligible MLX process with the largest footprint (ties:
-/// fastest growth, then lowest pid, so the choice is deterministic).
+impl Guard<'_> {
+    /// Why `p` may not be signalled, or `None` if it may.
+    pub fn ineligible(&self, p: &MlxProcess) -> Option<String> {
+        if p.pid.0 <= 1 {
+            return Some(format!("pid {} is init or invalid", p.pid));
+        }
+        if p.pid == self.self_pid {
+            return Some("it is headroom itself".into());
+        }
+        if self.ancestors.contains(&p.pid) {
+            return Some("it is an ancestor of headroom (headroom runs under it)".into());
+        }
+        if !self.scope.may_signal(p.uid) {
+            return Some(format!(
+                "uid {} is another user's (as root, only users listed in actions.users are stopped)",
+                p.uid
+            ));
+        }
+        for n in self.never_kill {
+            match n {
+                NeverKill::Pid(pid) if *pid == p.pid.0 => {
+                    return Some(format!("pid {pid} is in actions.never_kill"))
+                }
+                NeverKill::Pattern(re) if re.is_match(&p.name) || re.is_match(&p.program) => {
+                    return Some(format!("it matches actions.never_kill '{}'", re.as_str()))
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+/// The victim: the eligible MLX process of at least `min_footprint` with
+/// the largest footprint (ties: fastest growth, then lowest pid, so the
+/// choice is deterministic). `Err` says why there is none, naming the
+/// largest candidate and its size.
 pub fn choose_victim<'a>(
     procs: &'a [MlxProcess],
-    self_pid: Pid,
-    scope: &Scope,
-    never_kill: &[NeverKill],
-) -> Option<&'a MlxProcess> {
-    procs
+    guard: &Guard,
+    min_footprint: Bytes,
+) -> Result<&'a MlxProcess, String> {
+    let order = |a: &&MlxProcess, b: &&MlxProcess| {
+        a.footprint_bytes
+            .cmp(&b.footprint_bytes)
+            .then(a.growth_bytes_per_sec.total_cmp(&b.growth_bytes_per_sec))
+            .then(b.pid.cmp(&a.pid))
+    };
+    let eligible = procs.iter().filter(|p| guard.ineligible(p).is_none());
+    if let Some(p) = eligible
+        .clone()
+        .filter(|p| p.footprint_bytes >= min_footprint)
+        .max_by(order)
+    {
+        return Ok(p);
+    }
+    if procs.is_empty() {
+        return Err("no MLX process is running: the memory is used by something else".into());
+    }
+    if let Some(p) = eligible.max_by(order) {
+        return Err(format!(
+            "the largest MLX process, {} (pid {}), uses {}, below actions.min_victim_footprint {min_footprint}: stopping it would not free enough to matter",
+            crate::advise::program_name(&p.cmdline, &p.name),
+            p.pid,
+            p.footprint_bytes
+        ));
+    }
+    let why_not: Vec<String> = procs
         .iter()
-        .filter(|p| ineligible(p, self_pid, scope, never_kill).is_none())
-        .max_by(|a, b| {
-            a.footprint_bytes
-                .cmp(&b.footprint_bytes)
-                .then(a.growth_bytes_per_sec.total_cmp(&b.growth_bytes_per_sec))
-                .then(b.pid.cmp(&a.pid))
-        })
+        .filter_map(|p| guard.ineligible(p).map(|w| format!("pid {}: {w}", p.pid)))
+        .collect();
+    Err(format!("no eligible MLX process ({})", why_not.join("; ")))
+}
+
+/// "firefox (pid 12, uid 1000) 2.60 GiB, mlx_lm.lora (pid 40) 1.10 GiB [MLX]".
+pub fn name_top(top: &[TopProcess]) -> String {
+    let one = |t: &TopProcess| {
+        let uid = t.uid.map(|u| format!(", uid {u}")).unwrap_or_default();
+        let mlx = if t.mlx { " [MLX]" } else { "" };
+        format!(
+            "{} (pid {}{uid}) {}{mlx}",
+            crate::advise::printable(&t.name),
+            t.pid,
+            t.footprint_bytes
+        )
+    };
+    top.iter().map(one).collect::<Vec<_>>().join(", ")
 }
 
 struct Victim {
@@ -144,12 +202,30 @@ impl Victim {
 struct Incident {
     red_since: Option<Duration>,
     notified: Vec<NoticeKind>,
-    no_victim_reported: bool,
     victim: Option<Victim>,
     /// When the last victim exited: nothing more is signalled on that same
     /// snapshot, so its freed memory shows in a fresh measurement first.
     settled_after: Option<Duration>,
+    /// What is said once per red period; cleared when red ends.
+    red: RedPeriod,
 }
+
+/// What holds for one continuous stretch of red.
+#[derive(Default)]
+struct RedPeriod {
+    no_victim_reported: bool,
+    /// A termination freed less than half its victim's footprint: memory is
+    /// not MLX's to give back, so nothing more is signalled (no cascades).
+    cascade_stop: Option<String>,
+    /// When red was first found with nobody to stop and why, and whether
+    /// the largest processes have been named (`red_not_mlx`).
+    nobody: Option<(Duration, String)>,
+    nobody_said: bool,
+}
+
+/// How long the notice that names the largest processes waits for a sample
+/// that lists them (the daemon starts reading them once red).
+pub const TOP_WAIT: Duration = Duration::from_secs(2);
 
 pub struct Policy {
     self_pid: Pid,
@@ -268,6 +344,16 @@ impl Policy {
             if v.find_in(s).is_none() {
                 if let Some(v) = inc.victim.take() {
                     self.track_victim_exit(&v, s, &mut out);
+                    let freed = s.memory.available_bytes.saturating_sub(v.available_before);
+                    if freed.0.saturating_mul(2) < v.process.footprint_bytes.0 {
+                        inc.red.cascade_stop = Some(format!(
+                            "stopping {} (pid {}, {}) freed only {}: the memory is held by something else, so no further process is stopped while memory stays red",
+                            crate::advise::program_name(&v.process.cmdline, &v.process.name),
+                            v.process.pid,
+                            v.process.footprint_bytes,
+                            freed
+                        ));
+                    }
                 }
                 inc.settled_after = Some(s.at);
                 inc.red_since = Some(s.at);
@@ -306,25 +392,58 @@ impl Policy {
                 );
             }
             let red_since = *inc.red_since.get_or_insert(s.at);
-            self.red(s, cfg, red_line, &mut inc, red_since, &why, &mut out);
+            let guard = Guard {
+                self_pid: self.self_pid,
+                scope: &self.scope,
+                never_kill: &cfg.never_kill,
+                ancestors: &s.ancestors,
+            };
+            let mut red = std::mem::take(&mut inc.red);
+            let stopping =
+                Policy::red(s, cfg, &guard, red_line, &mut inc, &mut red, red_since, &why, &mut out);
+            if let Some((p, reason)) = stopping {
+                let short = crate::advise::program_name(&p.cmdline, &p.name);
+                let title = format!("Stopping {short} (pid {})", p.pid);
+                let body = format!("{}. Why: {reason}.", describe(&p));
+                self.notice(
+                    cfg,
+                    &mut Vec::new(),
+                    NoticeKind::Terminated,
+                    s.at,
+                    &title,
+                    body,
+                    Some(p.pid),
+                    &mut out,
+                );
+            }
+            if red.nobody.is_some() && !red.nobody_said {
+                self.name_the_holders(s, cfg, &mut inc, &mut red, &why, &mut out);
+            }
+            inc.red = red;
         } else {
             inc.red_since = None;
+            inc.red = RedPeriod::default();
         }
         self.incident = Some(inc);
         out
     }
 
+    /// Red held: escalate the victim, or choose one, or say why nobody.
+    /// Returns the process a SIGTERM was ordered for and why (its notice is
+    /// posted by the caller); the notice about nobody to stop is
+    /// `name_the_holders`'s.
     #[allow(clippy::too_many_arguments)]
     fn red(
-        &mut self,
         s: &Snapshot,
         cfg: &crate::config::Actions,
+        guard: &Guard,
         red_line: Bytes,
         inc: &mut Incident,
+        red: &mut RedPeriod,
         red_since: Duration,
         why: &str,
         out: &mut Vec<Action>,
-    ) {
+    ) -> Option<(MlxProcess, String)> {
         let total = s.memory.total_bytes;
         let avail = s.memory.available_bytes;
         // Red held only by the hysteresis band (memory is back above the red
@@ -332,7 +451,7 @@ impl Policy {
         let critical = s.pressure.kernel_level == Some(crate::model::KernelLevel::Critical);
         if avail >= red_line && !critical {
             inc.red_since = None; // the grace period restarts below the line
-            return;
+            return None;
         }
         let floor = cfg.kill_floor.resolve(total);
         let half_floor = Bytes(floor.0 / 2);
@@ -355,7 +474,7 @@ impl Policy {
                         mlx_processes: s.mlx_processes.len(),
                     });
                 }
-                return;
+                return None;
             }
             let waited = s.at.saturating_sub(v.term_at);
             let reason = if avail < half_floor {
@@ -375,13 +494,12 @@ impl Policy {
                 // Eligibility is checked again before the SIGKILL: a config
                 // reload may have put the victim in never_kill since the
                 // SIGTERM (found by tests/props.rs, issue 9).
-                if let Some(why) = ineligible(&process, self.self_pid, &self.scope, &cfg.never_kill)
-                {
+                if let Some(why) = guard.ineligible(&process) {
                     out.push(Action::NoVictim {
                         reason: format!("no SIGKILL for pid {}: {why}", process.pid),
                         mlx_processes: s.mlx_processes.len(),
                     });
-                    return;
+                    return None;
                 }
                 out.push(Action::Signal(SignalOrder {
                     signal: Sig::Kill,
@@ -391,10 +509,21 @@ impl Policy {
                     reason,
                 }));
             }
-            return;
+            return None;
         }
         if inc.settled_after.is_some_and(|t| s.at <= t) {
-            return;
+            return None;
+        }
+        if let Some(reason) = &red.cascade_stop {
+            if !red.no_victim_reported {
+                red.no_victim_reported = true;
+                red.nobody = Some((s.at, reason.clone()));
+                out.push(Action::NoVictim {
+                    reason: reason.clone(),
+                    mlx_processes: s.mlx_processes.len(),
+                });
+            }
+            return None;
         }
         let held = s.at.saturating_sub(red_since);
         let reason = if avail < floor {
@@ -406,28 +535,21 @@ impl Policy {
                 cfg.terminate_after
             )
         } else {
-            return;
+            return None;
         };
         if !cfg.terminate {
-            if !inc.no_victim_reported {
-                inc.no_victim_reported = true;
+            if !red.no_victim_reported {
+                red.no_victim_reported = true;
                 out.push(Action::NoVictim {
                     reason: "actions.terminate is false".into(),
                     mlx_processes: s.mlx_processes.len(),
                 });
             }
-            return;
+            return None;
         }
-        match choose_victim(
-            &s.mlx_processes,
-            self.self_pid,
-            &self.scope,
-            &cfg.never_kill,
-        ) {
-            Some(p) => {
-                let short = crate::advise::program_name(&p.cmdline, &p.name);
-                let title = format!("Stopping {short} (pid {})", p.pid);
-                let body = format!("{}. Why: {reason}.", describe(p));
+        let min = cfg.min_victim_footprint.resolve(total);
+        match choose_victim(&s.mlx_processes, guard, min) {
+            Ok(p) => {
                 inc.victim = Some(Victim {
                     process: p.clone(),
                     term_at: s.at,
@@ -440,52 +562,64 @@ impl Policy {
                     process: p.clone(),
                     available_bytes: avail,
                     red_line_bytes: red_line,
-                    reason,
+                    reason: reason.clone(),
                 }));
-                self.notice(
-                    cfg,
-                    &mut Vec::new(),
-                    NoticeKind::Terminated,
-                    s.at,
-                    &title,
-                    body,
-                    Some(p.pid),
-                    out,
-                );
+                Some((p.clone(), reason))
             }
-            None if !inc.no_victim_reported => {
-                inc.no_victim_reported = true;
-                let reason = if s.mlx_processes.is_empty() {
-                    "no MLX process is running: the memory is used by something else".to_string()
-                } else {
-                    let why_not: Vec<String> = s
-                        .mlx_processes
-                        .iter()
-                        .filter_map(|p| {
-                            ineligible(p, self.self_pid, &self.scope, &cfg.never_kill)
-                                .map(|w| format!("pid {}: {w}", p.pid))
-                        })
-                        .collect();
-                    format!("no eligible MLX process ({})", why_not.join("; "))
-                };
-                let body = format!("{reason}. {why}.");
+            Err(reason) if !red.no_victim_reported => {
+                red.no_victim_reported = true;
+                red.nobody = Some((s.at, reason.clone()));
                 out.push(Action::NoVictim {
                     reason,
                     mlx_processes: s.mlx_processes.len(),
                 });
-                self.notice(
-                    cfg,
-                    &mut inc.notified,
-                    NoticeKind::NoVictim,
-                    s.at,
-                    "Memory red: nothing headroom may stop",
-                    body,
-                    None,
-                    out,
-                );
+                None
             }
-            None => {}
+            Err(_) => None,
         }
+    }
+
+    /// Nobody may be stopped while red: name who holds the memory — a
+    /// `red_not_mlx` event and the notice, with the largest processes from
+    /// the snapshot. Waits up to TOP_WAIT for a snapshot that lists them.
+    fn name_the_holders(
+        &mut self,
+        s: &Snapshot,
+        cfg: &crate::config::Actions,
+        inc: &mut Incident,
+        red: &mut RedPeriod,
+        why: &str,
+        out: &mut Vec<Action>,
+    ) {
+        let Some((since, reason)) = red.nobody.clone() else {
+            return;
+        };
+        if s.top_processes.is_empty() && s.at.saturating_sub(since) < TOP_WAIT {
+            return;
+        }
+        red.nobody_said = true;
+        let body = if s.top_processes.is_empty() {
+            format!("{reason}. {why}.")
+        } else {
+            out.push(Action::RedNotMlx {
+                reason: reason.clone(),
+                top_processes: s.top_processes.clone(),
+            });
+            format!(
+                "Using the most memory: {}. headroom only stops MLX jobs; {reason}. {why}.",
+                name_top(&s.top_processes)
+            )
+        };
+        self.notice(
+            cfg,
+            &mut inc.notified,
+            NoticeKind::NoVictim,
+            s.at,
+            "Memory red: nothing headroom may stop",
+            body,
+            None,
+            out,
+        );
     }
 
     /// What became of a signal this policy ordered. A SIGTERM that was not

@@ -3,7 +3,6 @@
 use super::*;
 use crate::classify::Classifier;
 use crate::config::Config;
-use std::collections::HashSet;
 
 const ME: u32 = 501;
 
@@ -14,6 +13,7 @@ fn proc(pid: i32, gib: u64, cmd: &str) -> MlxProcess {
         start_time: 1000 + pid as u64,
         name: cmd.split_whitespace().next().unwrap_or("?").to_string(),
         cmdline: cmd.to_string(),
+        program: cmd.split_whitespace().next().unwrap_or("?").to_string(),
         footprint_bytes: Bytes::gib(gib),
         rss_bytes: Bytes::gib(gib),
         peak_bytes: Bytes::gib(gib),
@@ -35,7 +35,7 @@ impl Run {
         Run {
             cfg,
             classifier: Classifier::default(),
-            policy: Policy::new(Pid(999), Scope::Uids(HashSet::from([ME]))),
+            policy: Policy::new(Pid(999), Scope::user(ME)),
         }
     }
     fn at(&mut self, ms: u64, avail_mib: u64, procs: &[MlxProcess]) -> Vec<Action> {
@@ -120,12 +120,12 @@ fn a_victim_that_outlives_its_sigkill_is_said_once_and_no_second_victim_is_chose
         let a = r.at(ms, 900, &both);
         assert_eq!((signals(&a), stuck(&a)), (vec![], 0), "said once: {a:?}");
     }
-    // It finally dies: the incident moves on as usual.
+    // It finally dies, freeing nothing: no cascade to the next one.
     let a = r.at(91_000, 900, std::slice::from_ref(&small));
     assert!(a
         .iter()
         .any(|x| matches!(x, Action::VictimExited { killed: true, .. })));
-    assert_eq!(signals(&r.at(92_000, 900, &[small])), vec![(Sig::Term, 11)]);
+    assert_eq!(signals(&r.at(92_000, 900, &[small])), vec![]);
 }
 
 #[test]
@@ -143,25 +143,115 @@ fn below_the_floor_sigterm_at_once_and_below_half_floor_sigkill_at_once() {
 #[test]
 fn one_victim_per_incident_and_the_next_only_after_exit_and_a_fresh_sample() {
     let mut r = Run::new("");
+    let big = proc(10, 1, "mlx_lm.lora");
+    let mut small = proc(11, 1, "mlx_lm.generate");
+    small.footprint_bytes = Bytes::mib(600);
+    assert_eq!(
+        signals(&r.at(0, 100, &[big.clone(), small.clone()])),
+        vec![(Sig::Term, 10)]
+    );
+    // Victim still alive, memory still bad: no second victim.
+    for ms in [1000, 2000, 3000] {
+        let a = r.at(ms, 100, &[big.clone(), small.clone()]);
+        assert!(signals(&a).iter().all(|(_, pid)| *pid == 10), "{a:?}");
+    }
+    // Victim exited and freed 600 MiB of its 1 GiB (at least half): MLX
+    // was what filled memory. This very snapshot may not pick another one.
+    let a = r.at(4000, 700, std::slice::from_ref(&small));
+    assert!(signals(&a).is_empty(), "{a:?}");
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::VictimExited { process, .. } if process.pid == Pid(10))));
+    // A fresh sample still below the floor: now the next one.
+    assert_eq!(signals(&r.at(5000, 700, &[small])), vec![(Sig::Term, 11)]);
+}
+
+#[test]
+fn no_cascade_a_termination_that_freed_little_stops_further_victims_until_red_ends() {
+    let mut r = Run::new("");
     let big = proc(10, 6, "mlx_lm.lora");
     let small = proc(11, 3, "mlx_lm.generate");
     assert_eq!(
         signals(&r.at(0, 900, &[big.clone(), small.clone()])),
         vec![(Sig::Term, 10)]
     );
-    // Victim still alive, memory still bad: no second victim.
-    for ms in [1000, 2000, 3000] {
-        let a = r.at(ms, 900, &[big.clone(), small.clone()]);
-        assert!(signals(&a).iter().all(|(_, pid)| *pid == 10), "{a:?}");
+    // It exits; available rises by 2.9 GiB, less than half of its 6 GiB.
+    let a = r.at(1000, 900 + 2900, std::slice::from_ref(&small));
+    assert!(signals(&a).is_empty());
+    let mut later = Vec::new();
+    for ms in (2000..30_000).step_by(1000) {
+        later.extend(r.at(ms, 900, std::slice::from_ref(&small)));
     }
-    // Victim exited; this very snapshot may not pick another one.
-    let a = r.at(4000, 900, std::slice::from_ref(&small));
-    assert!(signals(&a).is_empty(), "{a:?}");
-    assert!(a
+    assert!(signals(&later).is_empty(), "cascade: {later:?}");
+    let said: Vec<&String> = later
         .iter()
-        .any(|x| matches!(x, Action::VictimExited { process, .. } if process.pid == Pid(10))));
-    // A fresh sample still below the floor: now the next one.
-    assert_eq!(signals(&r.at(5000, 900, &[small])), vec![(Sig::Term, 11)]);
+        .filter_map(|a| match a {
+            Action::NoVictim { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(said.len(), 1, "{later:?}");
+    assert!(said[0].contains("freed only"), "{}", said[0]);
+    // Red ends (green), a new red period: the small one may go now.
+    for ms in (30_000..40_000).step_by(1000) {
+        r.at(ms, 8 * 1024, std::slice::from_ref(&small));
+    }
+    assert_eq!(
+        signals(&r.at(40_000, 900, std::slice::from_ref(&small))),
+        vec![(Sig::Term, 11)]
+    );
+}
+
+#[test]
+fn below_min_victim_footprint_nothing_is_signalled_and_the_largest_is_named() {
+    let mut r = Run::new("");
+    let mut tiny = proc(10, 1, "mlx_lm.generate");
+    tiny.footprint_bytes = Bytes::mib(300);
+    let mut all = Vec::new();
+    for ms in (0..20_000).step_by(1000) {
+        all.extend(r.at(ms, 500, std::slice::from_ref(&tiny)));
+    }
+    assert!(signals(&all).is_empty(), "{all:?}");
+    let reason = all
+        .iter()
+        .find_map(|a| match a {
+            Action::NoVictim { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("no_victim");
+    assert!(
+        reason.contains("pid 10") && reason.contains("300 MiB") && reason.contains("min_victim_footprint"),
+        "{reason}"
+    );
+    // Lowered in the config, the same process qualifies.
+    let mut r = Run::new("[actions]\nmin_victim_footprint = \"256MiB\"\n");
+    assert_eq!(signals(&r.at(0, 500, &[tiny])), vec![(Sig::Term, 10)]);
+}
+
+#[test]
+fn headroom_its_ancestors_and_never_kill_programs_are_never_victims() {
+    let mut r = Run::new("[actions]\nnever_kill = ['^jupyter']\n");
+    let parent = proc(20, 9, "mlx_lm.lora"); // the shell or job that started headroom
+    let mut shielded_by_arg = proc(21, 8, "mlx_lm.lora --note jupyter");
+    shielded_by_arg.program = "mlx_lm.lora".into();
+    let mut jupyter = proc(22, 10, "python -m jupyter");
+    jupyter.program = "jupyter".into();
+    let s = Snapshot {
+        at: Duration::ZERO,
+        memory: crate::model::SystemMemory {
+            total_bytes: Bytes::gib(16),
+            available_bytes: Bytes::mib(500),
+            ..Default::default()
+        },
+        mlx_processes: vec![parent, shielded_by_arg, jupyter],
+        ancestors: vec![Pid(20), Pid(5)],
+        ..Default::default()
+    };
+    let c = r.classifier.step(&s, &r.cfg.thresholds);
+    let a = r.policy.step(&s, &c, &r.cfg);
+    // Not the ancestor (20), not the never_kill program (22); an argument
+    // naming "jupyter" shields nobody (21).
+    assert_eq!(signals(&a), vec![(Sig::Term, 21)], "{a:?}");
 }
 
 #[test]
@@ -184,7 +274,7 @@ fn no_eligible_victim_is_reported_once_and_nothing_is_signalled() {
         unreachable!()
     };
     assert!(
-        reason.contains("never_kill") && reason.contains("not in scope"),
+        reason.contains("never_kill") && reason.contains("another user's"),
         "{reason}"
     );
 }
@@ -236,7 +326,7 @@ fn recovery_is_notified_and_notices_are_rate_limited_across_incidents() {
 
 #[test]
 fn victim_choice_ties_break_on_growth_and_respects_exclusions() {
-    let scope = Scope::Uids(HashSet::from([ME]));
+    let scope = Scope::user(ME);
     let mut a = proc(20, 4, "mlx_lm.lora");
     let mut b = proc(21, 4, "mlx_lm.lora");
     a.growth_bytes_per_sec = 1.0;
@@ -244,14 +334,20 @@ fn victim_choice_ties_break_on_growth_and_respects_exclusions() {
     let init = proc(1, 50, "mlx_lm.lora");
     let me = proc(999, 50, "mlx_lm.lora");
     let ps = [a, b, init, me];
+    let guard = |nk| Guard {
+        self_pid: Pid(999),
+        scope: &scope,
+        never_kill: nk,
+        ancestors: &[],
+    };
     assert_eq!(
-        choose_victim(&ps, Pid(999), &scope, &[]).map(|p| p.pid),
-        Some(Pid(21))
+        choose_victim(&ps, &guard(&[]), Bytes::mib(512)).map(|p| p.pid),
+        Ok(Pid(21))
     );
     let nk = [NeverKill::Pid(21)];
     assert_eq!(
-        choose_victim(&ps, Pid(999), &scope, &nk).map(|p| p.pid),
-        Some(Pid(20))
+        choose_victim(&ps, &guard(&nk), Bytes::mib(512)).map(|p| p.pid),
+        Ok(Pid(20))
     );
 }
 

@@ -13,6 +13,7 @@ use std::time::Instant;
 pub fn status(cfg: &Config, as_json: bool) -> Result<String, crate::Error> {
     let scope = crate::daemon::scope_for(cfg)?;
     let mut sampler = sample::for_this_platform(cfg, scope, Instant::now())?;
+    sampler.want_top_processes(true);
     let snap = sampler.sample()?;
     let agent = crate::agent::report::probe();
     Ok(crate::agent::report::append(
@@ -80,7 +81,7 @@ pub fn render(cfg: &Config, snap: &Snapshot, as_json: bool) -> String {
         let _ = writeln!(
             o,
             "  {:>7}  {:>10}  {:<16}  COMMAND",
-            "PID", "FOOTPRINT", "NAME"
+            "PID", "FOOTPRINT", "PROGRAM"
         );
         for p in &snap.mlx_processes {
             let cmd: String = p
@@ -89,8 +90,12 @@ pub fn render(cfg: &Config, snap: &Snapshot, as_json: bool) -> String {
                 .take(80)
                 .map(|c| if c.is_control() { '?' } else { c })
                 .collect();
-            let name: String = p
-                .name
+            let program = if p.program.is_empty() {
+                &p.name
+            } else {
+                &p.program
+            };
+            let name: String = program
                 .chars()
                 .map(|c| if c.is_control() { '?' } else { c })
                 .collect();
@@ -103,6 +108,13 @@ pub fn render(cfg: &Config, snap: &Snapshot, as_json: bool) -> String {
                 cmd
             );
         }
+    }
+    if !snap.top_processes.is_empty() {
+        let _ = writeln!(
+            o,
+            "largest processes: {}",
+            crate::policy::name_top(&snap.top_processes)
+        );
     }
     o
 }
@@ -151,7 +163,8 @@ pub fn effective_config(cfg: &Config) -> String {
         "actions": {
             "notify": a.notify, "terminate": a.terminate, "dry_run": a.dry_run,
             "terminate_after": dur(a.terminate_after), "kill_after": dur(a.kill_after),
-            "kill_floor": size_str(a.kill_floor), "never_kill": never, "users": a.users,
+            "kill_floor": size_str(a.kill_floor), "min_victim_footprint": size_str(a.min_victim_footprint),
+            "never_kill": never, "users": a.users,
             "pre_terminate": a.pre_terminate, "post_terminate": a.post_terminate, "hook_timeout": dur(a.hook_timeout),
         },
         "log": {
@@ -161,7 +174,13 @@ pub fn effective_config(cfg: &Config) -> String {
         "metrics": { "listen": cfg.metrics_listen.map(|a| a.to_string()).unwrap_or_default() },
     });
     let body = toml::to_string(&doc).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
-    format!("# effective configuration (from {})\n{body}", cfg.source)
+    let scope = crate::daemon::scope_for(cfg)
+        .map(|s| s.describe())
+        .unwrap_or_else(|e| e.to_string());
+    format!(
+        "# effective configuration (from {})\n# scope: {scope}\n{body}",
+        cfg.source
+    )
 }
 
 #[cfg(test)]

@@ -332,6 +332,7 @@ mod tests {
             rss_bytes: Bytes::gib(fp_gib),
             peak_bytes: Bytes::gib(fp_gib),
             growth_bytes_per_sec: growth_mib * Bytes::MIB as f64,
+            program: "mlx_lm.lora".into(),
             matched_by: "pattern:x".into(),
         }
     }

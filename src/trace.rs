@@ -173,7 +173,7 @@ pub struct Replay {
 /// pid is 0 (the policy never signals pid ≤ 1, so no traced pid collides
 /// with it) and every user is in scope, as for a daemon run as root.
 pub fn replay(lines: &[TraceLine], cfg: &Config) -> Replay {
-    let new_engine = || Engine::new(Pid(0), Scope::AllUsers);
+    let new_engine = || Engine::new(Pid(0), Scope::anyone());
     let mut engine = new_engine();
     let mut actuator = Replayed::default();
     let mut r = Replay {
@@ -311,6 +311,10 @@ pub fn decision_text(d: &Decision) -> String {
                     o.reason
                 ),
                 Action::NoVictim { reason, .. } => format!("no victim: {reason}"),
+                Action::RedNotMlx { top_processes, .. } => format!(
+                    "red, not MLX: largest {}",
+                    crate::policy::name_top(top_processes)
+                ),
                 Action::VictimExited {
                     process,
                     after_secs,
@@ -546,6 +550,7 @@ mod tests {
             rss_bytes: Bytes::gib(9),
             peak_bytes: Bytes::gib(9),
             growth_bytes_per_sec: 0.0,
+            program: "mlx_lm.lora".into(),
             matched_by: "pattern:x".into(),
         }
     }

@@ -7,7 +7,6 @@ use headroom::discover::{ProcessEvent, Scope};
 use headroom::model::{Bytes, Pid};
 use headroom::sample::linux::*;
 use headroom::sample::{SampleError, Sampler};
-use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -129,6 +128,7 @@ fn stat_real_processes() {
                 pid: 4873,
                 comm: "python".into(),
                 state: 'S',
+                ppid: 1,
                 flags: 4_194_304,
                 start_time: 34_316,
                 rss_pages: 5_262,
@@ -142,6 +142,7 @@ fn stat_real_processes() {
                 pid: 4941,
                 comm: "cat".into(),
                 state: 'R',
+                ppid: 4929,
                 flags: 4_194_304,
                 start_time: 34_983,
                 rss_pages: 393,
@@ -156,6 +157,7 @@ fn stat_real_processes() {
                 pid: 5765,
                 comm: "a) (b c) d".into(),
                 state: 'S',
+                ppid: 5759,
                 flags: 4_194_304,
                 start_time: 46_224,
                 rss_pages: 416,
@@ -169,6 +171,7 @@ fn stat_real_processes() {
                 pid: 2,
                 comm: "kthreadd".into(),
                 state: 'S',
+                ppid: 0,
                 flags: 2_129_984,
                 start_time: 6,
                 rss_pages: 0,
@@ -563,7 +566,7 @@ fn fake_tree_finds_exactly_the_mlx_processes_and_swapout_rate() {
     fs::create_dir_all(proc_dir.join("+12")).expect("mkdir +12");
     fs::write(proc_dir.join("uptime"), "1.0 1.0\n").expect("write uptime");
 
-    let scope = Scope::Uids(HashSet::from([1000]));
+    let scope = Scope::user(1000);
     let mut s =
         LinuxSampler::with_root(root.path(), &config(), scope, Instant::now()).expect("sampler");
     let page = page_size().expect("page size");
@@ -647,7 +650,7 @@ fn fake_tree_finds_exactly_the_mlx_processes_and_swapout_rate() {
 #[test]
 fn no_pressure_dir_means_no_psi() {
     let root = fake_root(false);
-    let mut s = LinuxSampler::with_root(root.path(), &config(), Scope::AllUsers, Instant::now())
+    let mut s = LinuxSampler::with_root(root.path(), &config(), Scope::root([]), Instant::now())
         .expect("sampler");
     let snap = s.sample().expect("sample without PSI");
     assert_eq!(snap.pressure.psi_some_avg10, None);
@@ -663,7 +666,7 @@ fn psi_without_full_line_gives_some_only() {
         malformed!("pressure_some_only"),
     )
     .expect("write psi");
-    let mut s = LinuxSampler::with_root(root.path(), &config(), Scope::AllUsers, Instant::now())
+    let mut s = LinuxSampler::with_root(root.path(), &config(), Scope::root([]), Instant::now())
         .expect("sampler");
     let snap = s.sample().expect("sample");
     assert_eq!(snap.pressure.psi_some_avg10, Some(0.12));
@@ -675,7 +678,7 @@ fn missing_or_bad_system_files_are_errors() {
     // No meminfo: an I/O error naming the file.
     let root = fake_root(true);
     fs::remove_file(root.path().join("proc/meminfo")).expect("rm meminfo");
-    let mut s = LinuxSampler::with_root(root.path(), &config(), Scope::AllUsers, Instant::now())
+    let mut s = LinuxSampler::with_root(root.path(), &config(), Scope::root([]), Instant::now())
         .expect("sampler");
     match s.sample() {
         Err(SampleError::Io { path, .. }) => assert!(path.ends_with("proc/meminfo"), "{path:?}"),
@@ -689,7 +692,7 @@ fn missing_or_bad_system_files_are_errors() {
         malformed!("pressure_not_a_number"),
     )
     .expect("write psi");
-    let mut s = LinuxSampler::with_root(root.path(), &config(), Scope::AllUsers, Instant::now())
+    let mut s = LinuxSampler::with_root(root.path(), &config(), Scope::root([]), Instant::now())
         .expect("sampler");
     assert!(matches!(s.sample(), Err(SampleError::Parse { .. })));
 
@@ -700,7 +703,7 @@ fn missing_or_bad_system_files_are_errors() {
         malformed!("meminfo_no_memavailable"),
     )
     .expect("write meminfo");
-    let mut s = LinuxSampler::with_root(root.path(), &config(), Scope::AllUsers, Instant::now())
+    let mut s = LinuxSampler::with_root(root.path(), &config(), Scope::root([]), Instant::now())
         .expect("sampler");
     assert!(matches!(s.sample(), Err(SampleError::Parse { .. })));
 }
@@ -723,7 +726,7 @@ mod live {
     }
 
     fn my_scope() -> Scope {
-        Scope::Uids(HashSet::from([nix::unistd::getuid().as_raw()]))
+        Scope::user(nix::unistd::getuid().as_raw())
     }
 
     #[test]

@@ -11,7 +11,7 @@ use headroom::act::{Outcome, Probe};
 use headroom::config::Config;
 use headroom::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource, Scope};
 use headroom::engine::Engine;
-use headroom::model::{Bytes, KernelLevel, MlxProcess, Pid, Snapshot, SystemMemory};
+use headroom::model::{Bytes, KernelLevel, Level, MlxProcess, Pid, Snapshot, SystemMemory};
 use headroom::policy::{is_gap, Action, Sig};
 use headroom::sample::SampleError;
 use headroom::trace::Replayed;
@@ -169,6 +169,8 @@ const ME: u32 = 501;
 /// Replayed performs nothing).
 const SELF_PID: i32 = 999;
 const NEVER_PID: i32 = 7;
+/// headroom's parent and grandparent in these timelines (when listed).
+const ANCESTORS: [i32; 2] = [11, 12];
 const TOTAL: u64 = 16 << 30;
 
 /// One process that may appear in snapshots: uid, pid and start time are
@@ -192,10 +194,14 @@ fn candidate() -> impl Strategy<Value = Candidate> {
         prop_oneof![4 => Just(ME), 1 => Just(0u32), 1 => Just(502u32)],
         0u64..3,
         1u64..8192,
-        prop_oneof![4 => Just("mlx_lm.lora --batch-size 4"), 1 => Just("python -m mlx_lm.generate protected-run")],
+        prop_oneof![
+            4 => Just(("mlx_lm.lora", "mlx_lm.lora --batch-size 4")),
+            1 => Just(("mlx_lm.generate", "python -m mlx_lm.generate protected-run")),
+            1 => Just(("protected_job", "python protected_job.py"))
+        ],
         -50.0f64..400.0,
     )
-        .prop_map(|(pid, uid, start, mib, cmd, growth)| Candidate {
+        .prop_map(|(pid, uid, start, mib, (program, cmd), growth)| Candidate {
             p: MlxProcess {
                 pid: Pid(pid),
                 uid,
@@ -206,6 +212,7 @@ fn candidate() -> impl Strategy<Value = Candidate> {
                 rss_bytes: Bytes::mib(mib),
                 peak_bytes: Bytes::mib(mib),
                 growth_bytes_per_sec: growth * Bytes::MIB as f64,
+                program: program.into(),
                 matched_by: "pattern:test".into(),
             },
         })
@@ -230,11 +237,12 @@ fn timeline() -> impl Strategy<Value = (Vec<Step>, u64, u64)> {
         prop_oneof![0u64..1024, 1024u64..8192], // MiB available at the last check
         prop::bool::weighted(0.2),              // a pid reused between sample and signal
         prop::bool::weighted(0.1),              // a pid gone between sample and signal
+        prop::bool::weighted(0.7),              // headroom's ancestors listed
     );
     (prop::collection::vec(step, 5..80), 0u64..8, 1u64..15).prop_map(|(steps, term, kill)| {
         let mut at = Duration::ZERO;
         let mut out = Vec::new();
-        for (dt, avail, critical, cands, fresh, reuse, gone) in steps {
+        for (dt, avail, critical, cands, fresh, reuse, gone, ancestors) in steps {
             at += Duration::from_millis(dt);
             // pids are unique within one snapshot
             let mut seen = HashSet::new();
@@ -264,6 +272,8 @@ fn timeline() -> impl Strategy<Value = (Vec<Step>, u64, u64)> {
                         ..Default::default()
                     },
                     mlx_processes: procs,
+                    ancestors: if ancestors { ANCESTORS.map(Pid).to_vec() } else { vec![] },
+                    ..Default::default()
                 },
                 fresh_available: Bytes::mib(fresh),
                 critical,
@@ -295,7 +305,7 @@ fn config(terminate_after: u64, kill_after: u64) -> Config {
             "[poll]\ninterval = \"100ms\"\n\
              [thresholds]\nyellow_below = \"4GiB\"\nred_below = \"2GiB\"\nhysteresis = \"256MiB\"\ndwell = \"1s\"\n\
              [actions]\nterminate_after = \"{terminate_after}s\"\nkill_after = \"{kill_after}s\"\nkill_floor = \"1GiB\"\n\
-             never_kill = [{NEVER_PID}, 'protected']\n"
+             never_kill = [{NEVER_PID}, '^protected']\n"
         ),
     )
     .expect("config")
@@ -309,14 +319,25 @@ proptest! {
     #![proptest_config(cases(3000))]
 
     /// Every signal the engine orders and lets through names an eligible MLX
-    /// process from that very snapshot; one victim per incident; a last
-    /// reading above the red line or a reused pid stops the signal; a gap in
-    /// sampling does not count as red time held.
+    /// process from that very snapshot — never pid ≤ 1, headroom, its
+    /// ancestors, another user's (as a user and as root), a never_kill
+    /// match, or (SIGTERM) one below min_victim_footprint; one victim per
+    /// incident; no further SIGTERM in a red period after a termination that
+    /// freed less than half its victim (no cascades); a last reading above
+    /// the red line or a reused pid stops the signal; a gap in sampling does
+    /// not count as red time held.
     #[test]
-    fn kill_safety_over_random_timelines((steps, term_after, kill_after) in timeline()) {
+    fn kill_safety_over_random_timelines((steps, term_after, kill_after) in timeline(), as_root in any::<bool>()) {
         let cfg = config(term_after, kill_after);
         let red_line = Bytes::gib(2);
-        let mut engine = Engine::new(Pid(SELF_PID), Scope::Uids(HashSet::from([ME])));
+        let scope = if as_root { Scope::root([]) } else { Scope::user(ME) };
+        let mut engine = Engine::new(Pid(SELF_PID), scope);
+        // (victim, its footprint and available memory at its SIGTERM)
+        let mut term_at: HashMap<(Pid, u64), (Bytes, Bytes)> = HashMap::new();
+        // A termination freed too little: no SIGTERM until red ends. The
+        // policy forgets its victim when memory turns green, so does this.
+        let mut cascade_blocked = false;
+        let mut policy_victim: Option<(Pid, u64)> = None;
         let mut actuator = Replayed::default();
         // The victim signalled (SIGTERM went out) and not yet seen gone.
         let mut victim: Option<(Pid, u64)> = None;
@@ -324,9 +345,19 @@ proptest! {
         let mut prev_at: Option<Duration> = None;
         for step in &steps {
             let s = &step.snap;
+            let mut freed_too_little = false;
             if let Some(v) = victim {
                 if !s.mlx_processes.iter().any(|p| key(p) == v) {
                     victim = None;
+                }
+            }
+            if let Some(v) = policy_victim {
+                if !s.mlx_processes.iter().any(|p| key(p) == v) {
+                    policy_victim = None;
+                    if let Some((fp, before)) = term_at.get(&v) {
+                        let freed = s.memory.available_bytes.saturating_sub(*before);
+                        freed_too_little = freed.0 * 2 < fp.0;
+                    }
                 }
             }
             let gap = prev_at.is_some_and(|p| is_gap(p, s.at, cfg.poll_interval.max(cfg.poll_max_interval)));
@@ -339,8 +370,9 @@ proptest! {
                 prop_assert!(s.mlx_processes.iter().any(|q| key(q) == key(p)), "{p:?} not in the snapshot");
                 prop_assert!(p.pid.0 > 1, "pid {}", p.pid);
                 prop_assert!(p.pid.0 != SELF_PID);
-                prop_assert_eq!(p.uid, ME);
-                prop_assert!(p.pid.0 != NEVER_PID && !p.cmdline.contains("protected"));
+                prop_assert_eq!(p.uid, if as_root { 0 } else { ME }, "another user's process");
+                prop_assert!(!s.ancestors.contains(&p.pid), "an ancestor of headroom: {}", p.pid);
+                prop_assert!(p.pid.0 != NEVER_PID && !p.program.starts_with("protected"));
                 // The last checks.
                 let sent = matches!(outcome, Outcome::Done | Outcome::DryRun);
                 if sent {
@@ -354,6 +386,8 @@ proptest! {
                         if let Some(v) = victim {
                             prop_assert!(false, "second SIGTERM to {:?} while victim {v:?} is alive", key(p));
                         }
+                        prop_assert!(!cascade_blocked, "SIGTERM to {:?} after a termination that freed nothing, same red period", key(p));
+                        prop_assert!(p.footprint_bytes >= Bytes::mib(512), "SIGTERM to a process below min_victim_footprint: {}", p.footprint_bytes);
                         if gap {
                             prop_assert!(o.reason.contains("kill_floor") || o.reason.starts_with("red for 0.0 s"),
                                 "SIGTERM on the first sample after a gap counted unwatched time: {}", o.reason);
@@ -361,12 +395,22 @@ proptest! {
                         if sent {
                             victim = Some(key(p));
                             termed.insert(key(p));
+                            term_at.insert(key(p), (p.footprint_bytes, s.memory.available_bytes));
+                            policy_victim = Some(key(p));
                         }
                     }
                     Sig::Kill => {
                         prop_assert!(termed.contains(&key(p)), "SIGKILL without a SIGTERM first: {p:?}");
                     }
                 }
+            }
+            if cycle.classification.level != Level::Red {
+                cascade_blocked = false;
+            } else if freed_too_little {
+                cascade_blocked = true;
+            }
+            if cycle.classification.level == Level::Green {
+                policy_victim = None;
             }
         }
     }
@@ -381,7 +425,7 @@ proptest! {
     ) {
         let mut src = OneProc { mib: before[0] };
         let cfg = Config::embedded().expect("defaults");
-        let mut d = Discovery::new(cfg.patterns, false, Scope::Uids(HashSet::from([ME])), Pid(SELF_PID));
+        let mut d = Discovery::new(cfg.patterns, false, Scope::user(ME), Pid(SELF_PID));
         let mut at = Duration::ZERO;
         for mib in &before {
             src.mib = *mib;
@@ -410,7 +454,7 @@ impl ProcSource for OneProc {
             uid: ME,
             start_time: 5,
             name: "python3".into(),
-            cmdline: "python -m mlx_lm.lora --train".into(),
+            argv: vec!["python".into(), "-m".into(), "mlx_lm.lora".into(), "--train".into()],
         })
     }
     fn mlx_library(&mut self, _pid: Pid) -> Option<String> {
@@ -446,9 +490,10 @@ fn no_sigkill_for_a_victim_put_in_never_kill_after_its_sigterm() {
         rss_bytes: Bytes::gib(9),
         peak_bytes: Bytes::gib(9),
         growth_bytes_per_sec: 0.0,
+        program: "mlx_lm.lora".into(),
         matched_by: "pattern:test".into(),
     };
-    let mut engine = Engine::new(Pid(SELF_PID), Scope::Uids(HashSet::from([ME])));
+    let mut engine = Engine::new(Pid(SELF_PID), Scope::user(ME));
     let mut actuator = Replayed::default();
     let mut signals = Vec::new();
     for i in 0..60u64 {

@@ -33,6 +33,7 @@ fn order(pid: i32, start_time: u64, signal: Sig) -> SignalOrder {
             rss_bytes: Bytes::mib(1),
             peak_bytes: Bytes::mib(1),
             growth_bytes_per_sec: 0.0,
+            program: "mlx_lm.lora".into(),
             matched_by: "pattern:test".into(),
         },
         available_bytes: Bytes::mib(100),

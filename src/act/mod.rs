@@ -147,7 +147,7 @@ impl Actuator for System {
                 }
                 Outcome::Done
             }
-            Action::NoVictim { .. } => Outcome::Done,
+            Action::NoVictim { .. } | Action::RedNotMlx { .. } => Outcome::Done,
         }
     }
 }
@@ -160,7 +160,9 @@ impl Actuator for DryRun {
     fn act(&mut self, action: &Action, _probe: &mut dyn Probe) -> Outcome {
         match action {
             Action::Notify(_) | Action::Signal(_) => Outcome::DryRun,
-            Action::NoVictim { .. } | Action::VictimExited { .. } => Outcome::Done,
+            Action::NoVictim { .. } | Action::RedNotMlx { .. } | Action::VictimExited { .. } => {
+                Outcome::Done
+            }
         }
     }
 }

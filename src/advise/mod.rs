@@ -108,6 +108,12 @@ pub fn program_name(cmdline: &str, fallback: &str) -> String {
     cap(&clean(name), KEY_FLAGS_MAX_CHARS)
 }
 
+/// A process name made safe and short for a notice or a log reason:
+/// control characters and bidi overrides replaced, at most ~120 chars.
+pub fn printable(name: &str) -> String {
+    cap(&clean(name), KEY_FLAGS_MAX_CHARS)
+}
+
 /// The flags of a planned or running `mlx_lm.lora` that the guide's
 /// checklist reads, with mlx_lm's defaults for absent flags and `None` for
 /// a flag whose value cannot be read. `headroom advise --cmd` and the

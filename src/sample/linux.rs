@@ -7,7 +7,7 @@
 use crate::config::Config;
 use crate::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource, ProcessEvent, Scope};
 use crate::model::{Bytes, Pid, Pressure, Snapshot, SystemMemory};
-use crate::sample::{SampleError, Sampler};
+use crate::sample::{SampleError, Sampler, TopCache, MAX_ANCESTORS};
 use nix::unistd::SysconfVar;
 use std::fs::File;
 use std::io::Read;
@@ -245,6 +245,8 @@ pub struct ProcStat {
     pub comm: String,
     /// Field 3: R, S, D, Z, T, …
     pub state: char,
+    /// Field 4: the parent's pid.
+    pub ppid: i32,
     /// Field 9: PF_* flags.
     pub flags: u64,
     /// Field 22: start time, clock ticks after boot.
@@ -281,7 +283,7 @@ pub fn parse_stat(text: &str) -> Result<ProcStat, SampleError> {
         .ok_or_else(|| bad("no pid before the name".into()))?;
     let comm = text[open + 1..close].to_string();
     // Field 3 onwards. Each `num` call passes over `skip` fields after the
-    // last one read: 4..=8, then 10..=21, then 23.
+    // last one read: none, then 5..=8, then 10..=21, then 23.
     let mut f = text[close + 1..].split_ascii_whitespace();
     let mut state_chars = f.next().unwrap_or("").chars();
     let state = match (state_chars.next(), state_chars.next()) {
@@ -293,13 +295,15 @@ pub fn parse_stat(text: &str) -> Result<ProcStat, SampleError> {
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| bad(format!("field {field} missing or not a number")))
     };
-    let flags = num(9, 5)?;
+    let ppid = i32::try_from(num(4, 0)?).map_err(|_| bad("field 4 (ppid) out of range".into()))?;
+    let flags = num(9, 4)?;
     let start_time = num(22, 12)?;
     let rss_pages = num(24, 1)?;
     Ok(ProcStat {
         pid,
         comm,
         state,
+        ppid,
         flags,
         start_time,
         rss_pages,
@@ -320,22 +324,28 @@ pub fn parse_status_uid(text: &str) -> Option<u32> {
 /// invalid UTF-8 replaced, trailing NULs dropped. Empty for kernel threads
 /// and zombies.
 pub fn parse_cmdline(bytes: &[u8]) -> String {
-    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    String::from_utf8_lossy(&bytes[..end]).replace('\0', " ")
+    parse_argv(bytes).join(" ")
 }
 
-/// The path of the first mapping in /proc/PID/maps whose file name is the
-/// MLX library (`libmlx.so`, `libmlx.so.0`, `libmlx-<hash>.so`, …). Only the
-/// file name counts: `mlx_cpu.libs/libgfortran…` is not MLX, and neither is
-/// Mellanox's `libmlx5.so` (RDMA), which any process using InfiniBand maps.
+/// /proc/PID/cmdline as argv: NUL-separated arguments, invalid UTF-8
+/// replaced, trailing NULs dropped. Empty for kernel threads and zombies.
+pub fn parse_argv(bytes: &[u8]) -> Vec<String> {
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    if end == 0 {
+        return Vec::new();
+    }
+    bytes[..end]
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// The path of the first mapping in /proc/PID/maps that is the MLX library
+/// (`crate::discover::is_mlx_library`).
 pub fn maps_mlx_library(text: &str) -> Option<String> {
     text.lines().filter_map(maps_path).find_map(|path| {
         let path = path.strip_suffix(" (deleted)").unwrap_or(path);
-        let name = path.rsplit('/').next().unwrap_or(path);
-        let is_mlx = name
-            .strip_prefix("libmlx")
-            .is_some_and(|rest| rest.starts_with(['.', '-', '_']));
-        is_mlx.then(|| path.to_string())
+        crate::discover::is_mlx_library(path).then(|| path.to_string())
     })
 }
 
@@ -414,8 +424,13 @@ impl LinuxProcs {
     }
 
     fn stat(&mut self, pid: Pid) -> Option<ProcStat> {
+        self.stat_any(pid).filter(|st| !st.is_kernel_or_gone())
+    }
+
+    /// /proc/PID/stat of any process, kernel threads and zombies included.
+    fn stat_any(&mut self, pid: Pid) -> Option<ProcStat> {
         let st = parse_stat(&String::from_utf8_lossy(self.read(pid, "stat")?)).ok()?;
-        (st.pid == pid.0 && !st.is_kernel_or_gone()).then_some(st)
+        (st.pid == pid.0).then_some(st)
     }
 }
 
@@ -442,12 +457,12 @@ impl ProcSource for LinuxProcs {
     fn identity(&mut self, pid: Pid) -> Option<ProcIdentity> {
         let st = self.stat(pid)?;
         let uid = parse_status_uid(&String::from_utf8_lossy(self.read(pid, "status")?))?;
-        let cmdline = parse_cmdline(self.read(pid, "cmdline")?);
+        let argv = parse_argv(self.read(pid, "cmdline")?);
         Some(ProcIdentity {
             uid,
             start_time: st.start_time,
             name: st.comm,
-            cmdline,
+            argv,
         })
     }
 
@@ -461,6 +476,14 @@ impl ProcSource for LinuxProcs {
         name.clear();
         name.push_str(&st.comm);
         Some(st.start_time)
+    }
+
+    /// One stat read: comm and RSS.
+    fn usage(&mut self, pid: Pid, name: &mut String) -> Option<Bytes> {
+        let st = self.stat(pid)?;
+        name.clear();
+        name.push_str(&st.comm);
+        Some(Bytes(st.rss_pages.saturating_mul(self.page_size)))
     }
 
     /// RSS is both footprint and rss on Linux. It misses GPU memory (CUDA
@@ -490,6 +513,9 @@ pub struct LinuxSampler {
     text: String,
     /// Set by `skip_discovery_once`, cleared by the next sample.
     skip_discovery: bool,
+    top: TopCache,
+    /// headroom's parent chain, re-read on every sample that lists pids.
+    ancestors: Vec<Pid>,
 }
 
 impl LinuxSampler {
@@ -518,7 +544,22 @@ impl LinuxSampler {
             last_pswpout: None,
             text: String::new(),
             skip_discovery: false,
+            top: TopCache::default(),
+            ancestors: Vec::new(),
         })
+    }
+
+    /// headroom's parent, grandparent, … up to (not including) pid 1.
+    fn read_ancestors(&mut self) {
+        self.ancestors.clear();
+        let mut pid = nix::unistd::getppid().as_raw();
+        while pid > 1 && self.ancestors.len() < MAX_ANCESTORS {
+            self.ancestors.push(Pid(pid));
+            match self.procs.stat_any(Pid(pid)) {
+                Some(st) => pid = st.ppid,
+                None => break,
+            }
+        }
     }
 
     fn read(&self, name: &str) -> Result<String, SampleError> {
@@ -550,16 +591,23 @@ impl Sampler for LinuxSampler {
         let pswpout = parse_vmstat_pswpout(self.read_text("vmstat")?)?;
         let swapout_bytes_per_sec = swapout_rate(self.last_pswpout, (at, pswpout), self.page_size);
         self.last_pswpout = Some((at, pswpout));
-        let mlx_processes = if std::mem::take(&mut self.skip_discovery) {
-            self.discovery.remeasure_tracked(&mut self.procs, at)
-        } else {
-            self.discovery
+        let listed = !std::mem::take(&mut self.skip_discovery);
+        let mlx_processes = if listed {
+            let found = self
+                .discovery
                 .scan(&mut self.procs, at)
                 .map_err(|source| SampleError::Io {
                     path: self.proc_dir.clone(),
                     source,
-                })?
+                })?;
+            self.read_ancestors();
+            found
+        } else {
+            self.discovery.remeasure_tracked(&mut self.procs, at)
         };
+        let top_processes = self
+            .top
+            .get(at, listed, &mut self.discovery, &mut self.procs);
         Ok(Snapshot {
             at,
             memory: mem.system_memory(),
@@ -570,6 +618,8 @@ impl Sampler for LinuxSampler {
                 swapout_bytes_per_sec,
             },
             mlx_processes,
+            top_processes,
+            ancestors: self.ancestors.clone(),
         })
     }
 
@@ -579,6 +629,10 @@ impl Sampler for LinuxSampler {
 
     fn skip_discovery_once(&mut self) {
         self.skip_discovery = true;
+    }
+
+    fn want_top_processes(&mut self, on: bool) {
+        self.top.wanted = on;
     }
 }
 

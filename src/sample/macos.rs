@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource, ProcessEvent, Scope};
 use crate::macos_vm::{self, RateTracker};
 use crate::model::{Bytes, KernelLevel, Pid, Pressure, Snapshot};
-use crate::sample::{SampleError, Sampler};
+use crate::sample::{SampleError, Sampler, TopCache, MAX_ANCESTORS};
 use crate::sys::macos as sys;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -35,6 +35,9 @@ pub struct MacSampler {
     warned_pressure: bool,
     /// Set by `skip_discovery_once`, cleared by the next sample.
     skip_discovery: bool,
+    top: TopCache,
+    /// headroom's parent chain, re-read on every sample that lists pids.
+    ancestors: Vec<Pid>,
 }
 
 fn io_err(what: &str, source: std::io::Error) -> SampleError {
@@ -67,7 +70,22 @@ impl MacSampler {
             warned_swap: false,
             warned_pressure: false,
             skip_discovery: false,
+            top: TopCache::default(),
+            ancestors: Vec::new(),
         })
+    }
+
+    /// headroom's parent, grandparent, … up to (not including) pid 1.
+    fn read_ancestors(&mut self) {
+        self.ancestors.clear();
+        let mut pid = i32::try_from(std::os::unix::process::parent_id()).unwrap_or(0);
+        while pid > 1 && self.ancestors.len() < MAX_ANCESTORS {
+            self.ancestors.push(Pid(pid));
+            match sys::bsd_info(pid) {
+                Some(b) => pid = i32::try_from(b.ppid).unwrap_or(0),
+                None => break,
+            }
+        }
     }
 }
 
@@ -101,13 +119,20 @@ impl Sampler for MacSampler {
         };
         let rates = self.rates.update(at, &counters, self.page_size);
 
-        let mlx_processes = if std::mem::take(&mut self.skip_discovery) {
-            self.discovery.remeasure_tracked(&mut self.source, at)
-        } else {
-            self.discovery
+        let listed = !std::mem::take(&mut self.skip_discovery);
+        let mlx_processes = if listed {
+            let found = self
+                .discovery
                 .scan(&mut self.source, at)
-                .map_err(|e| io_err("proc_listallpids", e))?
+                .map_err(|e| io_err("proc_listallpids", e))?;
+            self.read_ancestors();
+            found
+        } else {
+            self.discovery.remeasure_tracked(&mut self.source, at)
         };
+        let top_processes = self
+            .top
+            .get(at, listed, &mut self.discovery, &mut self.source);
 
         Ok(Snapshot {
             at,
@@ -118,6 +143,8 @@ impl Sampler for MacSampler {
                 ..Default::default()
             },
             mlx_processes,
+            top_processes,
+            ancestors: self.ancestors.clone(),
         })
     }
 
@@ -127,6 +154,10 @@ impl Sampler for MacSampler {
 
     fn skip_discovery_once(&mut self) {
         self.skip_discovery = true;
+    }
+
+    fn want_top_processes(&mut self, on: bool) {
+        self.top.wanted = on;
     }
 }
 
@@ -158,9 +189,6 @@ impl crate::act::Probe for MacSampler {
 struct MacProcSource {
     pids: Vec<i32>,
     args: Vec<u8>,
-    /// The identity read last: Discovery asks for the identity of a pid just
-    /// before asking whether it maps libmlx.
-    last: Option<(Pid, String, String)>,
 }
 
 impl ProcSource for MacProcSource {
@@ -172,30 +200,22 @@ impl ProcSource for MacProcSource {
 
     fn identity(&mut self, pid: Pid) -> Option<ProcIdentity> {
         let b = sys::bsd_info(pid.0)?;
-        // Another user's arguments are unreadable without root: fall back to
-        // the name, so the process is still placed in or out of scope.
-        let cmdline = sys::proc_args(pid.0, &mut self.args)
-            .filter(|a| !a.is_empty())
-            .map(|a| a.join(" "))
-            .unwrap_or_else(|| b.name.clone());
-        self.last = Some((pid, b.name.clone(), cmdline.clone()));
+        // Another user's arguments are unreadable without root: empty argv,
+        // so the program is the kernel's name and the process is still
+        // placed in or out of scope.
+        let argv = sys::proc_args(pid.0, &mut self.args).unwrap_or_default();
         Some(ProcIdentity {
             uid: b.uid,
             start_time: b.start_time_us,
             name: b.name,
-            cmdline,
+            argv,
         })
     }
 
+    /// Discovery asks only for processes that may host MLX
+    /// (`discover::may_host_mlx`): the walk is one syscall per region.
     fn mlx_library(&mut self, pid: Pid) -> Option<String> {
-        let hosts = match &self.last {
-            Some((p, name, cmdline)) if *p == pid => macos_vm::may_host_mlx(name, cmdline),
-            _ => true,
-        };
-        if !hosts {
-            return None;
-        }
-        sys::find_mapped_file(pid.0, MAX_REGIONS, macos_vm::is_mlx_library)
+        sys::find_mapped_file(pid.0, MAX_REGIONS, crate::discover::is_mlx_library)
     }
 
     fn measure(&mut self, pid: Pid) -> Option<ProcMeasure> {

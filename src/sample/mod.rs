@@ -2,10 +2,10 @@
 //! Snapshot. A sampler only reads; it never decides.
 
 use crate::config::Config;
-use crate::discover::{ProcessEvent, Scope};
-use crate::model::Snapshot;
+use crate::discover::{Discovery, ProcSource, ProcessEvent, Scope};
+use crate::model::{Snapshot, TopProcess};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub mod linux;
 pub mod macos;
@@ -45,6 +45,48 @@ pub trait Sampler: crate::act::Probe {
     /// processes already tracked (exits and reused pids are still seen; new
     /// processes wait for a full sample). Applies to one sample only.
     fn skip_discovery_once(&mut self);
+    /// Fill `Snapshot::top_processes` from now on (`true`) or stop (`false`):
+    /// the daemon asks while memory is red, so that red held by something
+    /// other than MLX can be named.
+    fn want_top_processes(&mut self, on: bool);
+}
+
+/// How many of the largest processes a red snapshot names.
+pub const TOP_PROCESSES: usize = 3;
+/// The top list is read at most this often (one stat read per process).
+pub const TOP_EVERY: Duration = Duration::from_secs(1);
+/// The parent chain is followed at most this far.
+pub const MAX_ANCESTORS: usize = 64;
+
+/// The top list, read while wanted, at most every TOP_EVERY, only on a
+/// sample that listed pids; the last list is repeated in between.
+#[derive(Default)]
+pub struct TopCache {
+    pub wanted: bool,
+    last: Option<(Duration, Vec<TopProcess>)>,
+}
+
+impl TopCache {
+    pub fn get(
+        &mut self,
+        at: Duration,
+        listed: bool,
+        discovery: &mut Discovery,
+        src: &mut dyn ProcSource,
+    ) -> Vec<TopProcess> {
+        if !self.wanted {
+            self.last = None;
+            return Vec::new();
+        }
+        let stale = self
+            .last
+            .as_ref()
+            .is_none_or(|(t, _)| at.saturating_sub(*t) >= TOP_EVERY);
+        if listed && stale {
+            self.last = Some((at, discovery.top_processes(src, TOP_PROCESSES)));
+        }
+        self.last.as_ref().map(|(_, v)| v.clone()).unwrap_or_default()
+    }
 }
 
 /// The sampler for the OS this binary was built for; `start` is time zero

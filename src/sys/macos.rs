@@ -307,6 +307,8 @@ pub struct BsdInfo {
     /// Microseconds since the epoch.
     pub start_time_us: u64,
     pub name: String,
+    /// The parent's pid.
+    pub ppid: u32,
 }
 
 /// `None` when the process is gone or not ours to read.
@@ -337,6 +339,7 @@ pub fn bsd_info(pid: i32) -> Option<BsdInfo> {
         uid: b.pbi_uid,
         start_time_us: macos_vm::start_time_us(b.pbi_start_tvsec, b.pbi_start_tvusec),
         name,
+        ppid: b.pbi_ppid,
     })
 }
 
