@@ -210,15 +210,32 @@ fn an_unwritable_log_is_reported_once_on_stderr_and_the_daemon_keeps_sampling() 
 fn hostile_process_names_and_command_lines_stay_on_one_line() {
     use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().expect("tempdir");
-    // comm comes from the executable's file name (cut to 15 bytes, maybe mid-character).
-    let link = dir.path().join("ev) (il\n✓✓✓✓✓✓");
-    std::os::unix::fs::symlink("/bin/sleep", &link).expect("symlink");
+    // A real Python that imports real MLX (found by its library, whatever
+    // its names say), run through a link with a hostile name: comm comes
+    // from the executable's file name (cut to 15 bytes, maybe mid-character),
+    // and argv[0] is whatever the process says.
+    let out = Command::new(mlx_python())
+        .args([
+            "-c",
+            "import sys, os, mlx.core as m; print(sys._base_executable); print(os.path.dirname(os.path.dirname(m.__file__)))",
+        ])
+        .output()
+        .expect("mlx python");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines = text.lines();
+    let (base_python, site) = (
+        lines.next().expect("base python"),
+        lines.next().expect("site-packages"),
+    );
+    let link = dir.path().join("mlx ev) (il\n✓✓✓✓✓✓");
+    std::os::unix::fs::symlink(base_python, &link).expect("symlink");
     let long: String = "✓\")(\n\t{}".repeat(300);
     let arg0 = format!("/x y)/mlx_lm.lora --model {long}");
     let mut kid = Kid::new(
         Command::new(&link)
             .arg0(&arg0)
-            .arg("600")
+            .args(["-c", "import mlx.core, time; time.sleep(600)"])
+            .env("PYTHONPATH", site)
             .spawn()
             .expect("spawn"),
     );
@@ -231,12 +248,18 @@ fn hostile_process_names_and_command_lines_stay_on_one_line() {
     // The command line survives the round trip through the JSON log exactly.
     assert_eq!(
         found["cmdline"].as_str(),
-        Some(format!("{arg0} 600").as_str())
+        Some(format!("{arg0} -c import mlx.core, time; time.sleep(600)").as_str())
     );
     assert!(
         found["name"]
             .as_str()
-            .is_some_and(|n| n.starts_with("ev) (il\n")),
+            .is_some_and(|n| n.starts_with("mlx ev) (il\n")),
+        "{found}"
+    );
+    // argv[0] says mlx_lm.lora, the kernel says otherwise: the library, not
+    // the claim, is why it counts (issue 12).
+    assert!(
+        found["matched_by"].as_str().is_some_and(|m| m.starts_with("library:")),
         "{found}"
     );
     let raw = std::fs::read_to_string(&d.log).expect("log");

@@ -346,13 +346,19 @@ fn after_sigstop_and_sigcont_no_growth_rate_spans_the_gap() {
 fn an_mlx_process_turned_zombie_is_logged_exited_once_and_sampling_goes_on() {
     let d = Daemon::start("[poll]\ninterval = \"100ms\"\n", &["--dry-run"]);
     d.wait_for("started", LONG, |e| is(e, "started"));
-    // Unique, so no other test's MLX-named process is taken for it.
-    let arg0 = format!("/x/zombie-{}/mlx_lm.lora", std::process::id());
-    // bash forks an MLX-named `sleep 3`, then execs into `sleep 600`, which
+    // Unique, so no other test's MLX-named process is taken for it. The
+    // program is an MLX entry point: `sleep` run through a link named
+    // `mlx_lm.lora`, so the kernel names it that too (issue 12).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let arg0 = dir.path().join(format!("zombie-{}/mlx_lm.lora", std::process::id()));
+    std::fs::create_dir_all(arg0.parent().expect("parent")).expect("mkdir");
+    std::os::unix::fs::symlink("/bin/sleep", &arg0).expect("symlink");
+    let arg0 = arg0.display().to_string();
+    // bash forks the MLX-named `sleep 3`, then execs into `sleep 600`, which
     // never reaps it: the MLX process stays a zombie.
     let parent = Kid::new(
         Command::new("bash")
-            .args(["-c", &format!("exec -a {arg0} sleep 3 & exec sleep 600")])
+            .args(["-c", &format!("{arg0} 3 & exec sleep 600")])
             .spawn()
             .expect("bash"),
     );
@@ -651,14 +657,15 @@ fn as_an_ordinary_user_another_users_mlx_job_is_never_signalled() {
         nix::unistd::Uid::current().is_root(),
         "this test runs headroom as nobody and needs root to do so"
     );
-    let mut theirs = Kid::new(
-        Command::new("bash")
-            .args(["-c", "exec -a /x/mlx_lm.lora sleep 600"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the other user's MLX job"),
-    );
     let dir = tempfile::tempdir().expect("tempdir");
+    let job = tempfile::tempdir().expect("tempdir");
+    let mut theirs = spawn_fake_mlx(
+        job.path(),
+        "lora",
+        "import time\nprint('ready', flush=True)\ntime.sleep(600)\n",
+        &["--train"],
+    );
+    theirs.wait_line("ready", LONG);
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let log = dir.path().join("logs/headroom.log");
     let cfg = dir.path().join("config.toml");
@@ -688,7 +695,10 @@ fn as_an_ordinary_user_another_users_mlx_job_is_never_signalled() {
     );
     let started = wait_for_event(&log, "started", LONG, |e| is(e, "started"));
     assert_eq!(started["uid"], 65534, "{started}");
-    assert_eq!(started["scope"], "uids [65534]", "{started}");
+    assert_eq!(
+        started["scope"], "watches and signals only uid 65534",
+        "{started}"
+    );
     let nv = wait_for_event(&log, "no_victim", LONG, |e| is(e, "no_victim"));
     assert!(
         nv["reason"]

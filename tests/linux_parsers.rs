@@ -713,7 +713,6 @@ fn missing_or_bad_system_files_are_errors() {
 #[cfg(target_os = "linux")]
 mod live {
     use super::*;
-    use std::os::unix::process::CommandExt;
     use std::process::{Child, Command, Stdio};
 
     /// Kills the child by pid even when an assertion fails.
@@ -764,10 +763,13 @@ mod live {
 
     #[test]
     fn real_child_matching_a_pattern_is_found_then_exits() {
-        // argv[0] ends in /mlx_lm.lora, like the console script; GNU sleep
-        // ignores argv[0].
-        let child = Command::new("sleep")
-            .arg0("/opt/headroom-test/bin/mlx_lm.lora")
+        // An executable named mlx_lm.lora (`sleep` through a link of that
+        // name): argv[0] and the kernel's name agree, so its program is
+        // mlx_lm.lora (issue 12).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let link = dir.path().join("mlx_lm.lora");
+        std::os::unix::fs::symlink("/bin/sleep", &link).expect("symlink");
+        let child = Command::new(&link)
             .arg("30")
             .spawn()
             .expect("spawn sleep");
@@ -784,8 +786,9 @@ mod live {
             assert!(Instant::now() < deadline, "child {pid} not found");
             std::thread::sleep(Duration::from_millis(50));
         };
-        assert_eq!(found.cmdline, "/opt/headroom-test/bin/mlx_lm.lora 30");
-        assert_eq!(found.name, "sleep");
+        assert_eq!(found.cmdline, format!("{} 30", link.display()));
+        assert_eq!(found.name, "mlx_lm.lora");
+        assert_eq!(found.program, "mlx_lm.lora");
         assert_eq!(found.uid, nix::unistd::getuid().as_raw());
         assert!(
             found.matched_by.starts_with("pattern:"),

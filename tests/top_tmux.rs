@@ -115,9 +115,12 @@ fn top_draws_level_memory_and_a_new_mlx_process_then_q_restores_the_terminal() {
     });
     assert!(screen.contains("MLX processes:"), "{screen}");
 
-    // A real process whose command line matches the mlx_lm.* pattern.
-    let fake = Command::new("bash")
-        .args(["-c", "exec -a /x/mlx_lm.lora sleep 300"])
+    // A real process whose program is mlx_lm.lora: `sleep` through a link
+    // of that name (the kernel names it after the link, issue 12).
+    let link = dir.path().join("mlx_lm.lora");
+    std::os::unix::fs::symlink("/bin/sleep", &link).expect("symlink");
+    let fake = Command::new(&link)
+        .arg("300")
         .stdin(Stdio::null())
         .spawn()
         .expect("spawn the fake MLX process");

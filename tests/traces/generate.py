@@ -65,7 +65,7 @@ def lora_swap_creep():
            "Mistral-7B-Instruct-v0.3 --train --data ./data --batch-size 4 "
            "--max-seq-length 2048 --iters 600")
     proc = dict(pid=4242, uid=501, start_time=1718000000123456, name="Python",
-                cmdline=cmd, matched_by="pattern:(^|\\s)-m\\s+mlx_lm(\\.[a-z_]+)?(\\s|$)")
+                cmdline=cmd, program="mlx_lm.lora", matched_by="pattern:^mlx_lm(\\.[a-z_.]+)?$")
     snaps, history = [], []
     fp = 7.0 * GIB
     peak = fp
@@ -118,7 +118,7 @@ def kv_cache_blowup():
     cmd = ("/Users/ana/.venv/bin/python3 /Users/ana/.venv/bin/mlx_lm.server "
            "--model mlx-community/Meta-Llama-3.1-8B-Instruct-4bit --port 8080")
     proc = dict(pid=5150, uid=501, start_time=1718000555000000, name="python3",
-                cmdline=cmd, matched_by="pattern:(^|/)mlx_lm\\.[a-z_]+(\\s|$)")
+                cmdline=cmd, program="mlx_lm.server", matched_by="pattern:^mlx_lm(\\.[a-z_.]+)?$")
     snaps, history = [], []
     fp, peak = 5.2 * GIB, 5.2 * GIB
     swap_used = 0.0
@@ -169,6 +169,7 @@ def non_mlx_hog():
     total = 32 * GIB
     snaps = []
     swap_used = 0.2 * GIB
+    was_red = False
     for t in range(0, 110):
         at = t * 1.0 + 0.001
         if t < 10:
@@ -200,6 +201,15 @@ def non_mlx_hog():
         if swapout is not None:
             s["swapout_bytes_per_sec"] = round(swapout, 1)
         s["mlx_processes"] = []
+        # The daemon reads the largest processes from the sample after the
+        # level turned red (and while it stays red).
+        if was_red:
+            s["top_processes"] = [
+                {"pid": 30101, "uid": 1000, "name": "ld.lld", "footprint_bytes": int(used * 0.8), "mlx": False},
+                {"pid": 30088, "uid": 1000, "name": "cc1plus", "footprint_bytes": int(used * 0.1), "mlx": False},
+                {"pid": 2210, "uid": 1000, "name": "firefox", "footprint_bytes": int(0.9 * GIB), "mlx": False},
+            ]
+        was_red = avail < 2 * GIB or (was_red and avail < 2.5 * GIB)
         snaps.append(s)
     write("non_mlx_hog", snaps)
 

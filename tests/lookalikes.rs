@@ -1,0 +1,632 @@
+//! Issue 12, on real processes: headroom stops only the MLX job that eats
+//! the memory. Lookalikes — processes whose *arguments* mention MLX tools
+//! (`tail -f mlx_lm.log`, a tmux server of session `mlx-lm`, `pip install
+//! -U mlx-lm`, …) — run beside a real hog or a real MLX job; none of them is
+//! ever listed as MLX or signalled. Also: small MLX processes, cascades,
+//! headroom's own ancestors, and (as root) other users' jobs.
+//!
+//! Stand-in, said plainly: `git`, `ls`, `rsync`, `docker`, `man`, `ssh` and
+//! `git-remote-https` are GNU `tail -f` run through a symlink of that name
+//! (so the kernel names the process `git`, as it would the real program), with
+//! the real programs' arguments as file names — the real programs would exit
+//! or need the network before the test could look at them.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(120);
+
+fn config(yellow: u64, red: u64, extra: &str) -> String {
+    format!(
+        "[poll]\ninterval = \"100ms\"\n\
+         [thresholds]\nyellow_below = \"{yellow}\"\nred_below = \"{red}\"\nhysteresis = \"64MiB\"\ndwell = \"1s\"\n\
+         [actions]\nterminate_after = \"1s\"\nkill_after = \"5s\"\nkill_floor = \"1MiB\"\n{extra}\n"
+    )
+}
+
+fn signalled(events: &[Value]) -> Vec<i64> {
+    events
+        .iter()
+        .filter(|e| is(e, "terminate_sent") || is(e, "kill_sent"))
+        .map(|e| e["pid"].as_i64().unwrap_or(-1))
+        .collect()
+}
+
+fn alive(pid: i64) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+}
+
+/// The lookalikes of issue 12, each a real running process; killed (by pid)
+/// on drop, the tmux server through its own socket.
+struct Lookalikes {
+    kids: Vec<(String, Kid)>,
+    tmux_socket: PathBuf,
+    tmux_server: i64,
+}
+
+impl Lookalikes {
+    fn start(dir: &Path) -> Lookalikes {
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).expect("mkdir bin");
+        // Files the tail stand-ins follow, named as the real programs' arguments.
+        for f in [
+            "mlx_lm.log",
+            "mlx_vlm.md",
+            "clone",
+            "origin",
+            "https:/github.com/ml-explore/mlx-lm",
+            "src/mlx_lm",
+            "data/mlx_lm",
+            "backup",
+            "run",
+            "--name",
+            "mlx-lm",
+            "img",
+            "mlx.launch",
+            "box",
+            "python",
+            "-m",
+            "mlx_lm.lora",
+            "--train",
+            "-a",
+        ] {
+            let p = dir.join(f);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            write_file(&p, "x\n");
+        }
+        let tail = which("tail");
+        let mut kids = Vec::new();
+        let mut spawn = |what: &str, cmd: &mut Command| {
+            let child = cmd
+                .current_dir(dir)
+                .stdin(Stdio::piped()) // held open: grep waits on it forever
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {what}: {e}"));
+            kids.push((what.to_string(), Kid::new(child)));
+        };
+        spawn("tail -f ./mlx_lm.log", Command::new(&tail).args(["-f", "./mlx_lm.log"]));
+        spawn("grep mlx_vlm.generate", Command::new("grep").arg("mlx_vlm.generate"));
+        spawn(
+            "vim mlx_vlm.md (exec -a vim)",
+            Command::new("bash").args(["-c", "exec -a vim tail -f mlx_vlm.md"]),
+        );
+        spawn(
+            "exec -a mlx_lm.lora sleep",
+            Command::new("bash").args(["-c", "exec -a mlx_lm.lora sleep 600"]),
+        );
+        spawn(
+            "bash whose command line runs mlx_lm.lora later",
+            Command::new("bash").args(["-c", "sleep 600; python -m mlx_lm.lora --train"]),
+        );
+        spawn(
+            "python3 -c … mlx_lm.lora",
+            Command::new(python3()).args(["-c", "import time; time.sleep(600)", "mlx_lm.lora"]),
+        );
+        // pip is a Python console script: argv is [python, …/bin/pip, install, …].
+        let pip = bin.join("pip");
+        write_file(
+            &pip,
+            &format!("#!{}\nimport time\ntime.sleep(600)\n", python3().display()),
+        );
+        std::fs::set_permissions(&pip, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        spawn("pip install -U mlx-lm", Command::new(&pip).args(["install", "-U", "mlx-lm"]));
+        for (name, args) in [
+            ("git", &["clone", "https://github.com/ml-explore/mlx-lm"][..]),
+            ("git-remote-https", &["origin", "https://github.com/ml-explore/mlx-lm"][..]),
+            ("ls", &["src/mlx_lm"][..]),
+            ("rsync", &["-a", "data/mlx_lm", "backup"][..]),
+            ("docker", &["run", "--name", "mlx-lm", "img"][..]),
+            ("man", &["mlx.launch"][..]),
+            ("ssh", &["box", "python", "-m", "mlx_lm.lora", "--train"][..]),
+        ] {
+            let link = bin.join(name);
+            std::os::unix::fs::symlink(&tail, &link).expect("symlink");
+            // tail's own options first, then the real program's arguments as
+            // files (after "--", "-a" is a file named "-a").
+            spawn(
+                &format!("{name} {}", args.join(" ")),
+                Command::new(&link).arg("-f").arg("--").args(args),
+            );
+        }
+        // A real tmux server for a session named mlx-lm.
+        let tmux_socket = dir.join("tmux.sock");
+        let st = Command::new("tmux")
+            .arg("-S")
+            .arg(&tmux_socket)
+            .args(["new-session", "-d", "-s", "mlx-lm", "sleep 600"])
+            .status()
+            .expect("tmux (apt-get install tmux)");
+        assert!(st.success(), "tmux new-session");
+        let out = Command::new("tmux")
+            .arg("-S")
+            .arg(&tmux_socket)
+            .args(["display-message", "-p", "#{pid}"])
+            .output()
+            .expect("tmux display-message");
+        let tmux_server: i64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("tmux server pid");
+        let l = Lookalikes {
+            kids,
+            tmux_socket,
+            tmux_server,
+        };
+        // Each is running (none exited on its arguments).
+        std::thread::sleep(Duration::from_millis(300));
+        for (what, kid) in &l.kids {
+            assert!(alive(kid.pid()), "{what} is not running");
+        }
+        l
+    }
+
+    fn pids(&self) -> Vec<(String, i64)> {
+        let mut v: Vec<(String, i64)> = self
+            .kids
+            .iter()
+            .map(|(w, k)| (w.clone(), k.pid()))
+            .collect();
+        v.push(("tmux server (session mlx-lm)".into(), self.tmux_server));
+        v
+    }
+
+    /// None of them listed as MLX by `status --json`, all still alive.
+    fn assert_untouched(&self, events: &[Value]) {
+        let status = status_json();
+        let listed: Vec<i64> = status["mlx_processes"]
+            .as_array()
+            .expect("mlx_processes")
+            .iter()
+            .filter_map(|p| p["pid"].as_i64())
+            .collect();
+        let found: Vec<i64> = events
+            .iter()
+            .filter(|e| is(e, "mlx_process_found"))
+            .filter_map(|e| e["pid"].as_i64())
+            .collect();
+        let sent = signalled(events);
+        for (what, pid) in self.pids() {
+            assert!(!listed.contains(&pid), "status lists {what} (pid {pid}) as MLX");
+            assert!(!found.contains(&pid), "the daemon found {what} (pid {pid}) as MLX");
+            assert!(!sent.contains(&pid), "{what} (pid {pid}) was signalled");
+            assert!(alive(pid), "{what} (pid {pid}) is not alive");
+        }
+    }
+}
+
+impl Drop for Lookalikes {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.tmux_socket)
+            .arg("kill-server")
+            .status();
+    }
+}
+
+fn which(prog: &str) -> PathBuf {
+    let out = Command::new("sh")
+        .args(["-c", &format!("command -v {prog}")])
+        .output()
+        .expect("sh");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+fn status_json() -> Value {
+    let out = Command::new(bin())
+        .args(["status", "--json"])
+        .env_remove("HEADROOM_CONFIG")
+        .env("HOME", "/nonexistent")
+        .output()
+        .expect("status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status JSON")
+}
+
+/// `python3 -m mlx_lm.<module>` (a stand-in `mlx_lm` package in `dir`) that
+/// allocates `total` once `go` exists, then holds it.
+fn mlx_lm_job(dir: &Path, module: &str, total: u64, go: &Path, args: &[&str]) -> Kid {
+    let body = format!(
+        "import os, time\nprint('ready', flush=True)\n\
+         while not os.path.exists({go:?}):\n    time.sleep(0.05)\n\
+         held = []\nn = 0\nwhile n < {total}:\n    held.append(b'\\x01' * {step})\n    n += {step}\n    time.sleep(0.05)\n\
+         print('done', flush=True)\ntime.sleep(600)\n",
+        go = go.display().to_string(),
+        step = 128 * MIB
+    );
+    let mut kid = spawn_fake_mlx(dir, module, &body, args);
+    kid.wait_line("ready", LONG);
+    kid
+}
+
+/// Python importing real MLX, growing 256 MiB arrays to `gib` GiB once `go` exists.
+fn real_mlx_job(dir: &Path, gib: u64, go: &Path) -> Kid {
+    let script = dir.join("train.py");
+    write_file(
+        &script,
+        &format!(
+            "import os, time\nimport mlx.core as mx\nprint('ready', flush=True)\n\
+             while not os.path.exists({g:?}):\n    time.sleep(0.05)\n\
+             held = []\nfor i in range({n}):\n    a = mx.ones((64 * 1024 * 1024,), dtype=mx.float32)\n    mx.eval(a)\n    held.append(a)\n    time.sleep(0.1)\n\
+             print('done', flush=True)\ntime.sleep(600)\n",
+            g = go.display().to_string(),
+            n = gib * 4
+        ),
+    );
+    let mut kid = Kid::new(
+        Command::new(mlx_python())
+            .arg(&script)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python with mlx"),
+    );
+    kid.wait_line("ready", LONG);
+    kid
+}
+
+/// Loudly skip what needs root, except in CI, where it fails.
+fn need_root(what: &str) -> bool {
+    if nix::unistd::Uid::current().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} needs root, and CI runs as root"
+    );
+    eprintln!("!!!!!!!! SKIPPED: {what} needs root (run the tests as root) !!!!!!!!");
+    false
+}
+
+#[test]
+fn lookalikes_and_a_small_mlx_job_beside_a_non_mlx_hog_nothing_is_signalled_and_the_hog_is_named() {
+    let _heavy = MEMORY_HEAVY.lock().unwrap_or_else(|p| p.into_inner());
+    let work = tempfile::tempdir().expect("tempdir");
+    let look = Lookalikes::start(work.path());
+    // A real MLX-shaped job too small to matter (below min_victim_footprint).
+    let go = work.path().join("go");
+    let mut small = mlx_lm_job(work.path(), "generate", 128 * MIB, &go, &["--max-tokens", "64"]);
+    let avail0 = settled_mem_available();
+    let d = Daemon::start(&config(avail0 - GIB, avail0 - 2 * GIB, ""), &[]);
+    d.wait_for("started", LONG, |e| is(e, "started"));
+    let found = d.wait_for("the small MLX job found", LONG, |e| {
+        is(e, "mlx_process_found") && e["pid"] == small.pid()
+    });
+    assert_eq!(found["program"], "mlx_lm.generate", "{found}");
+    assert!(found["matched_by"].as_str().unwrap_or("").starts_with("pattern:^mlx_lm"), "{found}");
+    std::fs::write(&go, "go").expect("go");
+    small.wait_line("done", LONG);
+
+    let mut hog = spawn_hog(work.path(), 5 * GIB);
+    let hog_pid = hog.pid();
+    let nv = d.wait_for("no_victim", LONG, |e| is(e, "no_victim"));
+    let reason = nv["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains(&format!("pid {}", small.pid())) && reason.contains("min_victim_footprint"),
+        "names the largest candidate and why: {nv}"
+    );
+    let red = d.wait_for("red_not_mlx", LONG, |e| is(e, "red_not_mlx"));
+    let top = red["top_processes"].as_array().expect("top_processes");
+    assert!(!top.is_empty() && top.len() <= 3, "{red}");
+    assert_eq!(top[0]["pid"], hog_pid, "the hog is the largest: {red}");
+    assert_eq!(top[0]["mlx"], false, "{red}");
+    assert_eq!(top[0]["name"], "hog.py", "{red}");
+    let notice = d.wait_for("the notice", LONG, |e| {
+        is(e, "notified") && e["kind"] == "no_victim"
+    });
+    let body = notice["body"].as_str().unwrap_or("");
+    assert!(
+        body.contains(&format!("hog.py (pid {hog_pid}")) && body.contains("only stops MLX jobs"),
+        "the notice names the hog: {notice}"
+    );
+
+    hog.wait_line("done", LONG);
+    let at = red["at"].as_f64().unwrap_or(0.0);
+    d.wait_for("5 s more of red", LONG, |e| {
+        is(e, "sample") && e["level"] == "red" && e["at"].as_f64().unwrap_or(0.0) > at + 5.0
+    });
+    let events = d.events();
+    assert!(signalled(&events).is_empty(), "nothing is signalled");
+    look.assert_untouched(&events);
+    assert!(alive(small.pid()) && alive(hog_pid));
+    assert_eq!(
+        events.iter().filter(|e| is(e, "red_not_mlx")).count(),
+        1,
+        "said once per red period"
+    );
+}
+
+#[test]
+fn among_lookalikes_only_the_real_mlx_job_is_stopped() {
+    let _heavy = MEMORY_HEAVY.lock().unwrap_or_else(|p| p.into_inner());
+    let work = tempfile::tempdir().expect("tempdir");
+    let look = Lookalikes::start(work.path());
+    let go = work.path().join("go");
+    let mut job = real_mlx_job(work.path(), 5, &go);
+    let pid = job.pid();
+    let avail0 = settled_mem_available();
+    let d = Daemon::start(&config(avail0 - GIB, avail0 - 2 * GIB, ""), &[]);
+    let found = d.wait_for("the MLX job found", LONG, |e| {
+        is(e, "mlx_process_found") && e["pid"] == pid
+    });
+    assert!(found["matched_by"].as_str().unwrap_or("").starts_with("library:"), "{found}");
+    assert_eq!(found["program"], "train.py", "{found}");
+    std::fs::write(&go, "go").expect("go");
+    let term = d.wait_for("terminate_sent", LONG, |e| is(e, "terminate_sent"));
+    assert_eq!(term["pid"], pid, "{term}");
+    let st = wait_bounded(&mut job.0, LONG).expect("the MLX job exits");
+    assert_eq!(st.signal(), Some(libc::SIGTERM));
+    d.wait_for("victim_exited", LONG, |e| is(e, "victim_exited"));
+    let events = d.events();
+    assert_eq!(signalled(&events), vec![pid], "one SIGTERM, to the MLX job only");
+    look.assert_untouched(&events);
+}
+
+#[test]
+fn among_lookalikes_only_the_python_m_mlx_lm_lora_job_is_stopped() {
+    let _heavy = MEMORY_HEAVY.lock().unwrap_or_else(|p| p.into_inner());
+    let work = tempfile::tempdir().expect("tempdir");
+    let look = Lookalikes::start(work.path());
+    let go = work.path().join("go");
+    let mut job = mlx_lm_job(work.path(), "lora", 5 * GIB, &go, &["--train", "--batch-size", "4"]);
+    let pid = job.pid();
+    let avail0 = settled_mem_available();
+    let d = Daemon::start(&config(avail0 - GIB, avail0 - 2 * GIB, ""), &[]);
+    let found = d.wait_for("the job found", LONG, |e| {
+        is(e, "mlx_process_found") && e["pid"] == pid
+    });
+    assert_eq!(found["program"], "mlx_lm.lora", "{found}");
+    std::fs::write(&go, "go").expect("go");
+    let term = d.wait_for("terminate_sent", LONG, |e| is(e, "terminate_sent"));
+    assert_eq!(term["pid"], pid, "{term}");
+    let st = wait_bounded(&mut job.0, LONG).expect("the job exits");
+    assert_eq!(st.signal(), Some(libc::SIGTERM));
+    d.wait_for("victim_exited", LONG, |e| is(e, "victim_exited"));
+    let events = d.events();
+    assert_eq!(signalled(&events), vec![pid]);
+    look.assert_untouched(&events);
+}
+
+/// Removes a file the test made in /dev/shm, also when the test fails.
+struct ShmFile(PathBuf);
+
+impl Drop for ShmFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn a_termination_that_frees_nothing_is_not_followed_by_a_second_one() {
+    let _heavy = MEMORY_HEAVY.lock().unwrap_or_else(|p| p.into_inner());
+    let work = tempfile::tempdir().expect("tempdir");
+    let go = work.path().join("go");
+    // Victim one's 3 GiB are pages of a tmpfs file it maps: they count in its
+    // RSS, but outlive it — stopping it frees nothing (as when what fills
+    // memory is not the MLX job). Victim two is an ordinary 1 GiB job.
+    let shm = ShmFile(PathBuf::from(format!("/dev/shm/headroom-test-{}", std::process::id())));
+    assert!(Path::new("/dev/shm").is_dir(), "/dev/shm (tmpfs) is needed");
+    let mut second = mlx_lm_job(work.path(), "generate", GIB, &go, &[]);
+    let first_body = format!(
+        "import mmap, os, time\nprint('ready', flush=True)\n\
+         while not os.path.exists({go:?}):\n    time.sleep(0.05)\n\
+         fd = os.open({shm:?}, os.O_RDWR | os.O_CREAT, 0o600)\nsize = {size}\nos.ftruncate(fd, size)\n\
+         m = mmap.mmap(fd, size)\nchunk = b'\\x01' * (64 << 20)\nfor off in range(0, size, len(chunk)):\n    m[off:off + len(chunk)] = chunk\n    time.sleep(0.02)\n\
+         print('done', flush=True)\ntime.sleep(600)\n",
+        go = go.display().to_string(),
+        shm = shm.0.display().to_string(),
+        size = 3 * GIB
+    );
+    let mut first = spawn_fake_mlx(work.path(), "lora", &first_body, &["--train"]);
+    first.wait_line("ready", LONG);
+    let avail0 = settled_mem_available();
+    // Red only once the first has more than the second's 1 GiB.
+    let red = avail0 - 3 * GIB;
+    let d = Daemon::start(&config(red + GIB, red, ""), &[]);
+    for p in [first.pid(), second.pid()] {
+        d.wait_for("both found", LONG, |e| is(e, "mlx_process_found") && e["pid"] == p);
+    }
+    std::fs::write(&go, "go").expect("go");
+    let term = d.wait_for("terminate_sent", LONG, |e| is(e, "terminate_sent"));
+    assert_eq!(term["pid"], first.pid(), "the larger first: {term}");
+    wait_bounded(&mut first.0, LONG).expect("the first exits");
+    let nv = d.wait_for("no_victim: freed too little", LONG, |e| {
+        is(e, "no_victim") && e["reason"].as_str().unwrap_or("").contains("freed only")
+    });
+    let at = nv["at"].as_f64().unwrap_or(0.0);
+    d.wait_for("5 s more of red", LONG, |e| {
+        is(e, "sample") && e["level"] == "red" && e["at"].as_f64().unwrap_or(0.0) > at + 5.0
+    });
+    let events = d.events();
+    assert_eq!(signalled(&events), vec![first.pid()], "no cascade to the second job");
+    assert!(alive(second.pid()));
+    let red_not_mlx = events.iter().find(|e| is(e, "red_not_mlx")).expect("red_not_mlx");
+    assert!(red_not_mlx["reason"].as_str().unwrap_or("").contains("freed only"), "{red_not_mlx}");
+    second.wait_line("done", LONG);
+}
+
+#[test]
+fn headroom_never_stops_its_own_ancestors_even_an_mlx_one_under_a_shell_named_for_mlx_lm() {
+    let _heavy = MEMORY_HEAVY.lock().unwrap_or_else(|p| p.into_inner());
+    let work = tempfile::tempdir().expect("tempdir");
+    let repo = work.path().join("src/mlx-lm");
+    std::fs::create_dir_all(&repo).expect("mkdir mlx-lm");
+    let avail0 = settled_mem_available();
+    let log = work.path().join("logs/headroom.log");
+    let cfg = work.path().join("config.toml");
+    write_file(
+        &cfg,
+        &format!(
+            "{}[log]\npath = \"{}\"\nsample_every = \"1s\"\n",
+            config(avail0 - GIB, avail0 - 2 * GIB, ""),
+            log.display()
+        ),
+    );
+    let go = work.path().join("go");
+    // The parent: real MLX, 5 GiB once `go` exists, with headroom its child.
+    let parent = work.path().join("parent.py");
+    write_file(
+        &parent,
+        &format!(
+            "import os, subprocess, time\nimport mlx.core as mx\n\
+             h = subprocess.Popen([{bin:?}, 'run', '--config', {cfg:?}], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
+             print('ready', os.getpid(), h.pid, flush=True)\n\
+             while not os.path.exists({go:?}):\n    time.sleep(0.05)\n\
+             held = []\nfor i in range(20):\n    a = mx.ones((64 * 1024 * 1024,), dtype=mx.float32)\n    mx.eval(a)\n    held.append(a)\n    time.sleep(0.1)\n\
+             print('done', flush=True)\nh.wait()\n",
+            bin = bin().display().to_string(),
+            cfg = cfg.display().to_string(),
+            go = go.display().to_string()
+        ),
+    );
+    // The shell: its cwd and command line say mlx-lm and mlx_lm.lora; it
+    // stays (a command follows the python).
+    let mut shell = Kid::new(
+        Command::new("bash")
+            .args([
+                "-c",
+                &format!(
+                    "cd {} && {} {} --note mlx_lm.lora; true",
+                    repo.display(),
+                    mlx_python().display(),
+                    parent.display()
+                ),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("bash"),
+    );
+    let ready = shell.wait_line("ready", LONG);
+    let mut words = ready.split_whitespace().skip(1);
+    let py_pid: i64 = words.next().and_then(|w| w.parse().ok()).expect("parent pid");
+    let headroom_pid: i64 = words.next().and_then(|w| w.parse().ok()).expect("headroom pid");
+    let stop = || {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(headroom_pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(py_pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    };
+    struct Stop<F: Fn()>(F);
+    impl<F: Fn()> Drop for Stop<F> {
+        fn drop(&mut self) {
+            (self.0)()
+        }
+    }
+    let _stop = Stop(stop);
+    let found = wait_for_event(&log, "the parent found as MLX", LONG, |e| {
+        is(e, "mlx_process_found") && e["pid"] == py_pid
+    });
+    assert!(found["matched_by"].as_str().unwrap_or("").starts_with("library:"), "{found}");
+    std::fs::write(&go, "go").expect("go");
+    let nv = wait_for_event(&log, "no_victim", LONG, |e| is(e, "no_victim"));
+    assert!(
+        nv["reason"].as_str().unwrap_or("").contains("ancestor of headroom"),
+        "{nv}"
+    );
+    let red = wait_for_event(&log, "red_not_mlx", LONG, |e| is(e, "red_not_mlx"));
+    let top = red["top_processes"].as_array().expect("top");
+    assert_eq!(top[0]["pid"], py_pid, "{red}");
+    assert_eq!(top[0]["mlx"], true, "{red}");
+    let at = nv["at"].as_f64().unwrap_or(0.0);
+    wait_for_event(&log, "5 s more of red", LONG, |e| {
+        is(e, "sample") && e["level"] == "red" && e["at"].as_f64().unwrap_or(0.0) > at + 5.0
+    });
+    let events = read_events(&log);
+    assert!(signalled(&events).is_empty(), "nothing signalled");
+    assert!(alive(py_pid), "the MLX parent is alive");
+    assert!(alive(shell.pid()), "the shell is alive");
+    assert!(
+        events.iter().all(|e| !(is(e, "mlx_process_found") && e["pid"] == shell.pid())),
+        "the shell is not MLX"
+    );
+}
+
+#[test]
+fn as_root_another_users_mlx_job_is_reported_not_signalled_until_actions_users_names_them() {
+    if !need_root("running an MLX job as nobody") {
+        return;
+    }
+    let _heavy = MEMORY_HEAVY.lock().unwrap_or_else(|p| p.into_inner());
+    let work = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let go = work.path().join("go");
+    let body = format!(
+        "import os, time\nprint('ready', flush=True)\n\
+         while not os.path.exists({go:?}):\n    time.sleep(0.05)\n\
+         held = []\nn = 0\nwhile n < {total}:\n    held.append(b'\\x01' * {step})\n    n += {step}\n    time.sleep(0.05)\n\
+         print('done', flush=True)\ntime.sleep(600)\n",
+        go = go.display().to_string(),
+        total = 5 * GIB,
+        step = 256 * MIB
+    );
+    let pkg = work.path().join("mlx_lm");
+    std::fs::create_dir_all(&pkg).expect("mkdir");
+    write_file(&pkg.join("__init__.py"), "");
+    write_file(&pkg.join("lora.py"), &body);
+    for p in [&pkg, &pkg.join("__init__.py"), &pkg.join("lora.py")] {
+        let mode = if p.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let mut theirs = Kid::new(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(python3())
+            .args(["-m", "mlx_lm.lora", "--train"])
+            .env("PYTHONPATH", work.path())
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .current_dir(work.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("setpriv python (apt-get install util-linux)"),
+    );
+    theirs.wait_line("ready", LONG);
+    let pid = theirs.pid();
+    let avail0 = settled_mem_available();
+    let d = Daemon::start(&config(avail0 - GIB, avail0 - 2 * GIB, ""), &[]);
+    let scope = d.wait_for("scope", LONG, |e| is(e, "scope"));
+    assert_eq!(scope["scope"], "watches all users; signals only uid 0 (root and actions.users)", "{scope}");
+    let found = d.wait_for("their job watched", LONG, |e| {
+        is(e, "mlx_process_found") && e["pid"] == pid
+    });
+    assert_eq!(found["uid"], 65534, "{found}");
+    std::fs::write(&go, "go").expect("go");
+    let nv = d.wait_for("no_victim", LONG, |e| is(e, "no_victim"));
+    assert!(nv["reason"].as_str().unwrap_or("").contains("another user's"), "{nv}");
+    let red = d.wait_for("red_not_mlx", LONG, |e| is(e, "red_not_mlx"));
+    assert_eq!(red["top_processes"][0]["pid"], pid, "{red}");
+    assert_eq!(red["top_processes"][0]["uid"], 65534, "{red}");
+    theirs.wait_line("done", LONG);
+    let at = nv["at"].as_f64().unwrap_or(0.0);
+    d.wait_for("3 s more of red", LONG, |e| {
+        is(e, "sample") && e["level"] == "red" && e["at"].as_f64().unwrap_or(0.0) > at + 3.0
+    });
+    assert!(signalled(&d.events()).is_empty(), "not signalled as another user's");
+    assert!(alive(pid));
+
+    // Opted in: the same job is now a victim.
+    let cfg = std::fs::read_to_string(d.config_path()).expect("config");
+    let cfg = cfg.replace("kill_floor = \"1MiB\"", "kill_floor = \"1MiB\"\nusers = [\"nobody\"]");
+    std::fs::write(d.config_path(), cfg).expect("rewrite config");
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_for("config_reloaded", LONG, |e| is(e, "config_reloaded"));
+    let term = d.wait_for("terminate_sent", LONG, |e| is(e, "terminate_sent"));
+    assert_eq!(term["pid"], pid, "{term}");
+    let st = wait_bounded(&mut theirs.0, LONG).expect("their job exits");
+    assert_eq!(st.signal(), Some(libc::SIGTERM));
+}
