@@ -167,9 +167,7 @@ impl Program {
         let argv0 = argv.first().map_or("", |a| basename(a.as_ref()));
         match self.via {
             Via::Executable => kernel_name_is(name, argv0),
-            Via::Script => {
-                is_interpreter(name) || kernel_name_is(name, &self.name)
-            }
+            Via::Script => is_interpreter(name) || kernel_name_is(name, &self.name),
             Via::Module | Via::Interpreter => is_interpreter(name),
             Via::KernelName => true,
         }
@@ -195,10 +193,26 @@ mod tests {
 
     #[test]
     fn interpreters() {
-        for yes in ["python", "python3", "python3.12", "python3.13t", "pythonw", "Python", "PYTHON3"] {
+        for yes in [
+            "python",
+            "python3",
+            "python3.12",
+            "python3.13t",
+            "pythonw",
+            "Python",
+            "PYTHON3",
+        ] {
             assert!(is_interpreter(yes), "{yes}");
         }
-        for no in ["py", "pythonista", "python-config", "ipython", "bpython3", "", "pyth"] {
+        for no in [
+            "py",
+            "pythonista",
+            "python-config",
+            "ipython",
+            "bpython3",
+            "",
+            "pyth",
+        ] {
             assert!(!is_interpreter(no), "{no}");
         }
     }
@@ -207,49 +221,144 @@ mod tests {
     fn the_program_is_what_runs_never_an_argument() {
         // (command line, kernel name, program, via)
         let rows = [
-            ("/v/bin/python3 /v/bin/mlx_lm.lora --model m --train", "mlx_lm.lora", "mlx_lm.lora", Via::Script),
-            ("/v/bin/python3 /v/bin/mlx_lm.lora --train", "python3", "mlx_lm.lora", Via::Script),
-            ("python -m mlx_lm.lora --train", "python", "mlx_lm.lora", Via::Module),
-            ("python3 -u -X importtime -m mlx_lm lora --train", "python3", "mlx_lm", Via::Module),
-            ("python3 -uBmmlx_vlm.generate --model x", "python3", "mlx_vlm.generate", Via::Module),
-            ("python3 -W ignore train.py --lr 1", "python3", "train.py", Via::Script),
-            ("python3 -Wignore /a/b/train.py", "python3.11", "train.py", Via::Script),
-            ("python3 -c import mlx_lm.lora", "python3", "python3", Via::Interpreter),
+            (
+                "/v/bin/python3 /v/bin/mlx_lm.lora --model m --train",
+                "mlx_lm.lora",
+                "mlx_lm.lora",
+                Via::Script,
+            ),
+            (
+                "/v/bin/python3 /v/bin/mlx_lm.lora --train",
+                "python3",
+                "mlx_lm.lora",
+                Via::Script,
+            ),
+            (
+                "python -m mlx_lm.lora --train",
+                "python",
+                "mlx_lm.lora",
+                Via::Module,
+            ),
+            (
+                "python3 -u -X importtime -m mlx_lm lora --train",
+                "python3",
+                "mlx_lm",
+                Via::Module,
+            ),
+            (
+                "python3 -uBmmlx_vlm.generate --model x",
+                "python3",
+                "mlx_vlm.generate",
+                Via::Module,
+            ),
+            (
+                "python3 -W ignore train.py --lr 1",
+                "python3",
+                "train.py",
+                Via::Script,
+            ),
+            (
+                "python3 -Wignore /a/b/train.py",
+                "python3.11",
+                "train.py",
+                Via::Script,
+            ),
+            (
+                "python3 -c import mlx_lm.lora",
+                "python3",
+                "python3",
+                Via::Interpreter,
+            ),
             ("python3", "python3", "python3", Via::Interpreter),
             ("python3 -", "python3", "python3", Via::Interpreter),
             ("tail -f ./mlx_lm.log", "tail", "tail", Via::Executable),
             ("grep mlx_vlm.generate", "grep", "grep", Via::Executable),
-            ("tmux new -s mlx-lm", "tmux: server", "tmux: server", Via::KernelName),
+            (
+                "tmux new -s mlx-lm",
+                "tmux: server",
+                "tmux: server",
+                Via::KernelName,
+            ),
             ("tmux new -s mlx-lm", "tmux", "tmux", Via::Executable),
-            ("/v/bin/python3 /v/bin/pip install -U mlx-lm", "pip", "pip", Via::Script),
-            ("git clone https://github.com/ml-explore/mlx-lm", "git", "git", Via::Executable),
-            ("/usr/lib/git-core/git-remote-https origin https://github.com/ml-explore/mlx-lm", "git-remote-http", "git-remote-https", Via::Executable),
-            ("ssh box python -m mlx_lm.lora --train", "ssh", "ssh", Via::Executable),
-            ("docker run --name mlx-lm img", "docker", "docker", Via::Executable),
+            (
+                "/v/bin/python3 /v/bin/pip install -U mlx-lm",
+                "pip",
+                "pip",
+                Via::Script,
+            ),
+            (
+                "git clone https://github.com/ml-explore/mlx-lm",
+                "git",
+                "git",
+                Via::Executable,
+            ),
+            (
+                "/usr/lib/git-core/git-remote-https origin https://github.com/ml-explore/mlx-lm",
+                "git-remote-http",
+                "git-remote-https",
+                Via::Executable,
+            ),
+            (
+                "ssh box python -m mlx_lm.lora --train",
+                "ssh",
+                "ssh",
+                Via::Executable,
+            ),
+            (
+                "docker run --name mlx-lm img",
+                "docker",
+                "docker",
+                Via::Executable,
+            ),
             ("man mlx.launch", "man", "man", Via::Executable),
             // argv[0] rewritten: the kernel's name wins.
             ("mlx_lm.lora 1000", "sleep", "sleep", Via::KernelName),
             ("python3 -m mlx_lm.lora", "sleep", "sleep", Via::KernelName),
-            ("/v/bin/python3 /v/bin/mlx_lm.lora", "bash", "bash", Via::KernelName),
+            (
+                "/v/bin/python3 /v/bin/mlx_lm.lora",
+                "bash",
+                "bash",
+                Via::KernelName,
+            ),
             ("", "kworker/0:1", "kworker/0:1", Via::KernelName),
         ];
         for (cmd, name, want, via) in rows {
             let p = of(cmd, name);
-            assert_eq!((p.name.as_str(), p.via), (want, via), "{cmd:?} named {name:?}");
+            assert_eq!(
+                (p.name.as_str(), p.via),
+                (want, via),
+                "{cmd:?} named {name:?}"
+            );
         }
     }
 
     #[test]
     fn subcommands_and_display() {
-        assert_eq!(of("python3 -m mlx_lm lora --train", "python3").display(), "mlx_lm lora");
-        assert_eq!(of("/v/bin/python3 /v/bin/mlx_lm generate --x", "mlx_lm").display(), "mlx_lm generate");
-        assert_eq!(of("/v/bin/python3 /v/bin/mlx_lm --help", "mlx_lm").display(), "mlx_lm");
-        assert_eq!(of("python3 -m mlx_lm.lora --train", "python3").display(), "mlx_lm.lora");
+        assert_eq!(
+            of("python3 -m mlx_lm lora --train", "python3").display(),
+            "mlx_lm lora"
+        );
+        assert_eq!(
+            of("/v/bin/python3 /v/bin/mlx_lm generate --x", "mlx_lm").display(),
+            "mlx_lm generate"
+        );
+        assert_eq!(
+            of("/v/bin/python3 /v/bin/mlx_lm --help", "mlx_lm").display(),
+            "mlx_lm"
+        );
+        assert_eq!(
+            of("python3 -m mlx_lm.lora --train", "python3").display(),
+            "mlx_lm.lora"
+        );
     }
 
     #[test]
     fn argv_keeps_paths_with_spaces_whole() {
-        let argv = ["/Users/a b/venv/bin/python3", "/Users/a b/venv/bin/mlx_lm.lora", "--train"];
+        let argv = [
+            "/Users/a b/venv/bin/python3",
+            "/Users/a b/venv/bin/mlx_lm.lora",
+            "--train",
+        ];
         let p = Program::of(&argv, "mlx_lm.lora");
         assert_eq!((p.name.as_str(), p.via), ("mlx_lm.lora", Via::Script));
         // One argv element holding a whole command line (setproctitle) is one program name.

@@ -588,13 +588,21 @@ mod tests {
         let rows = [
             ("python3", "python3 train.py", true),
             ("python3.12", "/v/bin/python3.12 -m foo", true),
-            ("Python", "/Library/Frameworks/Python.framework/Python x.py", true),
+            (
+                "Python",
+                "/Library/Frameworks/Python.framework/Python x.py",
+                true,
+            ),
             // A #! script is named after itself; its argv[0] is the interpreter.
             ("train.py", "/usr/bin/python3 ./train.py", true),
             ("mlx-server", "/usr/local/bin/mlx-server", true),
             ("bash", "bash run.sh", false),
             ("tail", "tail -f mlx_lm.log", false),
-            ("Safari", "/Applications/Safari.app/Contents/MacOS/Safari", false),
+            (
+                "Safari",
+                "/Applications/Safari.app/Contents/MacOS/Safari",
+                false,
+            ),
             ("systemd", "/sbin/init", false),
             ("py", "py", false),
         ];

@@ -399,8 +399,9 @@ impl Policy {
                 ancestors: &s.ancestors,
             };
             let mut red = std::mem::take(&mut inc.red);
-            let stopping =
-                Policy::red(s, cfg, &guard, red_line, &mut inc, &mut red, red_since, &why, &mut out);
+            let stopping = Policy::red(
+                s, cfg, &guard, red_line, &mut inc, &mut red, red_since, &why, &mut out,
+            );
             if let Some((p, reason)) = stopping {
                 let short = crate::advise::program_name(&p.cmdline, &p.name);
                 let title = format!("Stopping {short} (pid {})", p.pid);

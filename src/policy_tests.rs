@@ -220,7 +220,9 @@ fn below_min_victim_footprint_nothing_is_signalled_and_the_largest_is_named() {
         })
         .expect("no_victim");
     assert!(
-        reason.contains("pid 10") && reason.contains("300 MiB") && reason.contains("min_victim_footprint"),
+        reason.contains("pid 10")
+            && reason.contains("300 MiB")
+            && reason.contains("min_victim_footprint"),
         "{reason}"
     );
     // Lowered in the config, the same process qualifies.

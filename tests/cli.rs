@@ -177,3 +177,27 @@ fn explain_reads_a_real_sample_and_rejects_garbage_with_65() {
         .assert()
         .code(66);
 }
+
+/// Issue 12: check-config says whose processes may be signalled, and shows
+/// min_victim_footprint.
+#[test]
+fn check_config_says_the_scope_and_the_smallest_victim() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "[actions]\nusers = [\"nobody\"]\n").expect("write");
+    let out = headroom()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("min_victim_footprint = \"512MiB\""), "{text}");
+    let uid = nix::unistd::Uid::current();
+    let want = if uid.is_root() {
+        "# scope: watches all users; signals only uid 0, 65534 (root and actions.users)".to_string()
+    } else {
+        format!("# scope: watches and signals only uid {uid}")
+    };
+    assert!(text.contains(&want), "{text}");
+}

@@ -259,7 +259,9 @@ fn hostile_process_names_and_command_lines_stay_on_one_line() {
     // argv[0] says mlx_lm.lora, the kernel says otherwise: the library, not
     // the claim, is why it counts (issue 12).
     assert!(
-        found["matched_by"].as_str().is_some_and(|m| m.starts_with("library:")),
+        found["matched_by"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("library:")),
         "{found}"
     );
     let raw = std::fs::read_to_string(&d.log).expect("log");

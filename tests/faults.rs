@@ -350,7 +350,9 @@ fn an_mlx_process_turned_zombie_is_logged_exited_once_and_sampling_goes_on() {
     // program is an MLX entry point: `sleep` run through a link named
     // `mlx_lm.lora`, so the kernel names it that too (issue 12).
     let dir = tempfile::tempdir().expect("tempdir");
-    let arg0 = dir.path().join(format!("zombie-{}/mlx_lm.lora", std::process::id()));
+    let arg0 = dir
+        .path()
+        .join(format!("zombie-{}/mlx_lm.lora", std::process::id()));
     std::fs::create_dir_all(arg0.parent().expect("parent")).expect("mkdir");
     std::os::unix::fs::symlink("/bin/sleep", &arg0).expect("symlink");
     let arg0 = arg0.display().to_string();

@@ -769,10 +769,7 @@ mod live {
         let dir = tempfile::tempdir().expect("tempdir");
         let link = dir.path().join("mlx_lm.lora");
         std::os::unix::fs::symlink("/bin/sleep", &link).expect("symlink");
-        let child = Command::new(&link)
-            .arg("30")
-            .spawn()
-            .expect("spawn sleep");
+        let child = Command::new(&link).arg("30").spawn().expect("spawn sleep");
         let pid = Pid(child.id() as i32);
         let mut child = Reap(child);
 

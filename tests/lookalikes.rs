@@ -93,8 +93,14 @@ impl Lookalikes {
                 .unwrap_or_else(|e| panic!("start {what}: {e}"));
             kids.push((what.to_string(), Kid::new(child)));
         };
-        spawn("tail -f ./mlx_lm.log", Command::new(&tail).args(["-f", "./mlx_lm.log"]));
-        spawn("grep mlx_vlm.generate", Command::new("grep").arg("mlx_vlm.generate"));
+        spawn(
+            "tail -f ./mlx_lm.log",
+            Command::new(&tail).args(["-f", "./mlx_lm.log"]),
+        );
+        spawn(
+            "grep mlx_vlm.generate",
+            Command::new("grep").arg("mlx_vlm.generate"),
+        );
         spawn(
             "vim mlx_vlm.md (exec -a vim)",
             Command::new("bash").args(["-c", "exec -a vim tail -f mlx_vlm.md"]),
@@ -118,15 +124,27 @@ impl Lookalikes {
             &format!("#!{}\nimport time\ntime.sleep(600)\n", python3().display()),
         );
         std::fs::set_permissions(&pip, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        spawn("pip install -U mlx-lm", Command::new(&pip).args(["install", "-U", "mlx-lm"]));
+        spawn(
+            "pip install -U mlx-lm",
+            Command::new(&pip).args(["install", "-U", "mlx-lm"]),
+        );
         for (name, args) in [
-            ("git", &["clone", "https://github.com/ml-explore/mlx-lm"][..]),
-            ("git-remote-https", &["origin", "https://github.com/ml-explore/mlx-lm"][..]),
+            (
+                "git",
+                &["clone", "https://github.com/ml-explore/mlx-lm"][..],
+            ),
+            (
+                "git-remote-https",
+                &["origin", "https://github.com/ml-explore/mlx-lm"][..],
+            ),
             ("ls", &["src/mlx_lm"][..]),
             ("rsync", &["-a", "data/mlx_lm", "backup"][..]),
             ("docker", &["run", "--name", "mlx-lm", "img"][..]),
             ("man", &["mlx.launch"][..]),
-            ("ssh", &["box", "python", "-m", "mlx_lm.lora", "--train"][..]),
+            (
+                "ssh",
+                &["box", "python", "-m", "mlx_lm.lora", "--train"][..],
+            ),
         ] {
             let link = bin.join(name);
             std::os::unix::fs::symlink(&tail, &link).expect("symlink");
@@ -195,8 +213,14 @@ impl Lookalikes {
             .collect();
         let sent = signalled(events);
         for (what, pid) in self.pids() {
-            assert!(!listed.contains(&pid), "status lists {what} (pid {pid}) as MLX");
-            assert!(!found.contains(&pid), "the daemon found {what} (pid {pid}) as MLX");
+            assert!(
+                !listed.contains(&pid),
+                "status lists {what} (pid {pid}) as MLX"
+            );
+            assert!(
+                !found.contains(&pid),
+                "the daemon found {what} (pid {pid}) as MLX"
+            );
             assert!(!sent.contains(&pid), "{what} (pid {pid}) was signalled");
             assert!(alive(pid), "{what} (pid {pid}) is not alive");
         }
@@ -297,7 +321,13 @@ fn lookalikes_and_a_small_mlx_job_beside_a_non_mlx_hog_nothing_is_signalled_and_
     let look = Lookalikes::start(work.path());
     // A real MLX-shaped job too small to matter (below min_victim_footprint).
     let go = work.path().join("go");
-    let mut small = mlx_lm_job(work.path(), "generate", 128 * MIB, &go, &["--max-tokens", "64"]);
+    let mut small = mlx_lm_job(
+        work.path(),
+        "generate",
+        128 * MIB,
+        &go,
+        &["--max-tokens", "64"],
+    );
     let avail0 = settled_mem_available();
     let d = Daemon::start(&config(avail0 - GIB, avail0 - 2 * GIB, ""), &[]);
     d.wait_for("started", LONG, |e| is(e, "started"));
@@ -305,7 +335,13 @@ fn lookalikes_and_a_small_mlx_job_beside_a_non_mlx_hog_nothing_is_signalled_and_
         is(e, "mlx_process_found") && e["pid"] == small.pid()
     });
     assert_eq!(found["program"], "mlx_lm.generate", "{found}");
-    assert!(found["matched_by"].as_str().unwrap_or("").starts_with("pattern:^mlx_lm"), "{found}");
+    assert!(
+        found["matched_by"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("pattern:^mlx_lm"),
+        "{found}"
+    );
     std::fs::write(&go, "go").expect("go");
     small.wait_line("done", LONG);
 
@@ -361,7 +397,13 @@ fn among_lookalikes_only_the_real_mlx_job_is_stopped() {
     let found = d.wait_for("the MLX job found", LONG, |e| {
         is(e, "mlx_process_found") && e["pid"] == pid
     });
-    assert!(found["matched_by"].as_str().unwrap_or("").starts_with("library:"), "{found}");
+    assert!(
+        found["matched_by"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("library:"),
+        "{found}"
+    );
     assert_eq!(found["program"], "train.py", "{found}");
     std::fs::write(&go, "go").expect("go");
     let term = d.wait_for("terminate_sent", LONG, |e| is(e, "terminate_sent"));
@@ -370,7 +412,11 @@ fn among_lookalikes_only_the_real_mlx_job_is_stopped() {
     assert_eq!(st.signal(), Some(libc::SIGTERM));
     d.wait_for("victim_exited", LONG, |e| is(e, "victim_exited"));
     let events = d.events();
-    assert_eq!(signalled(&events), vec![pid], "one SIGTERM, to the MLX job only");
+    assert_eq!(
+        signalled(&events),
+        vec![pid],
+        "one SIGTERM, to the MLX job only"
+    );
     look.assert_untouched(&events);
 }
 
@@ -380,7 +426,13 @@ fn among_lookalikes_only_the_python_m_mlx_lm_lora_job_is_stopped() {
     let work = tempfile::tempdir().expect("tempdir");
     let look = Lookalikes::start(work.path());
     let go = work.path().join("go");
-    let mut job = mlx_lm_job(work.path(), "lora", 5 * GIB, &go, &["--train", "--batch-size", "4"]);
+    let mut job = mlx_lm_job(
+        work.path(),
+        "lora",
+        5 * GIB,
+        &go,
+        &["--train", "--batch-size", "4"],
+    );
     let pid = job.pid();
     let avail0 = settled_mem_available();
     let d = Daemon::start(&config(avail0 - GIB, avail0 - 2 * GIB, ""), &[]);
@@ -416,7 +468,10 @@ fn a_termination_that_frees_nothing_is_not_followed_by_a_second_one() {
     // Victim one's 3 GiB are pages of a tmpfs file it maps: they count in its
     // RSS, but outlive it — stopping it frees nothing (as when what fills
     // memory is not the MLX job). Victim two is an ordinary 1 GiB job.
-    let shm = ShmFile(PathBuf::from(format!("/dev/shm/headroom-test-{}", std::process::id())));
+    let shm = ShmFile(PathBuf::from(format!(
+        "/dev/shm/headroom-test-{}",
+        std::process::id()
+    )));
     assert!(Path::new("/dev/shm").is_dir(), "/dev/shm (tmpfs) is needed");
     let mut second = mlx_lm_job(work.path(), "generate", GIB, &go, &[]);
     let first_body = format!(
@@ -436,7 +491,9 @@ fn a_termination_that_frees_nothing_is_not_followed_by_a_second_one() {
     let red = avail0 - 3 * GIB;
     let d = Daemon::start(&config(red + GIB, red, ""), &[]);
     for p in [first.pid(), second.pid()] {
-        d.wait_for("both found", LONG, |e| is(e, "mlx_process_found") && e["pid"] == p);
+        d.wait_for("both found", LONG, |e| {
+            is(e, "mlx_process_found") && e["pid"] == p
+        });
     }
     std::fs::write(&go, "go").expect("go");
     let term = d.wait_for("terminate_sent", LONG, |e| is(e, "terminate_sent"));
@@ -450,10 +507,23 @@ fn a_termination_that_frees_nothing_is_not_followed_by_a_second_one() {
         is(e, "sample") && e["level"] == "red" && e["at"].as_f64().unwrap_or(0.0) > at + 5.0
     });
     let events = d.events();
-    assert_eq!(signalled(&events), vec![first.pid()], "no cascade to the second job");
+    assert_eq!(
+        signalled(&events),
+        vec![first.pid()],
+        "no cascade to the second job"
+    );
     assert!(alive(second.pid()));
-    let red_not_mlx = events.iter().find(|e| is(e, "red_not_mlx")).expect("red_not_mlx");
-    assert!(red_not_mlx["reason"].as_str().unwrap_or("").contains("freed only"), "{red_not_mlx}");
+    let red_not_mlx = events
+        .iter()
+        .find(|e| is(e, "red_not_mlx"))
+        .expect("red_not_mlx");
+    assert!(
+        red_not_mlx["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("freed only"),
+        "{red_not_mlx}"
+    );
     second.wait_line("done", LONG);
 }
 
@@ -510,8 +580,14 @@ fn headroom_never_stops_its_own_ancestors_even_an_mlx_one_under_a_shell_named_fo
     );
     let ready = shell.wait_line("ready", LONG);
     let mut words = ready.split_whitespace().skip(1);
-    let py_pid: i64 = words.next().and_then(|w| w.parse().ok()).expect("parent pid");
-    let headroom_pid: i64 = words.next().and_then(|w| w.parse().ok()).expect("headroom pid");
+    let py_pid: i64 = words
+        .next()
+        .and_then(|w| w.parse().ok())
+        .expect("parent pid");
+    let headroom_pid: i64 = words
+        .next()
+        .and_then(|w| w.parse().ok())
+        .expect("headroom pid");
     let stop = || {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(headroom_pid as i32),
@@ -532,11 +608,20 @@ fn headroom_never_stops_its_own_ancestors_even_an_mlx_one_under_a_shell_named_fo
     let found = wait_for_event(&log, "the parent found as MLX", LONG, |e| {
         is(e, "mlx_process_found") && e["pid"] == py_pid
     });
-    assert!(found["matched_by"].as_str().unwrap_or("").starts_with("library:"), "{found}");
+    assert!(
+        found["matched_by"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("library:"),
+        "{found}"
+    );
     std::fs::write(&go, "go").expect("go");
     let nv = wait_for_event(&log, "no_victim", LONG, |e| is(e, "no_victim"));
     assert!(
-        nv["reason"].as_str().unwrap_or("").contains("ancestor of headroom"),
+        nv["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ancestor of headroom"),
         "{nv}"
     );
     let red = wait_for_event(&log, "red_not_mlx", LONG, |e| is(e, "red_not_mlx"));
@@ -552,7 +637,9 @@ fn headroom_never_stops_its_own_ancestors_even_an_mlx_one_under_a_shell_named_fo
     assert!(alive(py_pid), "the MLX parent is alive");
     assert!(alive(shell.pid()), "the shell is alive");
     assert!(
-        events.iter().all(|e| !(is(e, "mlx_process_found") && e["pid"] == shell.pid())),
+        events
+            .iter()
+            .all(|e| !(is(e, "mlx_process_found") && e["pid"] == shell.pid())),
         "the shell is not MLX"
     );
 }
@@ -600,14 +687,23 @@ fn as_root_another_users_mlx_job_is_reported_not_signalled_until_actions_users_n
     let avail0 = settled_mem_available();
     let d = Daemon::start(&config(avail0 - GIB, avail0 - 2 * GIB, ""), &[]);
     let scope = d.wait_for("scope", LONG, |e| is(e, "scope"));
-    assert_eq!(scope["scope"], "watches all users; signals only uid 0 (root and actions.users)", "{scope}");
+    assert_eq!(
+        scope["scope"], "watches all users; signals only uid 0 (root and actions.users)",
+        "{scope}"
+    );
     let found = d.wait_for("their job watched", LONG, |e| {
         is(e, "mlx_process_found") && e["pid"] == pid
     });
     assert_eq!(found["uid"], 65534, "{found}");
     std::fs::write(&go, "go").expect("go");
     let nv = d.wait_for("no_victim", LONG, |e| is(e, "no_victim"));
-    assert!(nv["reason"].as_str().unwrap_or("").contains("another user's"), "{nv}");
+    assert!(
+        nv["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("another user's"),
+        "{nv}"
+    );
     let red = d.wait_for("red_not_mlx", LONG, |e| is(e, "red_not_mlx"));
     assert_eq!(red["top_processes"][0]["pid"], pid, "{red}");
     assert_eq!(red["top_processes"][0]["uid"], 65534, "{red}");
@@ -616,12 +712,18 @@ fn as_root_another_users_mlx_job_is_reported_not_signalled_until_actions_users_n
     d.wait_for("3 s more of red", LONG, |e| {
         is(e, "sample") && e["level"] == "red" && e["at"].as_f64().unwrap_or(0.0) > at + 3.0
     });
-    assert!(signalled(&d.events()).is_empty(), "not signalled as another user's");
+    assert!(
+        signalled(&d.events()).is_empty(),
+        "not signalled as another user's"
+    );
     assert!(alive(pid));
 
     // Opted in: the same job is now a victim.
     let cfg = std::fs::read_to_string(d.config_path()).expect("config");
-    let cfg = cfg.replace("kill_floor = \"1MiB\"", "kill_floor = \"1MiB\"\nusers = [\"nobody\"]");
+    let cfg = cfg.replace(
+        "kill_floor = \"1MiB\"",
+        "kill_floor = \"1MiB\"\nusers = [\"nobody\"]",
+    );
     std::fs::write(d.config_path(), cfg).expect("rewrite config");
     d.signal(nix::sys::signal::Signal::SIGHUP);
     d.wait_for("config_reloaded", LONG, |e| is(e, "config_reloaded"));

@@ -272,7 +272,11 @@ fn timeline() -> impl Strategy<Value = (Vec<Step>, u64, u64)> {
                         ..Default::default()
                     },
                     mlx_processes: procs,
-                    ancestors: if ancestors { ANCESTORS.map(Pid).to_vec() } else { vec![] },
+                    ancestors: if ancestors {
+                        ANCESTORS.map(Pid).to_vec()
+                    } else {
+                        vec![]
+                    },
                     ..Default::default()
                 },
                 fresh_available: Bytes::mib(fresh),
@@ -454,7 +458,12 @@ impl ProcSource for OneProc {
             uid: ME,
             start_time: 5,
             name: "python3".into(),
-            argv: vec!["python".into(), "-m".into(), "mlx_lm.lora".into(), "--train".into()],
+            argv: vec![
+                "python".into(),
+                "-m".into(),
+                "mlx_lm.lora".into(),
+                "--train".into(),
+            ],
         })
     }
     fn mlx_library(&mut self, _pid: Pid) -> Option<String> {
@@ -525,4 +534,212 @@ fn no_sigkill_for_a_victim_put_in_never_kill_after_its_sigterm() {
         vec![Sig::Term],
         "SIGTERM before the reload, no SIGKILL after"
     );
+}
+
+// ------------------------------------------------ identity: lookalikes
+
+/// One process of a random table: what it really is, and how it looks.
+#[derive(Clone, Debug)]
+struct Proc {
+    mlx: bool,
+    id: ProcIdentity,
+    library: Option<String>,
+    mib: u64,
+}
+
+/// Words that mention MLX tools, as arguments of anything.
+const MENTIONS: [&str; 8] = [
+    "mlx_lm.lora",
+    "mlx-lm",
+    "mlx_lm",
+    "-m",
+    "mlx_vlm.generate",
+    "mlx.launch",
+    "python",
+    "/home/a/src/mlx-lm/libmlx.so",
+];
+
+fn process() -> impl Strategy<Value = Proc> {
+    let args = prop::collection::vec(prop::sample::select(&MENTIONS[..]), 0..5);
+    let lookalike = (
+        prop::sample::select(
+            &[
+                "tail",
+                "grep",
+                "vim",
+                "tmux",
+                "git",
+                "git-remote-https",
+                "ls",
+                "rsync",
+                "docker",
+                "man",
+                "ssh",
+                "bash",
+                "sh",
+            ][..],
+        ),
+        args.clone(),
+    )
+        .prop_map(|(prog, args)| {
+            let mut argv = vec![format!("/usr/bin/{prog}")];
+            argv.extend(args.iter().map(|a| a.to_string()));
+            (false, prog.to_string(), argv, None)
+        });
+    // argv[0] rewritten to an MLX program, the kernel's name says otherwise.
+    let spoof = (
+        prop::sample::select(&["sleep", "tail", "bash"][..]),
+        args.clone(),
+    )
+        .prop_map(|(comm, args)| {
+            let mut argv = vec!["/v/bin/mlx_lm.lora".to_string()];
+            argv.extend(args.iter().map(|a| a.to_string()));
+            (false, comm.to_string(), argv, None)
+        });
+    // A Python script or `-c` that mentions MLX but has no libmlx loaded.
+    let python_mention = args.clone().prop_map(|args| {
+        let mut argv = vec!["/usr/bin/python3".to_string(), "-c".into(), "pass".into()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        (false, "python3".to_string(), argv, None)
+    });
+    let pip = args.clone().prop_map(|args| {
+        let mut argv = vec![
+            "/v/bin/python3".to_string(),
+            "/v/bin/pip".into(),
+            "install".into(),
+        ];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        (false, "pip".to_string(), argv, None)
+    });
+    let real_module = prop::sample::select(
+        &["mlx_lm.lora", "mlx_lm.generate", "mlx_vlm.generate"][..],
+    )
+    .prop_map(|m| {
+        (
+            true,
+            "python3".to_string(),
+            vec!["python3".into(), "-m".into(), m.to_string()],
+            None,
+        )
+    });
+    let real_script = Just((
+        true,
+        "mlx_lm.lora".to_string(),
+        vec![
+            "/v/bin/python3".to_string(),
+            "/v/bin/mlx_lm.lora".into(),
+            "--train".into(),
+        ],
+        None,
+    ));
+    let real_library = Just((
+        true,
+        "python3".to_string(),
+        vec!["python3".to_string(), "train.py".into()],
+        Some("/v/lib/python3.12/site-packages/mlx/lib/libmlx.so".to_string()),
+    ));
+    (
+        prop_oneof![
+            3 => lookalike, 2 => spoof, 1 => python_mention, 1 => pip,
+            1 => real_module, 1 => real_script, 1 => real_library
+        ],
+        1u64..8192,
+    )
+        .prop_map(|((mlx, comm, argv, library), mib)| Proc {
+            mlx,
+            id: ProcIdentity {
+                uid: ME,
+                start_time: 5,
+                name: comm,
+                argv,
+            },
+            library,
+            mib,
+        })
+}
+
+struct Table(Vec<Proc>);
+
+impl Table {
+    fn get(&self, pid: Pid) -> Option<&Proc> {
+        self.0.get(usize::try_from(pid.0 - 100).ok()?)
+    }
+}
+
+impl ProcSource for Table {
+    fn pids(&mut self, out: &mut Vec<Pid>) -> std::io::Result<()> {
+        out.extend((0..self.0.len()).map(|i| Pid(100 + i as i32)));
+        Ok(())
+    }
+    fn identity(&mut self, pid: Pid) -> Option<ProcIdentity> {
+        self.get(pid).map(|p| p.id.clone())
+    }
+    fn mlx_library(&mut self, pid: Pid) -> Option<String> {
+        self.get(pid).and_then(|p| p.library.clone())
+    }
+    fn measure(&mut self, pid: Pid) -> Option<ProcMeasure> {
+        self.get(pid).map(|p| ProcMeasure {
+            start_time: 5,
+            footprint: Bytes::mib(p.mib),
+            rss: Bytes::mib(p.mib),
+        })
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(2000))]
+
+    /// Through the real Discovery, Classifier and Policy, with memory red
+    /// and below the floor: no lookalike — whatever MLX words its arguments
+    /// hold, whatever argv[0] claims — is ever found as MLX or signalled;
+    /// only real MLX processes are, and only ones of min_victim_footprint.
+    #[test]
+    fn lookalikes_are_never_mlx_and_never_signalled(procs in prop::collection::vec(process(), 1..12)) {
+        let cfg = Config::from_text(
+            "props.toml",
+            "[poll]\ninterval = \"1s\"\n[actions]\nterminate_after = \"1s\"\nkill_after = \"2s\"\n",
+        )
+        .expect("config");
+        let mut table = Table(procs);
+        let mut d = Discovery::new(cfg.patterns.clone(), true, Scope::user(ME), Pid(SELF_PID));
+        let mut engine = Engine::new(Pid(SELF_PID), Scope::user(ME));
+        let mut actuator = Replayed::default();
+        for i in 0..6u64 {
+            let at = Duration::from_secs(i);
+            let found = d.scan(&mut table, at).expect("scan");
+            for p in &found {
+                let real = table.get(p.pid).expect("listed");
+                prop_assert!(real.mlx, "lookalike found as MLX: {:?} ({})", real.id, p.matched_by);
+            }
+            let snap = Snapshot {
+                at,
+                memory: SystemMemory {
+                    total_bytes: Bytes(TOTAL),
+                    available_bytes: Bytes::mib(512),
+                    ..Default::default()
+                },
+                mlx_processes: found,
+                ..Default::default()
+            };
+            let step = Step {
+                snap: snap.clone(),
+                fresh_available: Bytes::mib(512),
+                critical: false,
+                now: (0..table.0.len()).map(|i| (Pid(100 + i as i32), 5)).collect(),
+            };
+            let cycle = engine.step(&snap, &cfg, &mut actuator, &mut StepProbe(&step));
+            for (a, _) in &cycle.actions {
+                if let Action::Signal(o) = a {
+                    let real = table.get(o.process.pid).expect("listed");
+                    prop_assert!(real.mlx, "signal to a lookalike: {:?}", real.id);
+                    prop_assert!(real.mib >= 512, "signal to a small MLX process: {} MiB", real.mib);
+                }
+            }
+        }
+        // Every real MLX process was found.
+        let found = d.scan(&mut table, Duration::from_secs(7)).expect("scan");
+        let n_real = table.0.iter().filter(|p| p.mlx).count();
+        // (the victim SIGTERMed is still listed: Replayed sends nothing)
+        prop_assert_eq!(found.len(), n_real);
+    }
 }

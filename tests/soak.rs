@@ -75,7 +75,9 @@ fn soak(run: Duration, warm_up: Duration, per_sec: u32) -> Figures {
     // The MLX children are `sleep` through a link named mlx_lm.lora (the
     // kernel names them after it, so they count as MLX programs, issue 12).
     let dir = tempfile::tempdir().expect("tempdir");
-    let link = dir.path().join(format!("soak-{}/mlx_lm.lora", std::process::id()));
+    let link = dir
+        .path()
+        .join(format!("soak-{}/mlx_lm.lora", std::process::id()));
     std::fs::create_dir_all(link.parent().expect("parent")).expect("mkdir");
     std::os::unix::fs::symlink("/bin/sleep", &link).expect("symlink");
     let arg0 = link.display().to_string();

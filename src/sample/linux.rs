@@ -593,13 +593,13 @@ impl Sampler for LinuxSampler {
         self.last_pswpout = Some((at, pswpout));
         let listed = !std::mem::take(&mut self.skip_discovery);
         let mlx_processes = if listed {
-            let found = self
-                .discovery
-                .scan(&mut self.procs, at)
-                .map_err(|source| SampleError::Io {
-                    path: self.proc_dir.clone(),
-                    source,
-                })?;
+            let found =
+                self.discovery
+                    .scan(&mut self.procs, at)
+                    .map_err(|source| SampleError::Io {
+                        path: self.proc_dir.clone(),
+                        source,
+                    })?;
             self.read_ancestors();
             found
         } else {

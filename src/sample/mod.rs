@@ -85,7 +85,10 @@ impl TopCache {
         if listed && stale {
             self.last = Some((at, discovery.top_processes(src, TOP_PROCESSES)));
         }
-        self.last.as_ref().map(|(_, v)| v.clone()).unwrap_or_default()
+        self.last
+            .as_ref()
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
     }
 }
 
