@@ -212,12 +212,17 @@ pub struct Discovery {
 /// Why a process is MLX, or `None`: the first pattern that matches its
 /// program string ("pattern:<regex>"), else — when `library` says which
 /// library it maps — "library:<path>". The one rule on every platform.
+///
+/// Patterns match only a program read off argv and backed by the kernel's
+/// name: not the kernel's name alone (argv empty — a process caught
+/// mid-exec, or one that cleared its arguments — or contradicting it),
+/// which any process can set for itself (`prctl(PR_SET_NAME)`).
 pub fn mlx_rule(
     patterns: &[Regex],
     program: &Program,
     library: impl FnOnce() -> Option<String>,
 ) -> Option<String> {
-    if !program.name.is_empty() {
+    if !program.name.is_empty() && program.via != crate::cmdline::Via::KernelName {
         if let Some(p) = patterns.iter().find(|p| p.is_match(&program.name)) {
             return Some(format!("pattern:{}", p.as_str()));
         }
@@ -753,6 +758,19 @@ mod tests {
             "/usr/bin/headroom run",
             "/bin/sh /home/a/mlx-lm/run.sh",
         ];
+        // The kernel's name alone never matches: no argv (mid-exec), or
+        // argv that contradicts it (a process may name itself anything).
+        for (argv, name) in [
+            (vec![], "mlx_lm.lora"),
+            (vec!["python3", "-m", "foo"], "mlx_lm.lora"),
+            (vec!["/usr/bin/sleep", "9"], "mlx_lm.lora"),
+        ] {
+            let p = Program::of(&argv, name);
+            assert!(
+                mlx_rule(&c.patterns, &p, || None).is_none(),
+                "{argv:?} named {name}"
+            );
+        }
         for cmd in yes {
             assert!(is_mlx(cmd), "should be MLX: {cmd}");
         }
