@@ -39,9 +39,10 @@ impl Engine {
         self.classifier.level()
     }
 
-    /// A new scope (config reload): the policy starts afresh, the level is kept.
+    /// A new scope (config reload): the level and the incident are kept —
+    /// a reload during red must not forget a victim or a cascade stop.
     pub fn rescope(&mut self, self_pid: Pid, scope: Scope) {
-        self.policy = Policy::new(self_pid, scope);
+        self.policy.set_scope(self_pid, scope);
     }
 
     pub fn step(

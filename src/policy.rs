@@ -152,7 +152,7 @@ pub fn choose_victim<'a>(
     if let Some(p) = eligible.max_by(order) {
         return Err(format!(
             "the largest MLX process, {} (pid {}), uses {}, below actions.min_victim_footprint {min_footprint}: stopping it would not free enough to matter",
-            crate::advise::program_name(&p.cmdline, &p.name),
+            display_name(p),
             p.pid,
             p.footprint_bytes
         ));
@@ -162,6 +162,44 @@ pub fn choose_victim<'a>(
         .filter_map(|p| guard.ineligible(p).map(|w| format!("pid {}: {w}", p.pid)))
         .collect();
     Err(format!("no eligible MLX process ({})", why_not.join("; ")))
+}
+
+/// The victim must be what eats the memory: an MLX process that is not
+/// growing, while a larger process that is not MLX holds the machine, is
+/// not stopped (issue 12 review: idle MLX jobs were stopped one by one for
+/// a non-MLX hog). Known only once the snapshot lists the largest
+/// processes (read while red); without that list the victim stands.
+fn not_the_eater<'a>(p: &'a MlxProcess, s: &Snapshot) -> Result<&'a MlxProcess, String> {
+    let hog = s
+        .top_processes
+        .iter()
+        .filter(|t| !t.mlx && t.pid != p.pid)
+        .max_by_key(|t| t.footprint_bytes);
+    match hog {
+        Some(h) if h.footprint_bytes > p.footprint_bytes && p.growth_bytes_per_sec <= 0.0 => {
+            Err(format!(
+                "the largest MLX process, {} (pid {}, {}), is not growing and {} (pid {}, {}) is larger and not MLX: stopping the MLX job would not stop what fills memory",
+                display_name(p),
+                p.pid,
+                p.footprint_bytes,
+                crate::advise::printable(&h.name),
+                h.pid,
+                h.footprint_bytes
+            ))
+        }
+        _ => Ok(p),
+    }
+}
+
+/// How a notice names an MLX process: its program (`mlx_lm.lora`,
+/// `train.py`) read off argv and checked against the kernel, never split
+/// from the joined command line ("/Users/John Smith/…" is not "John").
+pub fn display_name(p: &MlxProcess) -> String {
+    if p.program.is_empty() || p.program == "mlx_lm" {
+        // Old traces carry no program; `mlx_lm lora` shows its subcommand.
+        return crate::advise::program_name(&p.cmdline, &p.name);
+    }
+    crate::advise::printable(&p.program)
 }
 
 /// "firefox (pid 12, uid 1000) 2.60 GiB, mlx_lm.lora (pid 40) 1.10 GiB [MLX]".
@@ -217,6 +255,7 @@ struct RedPeriod {
     /// A termination freed less than half its victim's footprint: memory is
     /// not MLX's to give back, so nothing more is signalled (no cascades).
     cascade_stop: Option<String>,
+    cascade_said: bool,
     /// When red was first found with nobody to stop and why, and whether
     /// the largest processes have been named (`red_not_mlx`).
     nobody: Option<(Duration, String)>,
@@ -260,7 +299,7 @@ fn describe(p: &MlxProcess) -> String {
         .unwrap_or_default();
     format!(
         "{} (pid {}) uses {}{growth}{remedy}",
-        crate::advise::key_flags(&p.cmdline),
+        crate::advise::key_flags_of(&display_name(p), &p.cmdline),
         p.pid,
         p.footprint_bytes
     )
@@ -275,6 +314,14 @@ impl Policy {
             last_notice: HashMap::new(),
             last_at: None,
         }
+    }
+
+    /// A new scope (config reload), keeping the incident: its victim, the
+    /// grace period and what was said stay (issue 12 review: a reload
+    /// during red allowed a second SIGTERM in the same red period).
+    pub fn set_scope(&mut self, self_pid: Pid, scope: Scope) {
+        self.self_pid = self_pid;
+        self.scope = scope;
     }
 
     /// Whether a victim has been signalled and has not exited yet.
@@ -348,7 +395,7 @@ impl Policy {
                     if freed.0.saturating_mul(2) < v.process.footprint_bytes.0 {
                         inc.red.cascade_stop = Some(format!(
                             "stopping {} (pid {}, {}) freed only {}: the memory is held by something else, so no further process is stopped while memory stays red",
-                            crate::advise::program_name(&v.process.cmdline, &v.process.name),
+                            display_name(&v.process),
                             v.process.pid,
                             v.process.footprint_bytes,
                             freed
@@ -403,7 +450,7 @@ impl Policy {
                 s, cfg, &guard, red_line, &mut inc, &mut red, red_since, &why, &mut out,
             );
             if let Some((p, reason)) = stopping {
-                let short = crate::advise::program_name(&p.cmdline, &p.name);
+                let short = display_name(&p);
                 let title = format!("Stopping {short} (pid {})", p.pid);
                 let body = format!("{}. Why: {reason}.", describe(&p));
                 self.notice(
@@ -516,9 +563,12 @@ impl Policy {
             return None;
         }
         if let Some(reason) = &red.cascade_stop {
-            if !red.no_victim_reported {
+            if !red.cascade_said {
+                red.cascade_said = true;
                 red.no_victim_reported = true;
-                red.nobody = Some((s.at, reason.clone()));
+                if !red.nobody_said {
+                    red.nobody = Some((s.at, reason.clone()));
+                }
                 out.push(Action::NoVictim {
                     reason: reason.clone(),
                     mlx_processes: s.mlx_processes.len(),
@@ -541,6 +591,7 @@ impl Policy {
         if !cfg.terminate {
             if !red.no_victim_reported {
                 red.no_victim_reported = true;
+                red.nobody = Some((s.at, "actions.terminate is false".into()));
                 out.push(Action::NoVictim {
                     reason: "actions.terminate is false".into(),
                     mlx_processes: s.mlx_processes.len(),
@@ -549,7 +600,7 @@ impl Policy {
             return None;
         }
         let min = cfg.min_victim_footprint.resolve(total);
-        match choose_victim(&s.mlx_processes, guard, min) {
+        match choose_victim(&s.mlx_processes, guard, min).and_then(|p| not_the_eater(p, s)) {
             Ok(p) => {
                 inc.victim = Some(Victim {
                     process: p.clone(),

@@ -7,13 +7,15 @@ use crate::config::Config;
 const ME: u32 = 501;
 
 fn proc(pid: i32, gib: u64, cmd: &str) -> MlxProcess {
+    let words: Vec<&str> = cmd.split_whitespace().collect();
+    let name = crate::cmdline::basename(words.first().copied().unwrap_or("?")).to_string();
     MlxProcess {
         pid: Pid(pid),
         uid: ME,
         start_time: 1000 + pid as u64,
-        name: cmd.split_whitespace().next().unwrap_or("?").to_string(),
+        name: name.clone(),
         cmdline: cmd.to_string(),
-        program: cmd.split_whitespace().next().unwrap_or("?").to_string(),
+        program: crate::cmdline::Program::of(&words, &name).name,
         footprint_bytes: Bytes::gib(gib),
         rss_bytes: Bytes::gib(gib),
         peak_bytes: Bytes::gib(gib),
@@ -416,4 +418,158 @@ fn notices_name_the_process_its_flags_and_the_guides_remedy() {
     let t = t.expect("termination notice");
     assert_eq!(t.title, "Stopping mlx_lm.lora (pid 10)");
     assert!(t.body.contains("kill_floor"), "{}", t.body);
+}
+
+fn top(pid: i32, mib: u64, mlx: bool, name: &str) -> crate::model::TopProcess {
+    crate::model::TopProcess {
+        pid: Pid(pid),
+        uid: Some(ME),
+        name: name.into(),
+        footprint_bytes: Bytes::mib(mib),
+        mlx,
+    }
+}
+
+impl Run {
+    fn at_with_top(
+        &mut self,
+        ms: u64,
+        avail_mib: u64,
+        procs: &[MlxProcess],
+        top: Vec<crate::model::TopProcess>,
+    ) -> Vec<Action> {
+        let s = Snapshot {
+            at: Duration::from_millis(ms),
+            memory: crate::model::SystemMemory {
+                total_bytes: Bytes::gib(16),
+                available_bytes: Bytes::mib(avail_mib),
+                ..Default::default()
+            },
+            mlx_processes: procs.to_vec(),
+            top_processes: top,
+            ..Default::default()
+        };
+        let c = self.classifier.step(&s, &self.cfg.thresholds);
+        self.policy.step(&s, &c, &self.cfg)
+    }
+}
+
+/// Review of issue 12: an idle MLX server beside a larger non-MLX hog is not
+/// what eats the memory — nothing is stopped, the hog is named; an MLX job
+/// that grows is stopped even so.
+#[test]
+fn an_idle_mlx_job_beside_a_larger_non_mlx_hog_is_not_stopped() {
+    let mut r = Run::new("");
+    let server = proc(10, 4, "/v/bin/python3 /v/bin/mlx_lm.server --port 8080");
+    let tops = || {
+        vec![
+            top(77, 9 * 1024, false, "ld.lld"),
+            top(10, 4 * 1024, true, "mlx_lm.server"),
+        ]
+    };
+    let mut all = Vec::new();
+    for ms in (0..20_000).step_by(1000) {
+        all.extend(r.at_with_top(ms, 1500, std::slice::from_ref(&server), tops()));
+    }
+    assert!(signals(&all).is_empty(), "{all:?}");
+    let nv = all
+        .iter()
+        .find_map(|a| match a {
+            Action::NoVictim { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("no_victim");
+    assert!(
+        nv.contains("not growing") && nv.contains("ld.lld (pid 77"),
+        "{nv}"
+    );
+    assert!(all.iter().any(|a| matches!(a, Action::RedNotMlx { .. })));
+
+    let mut r = Run::new("");
+    let mut growing = server.clone();
+    growing.growth_bytes_per_sec = 50.0 * Bytes::MIB as f64;
+    let a = r.at_with_top(0, 500, std::slice::from_ref(&growing), tops());
+    assert_eq!(signals(&a), vec![(Sig::Term, 10)], "{a:?}");
+}
+
+/// Review of issue 12: a reload (new scope) during red keeps the incident,
+/// so a cascade stop still holds after it.
+#[test]
+fn a_new_scope_during_red_keeps_the_cascade_stop() {
+    let mut r = Run::new("");
+    let big = proc(10, 6, "mlx_lm.lora");
+    let small = proc(11, 3, "mlx_lm.generate");
+    assert_eq!(
+        signals(&r.at(0, 900, &[big.clone(), small.clone()])),
+        vec![(Sig::Term, 10)]
+    );
+    r.at(1000, 900, std::slice::from_ref(&small)); // exits, frees nothing
+    r.policy.set_scope(Pid(999), Scope::user(ME));
+    let mut later = Vec::new();
+    for ms in (2000..20_000).step_by(1000) {
+        later.extend(r.at(ms, 900, std::slice::from_ref(&small)));
+    }
+    assert!(signals(&later).is_empty(), "{later:?}");
+}
+
+/// Review of issue 12: with terminate = false the largest processes are
+/// still named; a cascade stop is said even after an earlier no_victim.
+#[test]
+fn warn_only_names_the_holders_and_a_cascade_stop_is_always_said() {
+    let mut r = Run::new("[actions]\nterminate = false\n");
+    let mut all = Vec::new();
+    for ms in (0..10_000).step_by(1000) {
+        all.extend(r.at_with_top(ms, 900, &[], vec![top(77, 9 * 1024, false, "ld.lld")]));
+    }
+    assert!(
+        all.iter().any(|a| matches!(a, Action::RedNotMlx { .. })),
+        "{all:?}"
+    );
+
+    let mut r = Run::new("");
+    let mut tiny = proc(12, 1, "mlx_lm.generate");
+    tiny.footprint_bytes = Bytes::mib(100);
+    let big = proc(10, 6, "mlx_lm.lora");
+    let mut all = Vec::new();
+    for ms in (0..6000).step_by(1000) {
+        all.extend(r.at(ms, 1500, std::slice::from_ref(&tiny))); // "below min_victim_footprint"
+    }
+    all.extend(r.at(6000, 900, &[big.clone(), tiny.clone()]));
+    assert_eq!(signals(&all), vec![(Sig::Term, 10)]);
+    all.extend(r.at(7000, 900, std::slice::from_ref(&tiny))); // frees nothing
+    for ms in (8000..12_000).step_by(1000) {
+        all.extend(r.at(ms, 900, std::slice::from_ref(&tiny)));
+    }
+    assert!(
+        all.iter()
+            .any(|a| matches!(a, Action::NoVictim { reason, .. } if reason.contains("freed only"))),
+        "{all:?}"
+    );
+}
+
+/// Review of issue 12: a notice names the program read off argv, not a
+/// word of a joined command line with a space in a path.
+#[test]
+fn notices_name_the_program_even_under_a_path_with_spaces() {
+    let mut r = Run::new("");
+    let mut p = proc(10, 6, "x");
+    p.cmdline =
+        "/Users/John Smith/venv/bin/python3 /Users/John Smith/venv/bin/mlx_lm.lora --batch-size 4"
+            .into();
+    p.name = "mlx_lm.lora".into();
+    p.program = "mlx_lm.lora".into();
+    let a = r.at(0, 500, &[p]);
+    let t = a
+        .iter()
+        .find_map(|x| match x {
+            Action::Notify(n) if n.kind == NoticeKind::Terminated => Some(n.clone()),
+            _ => None,
+        })
+        .expect("notice");
+    assert_eq!(t.title, "Stopping mlx_lm.lora (pid 10)");
+    assert!(
+        t.body.starts_with("mlx_lm.lora --batch-size 4 (pid 10)"),
+        "{}",
+        t.body
+    );
 }

@@ -167,7 +167,7 @@ pub fn frame(cfg: &Config, snap: &Snapshot, c: &Classification) -> Vec<Row> {
                 .then(a.pid.cmp(&b.pid))
         });
         for p in procs {
-            let name = clean(&crate::advise::program_name(&p.cmdline, &p.name));
+            let name = clean(&crate::policy::display_name(p));
             let red_in = time_to_red(m.available_bytes, lines.red, p.growth_bytes_per_sec)
                 .map(fmt_secs)
                 .unwrap_or_else(|| "-".into());

@@ -39,8 +39,13 @@ fn signalled(events: &[Value]) -> Vec<i64> {
         .collect()
 }
 
+/// Running: listed and not a zombie (a child that exited stays listed,
+/// state Z, until the test reaps it; kill(pid, 0) would still succeed).
 fn alive(pid: i64) -> bool {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 1..].trim_start().to_string()))
+        .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
 }
 
 /// The lookalikes of issue 12, each a real running process; killed (by pid)
@@ -356,9 +361,14 @@ fn lookalikes_and_a_small_mlx_job_beside_a_non_mlx_hog_nothing_is_signalled_and_
     let red = d.wait_for("red_not_mlx", LONG, |e| is(e, "red_not_mlx"));
     let top = red["top_processes"].as_array().expect("top_processes");
     assert!(!top.is_empty() && top.len() <= 3, "{red}");
-    assert_eq!(top[0]["pid"], hog_pid, "the hog is the largest: {red}");
-    assert_eq!(top[0]["mlx"], false, "{red}");
-    assert_eq!(top[0]["name"], "hog.py", "{red}");
+    // The hog is named (the largest on a quiet machine; another big process
+    // on a busy one may rank above it).
+    let hog_row = top
+        .iter()
+        .find(|t| t["pid"] == hog_pid)
+        .unwrap_or_else(|| panic!("the hog is among the largest: {red}"));
+    assert_eq!(hog_row["mlx"], false, "{red}");
+    assert_eq!(hog_row["name"], "hog.py", "{red}");
     let notice = d.wait_for("the notice", LONG, |e| {
         is(e, "notified") && e["kind"] == "no_victim"
     });

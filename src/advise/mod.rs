@@ -69,7 +69,14 @@ pub fn remedy(cmdline: &str) -> Option<String> {
 /// control characters replaced, at most ~120 chars.
 pub fn key_flags(cmdline: &str) -> String {
     let words: Vec<&str> = cmdline.split_whitespace().collect();
-    let mut out = short_name(&words);
+    key_flags_of(&short_name(&words), cmdline)
+}
+
+/// `key_flags` with the program's name given (a running process's program,
+/// read off its argv: a path with spaces does not split it).
+pub fn key_flags_of(program: &str, cmdline: &str) -> String {
+    let words: Vec<&str> = cmdline.split_whitespace().collect();
+    let mut out = program.to_string();
     let mut i = 0;
     while i < words.len() {
         let (name, inline) = split_flag(words[i]);

@@ -199,7 +199,7 @@ impl ProcSource for MacProcSource {
     }
 
     fn identity(&mut self, pid: Pid) -> Option<ProcIdentity> {
-        let b = sys::bsd_info(pid.0)?;
+        let b = sys::bsd_info(pid.0).filter(|b| !b.zombie)?;
         // Another user's arguments are unreadable without root: empty argv,
         // so the program is the kernel's name and the process is still
         // placed in or out of scope.
@@ -218,9 +218,23 @@ impl ProcSource for MacProcSource {
         sys::find_mapped_file(pid.0, MAX_REGIONS, crate::discover::is_mlx_library)
     }
 
-    fn measure(&mut self, pid: Pid) -> Option<ProcMeasure> {
+    /// The kernel's name and phys_footprint only (no argument copy): the
+    /// top list reads this for every pid while red. Without root, other
+    /// users' processes are unreadable and left out of that list.
+    fn usage(&mut self, pid: Pid, name: &mut String) -> Option<Bytes> {
+        let b = sys::bsd_info(pid.0).filter(|b| !b.zombie)?;
         let r = sys::rusage(pid.0)?;
-        let start_time = sys::start_time_us(pid.0)?;
+        name.clear();
+        name.push_str(&b.name);
+        Some(r.phys_footprint)
+    }
+
+    /// A zombie (exited, not yet reaped) is gone: proc_pid_rusage still
+    /// answers for it, so the state is checked first.
+    fn measure(&mut self, pid: Pid) -> Option<ProcMeasure> {
+        let b = sys::bsd_info(pid.0).filter(|b| !b.zombie)?;
+        let r = sys::rusage(pid.0)?;
+        let start_time = b.start_time_us;
         Some(ProcMeasure {
             start_time,
             footprint: r.phys_footprint,

@@ -309,7 +309,13 @@ pub struct BsdInfo {
     pub name: String,
     /// The parent's pid.
     pub ppid: u32,
+    /// Exited and not yet reaped (`pbi_status == SZOMB`): no memory of its
+    /// own, nothing to signal.
+    pub zombie: bool,
 }
+
+/// `SZOMB` from xnu bsd/sys/proc.h (SIDL 1, SRUN 2, SSLEEP 3, SSTOP 4, SZOMB 5).
+const SZOMB: u32 = 5;
 
 /// `None` when the process is gone or not ours to read.
 pub fn bsd_info(pid: i32) -> Option<BsdInfo> {
@@ -340,13 +346,15 @@ pub fn bsd_info(pid: i32) -> Option<BsdInfo> {
         start_time_us: macos_vm::start_time_us(b.pbi_start_tvsec, b.pbi_start_tvusec),
         name,
         ppid: b.pbi_ppid,
+        zombie: b.pbi_status == SZOMB,
     })
 }
 
 /// A process's start time, microseconds since the epoch: with the pid, its
 /// identity (pids are reused). For re-checking a victim before a signal.
+/// A zombie has exited: `None`, as for a pid that is gone.
 pub fn start_time_us(pid: i32) -> Option<u64> {
-    bsd_info(pid).map(|b| b.start_time_us)
+    bsd_info(pid).filter(|b| !b.zombie).map(|b| b.start_time_us)
 }
 
 /// Memory one process uses (proc_pid_rusage, RUSAGE_INFO_V4).
