@@ -256,29 +256,25 @@ impl Daemon {
     /// A stop. A SIGTERM still waiting for its pre_terminate hook is
     /// cancelled (the victim gets nothing; the hook's group is killed) and
     /// the job is waited for at most STOP_WAIT, so nothing outlives us.
+    /// `stopping` stays the last line.
     async fn stop(&mut self, signal: &str) {
-        log_event!(info, "stopping", json!({ "signal": signal }));
         let reason = format!("headroom is stopping ({signal})");
-        let Some(c) = self.actuator.cancel_pending(&reason) else {
-            return;
-        };
-        let done = tokio::time::timeout(STOP_WAIT, self.actuator.finished()).await;
-        if !c.in_time {
-            // Already being sent when the stop came: say what became of it.
-            if let Ok(f) = done {
+        if let Some(c) = self.actuator.cancel_pending(&reason) {
+            let done = tokio::time::timeout(STOP_WAIT, self.actuator.finished()).await;
+            if c.in_time {
+                let action = Action::Signal(c.order.clone());
+                let (_, mut fields) = action_fields(&action, &Outcome::Skipped(reason.clone()));
+                if let Some(m) = fields.as_object_mut() {
+                    m.insert("terminate_reason".into(), json!(c.order.reason));
+                    m.insert("reason".into(), json!(reason));
+                }
+                log_event!(warn, "terminate_cancelled", fields);
+            } else if let Ok(f) = done {
+                // Already being sent when the stop came: say what became of it.
                 self.term_finished(f);
             }
-            return;
         }
-        let (_, mut fields) = action_fields(
-            &Action::Signal(c.order.clone()),
-            &Outcome::Skipped(reason.clone()),
-        );
-        if let Some(m) = fields.as_object_mut() {
-            m.insert("terminate_reason".into(), json!(c.order.reason));
-            m.insert("reason".into(), json!(reason));
-        }
-        log_event!(warn, "terminate_cancelled", fields);
+        log_event!(info, "stopping", json!({ "signal": signal }));
     }
 
     /// A SIGTERM that waited for its pre_terminate hook is sent, or not:

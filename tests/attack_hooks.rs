@@ -250,6 +250,7 @@ fn a_stop_during_the_hook_cancels_the_sigterm_and_headroom_exits_promptly() {
     d.signal(Signal::SIGTERM);
     let status = wait_bounded(&mut d.child, Duration::from_secs(15)).expect("headroom exits");
     let took = t0.elapsed();
+    eprintln!("headroom exited {took:?} after its SIGTERM");
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
     assert!(
@@ -273,6 +274,11 @@ fn a_stop_during_the_hook_cancels_the_sigterm_and_headroom_exits_promptly() {
     assert!(
         events.iter().all(|e| !is(e, "terminate_sent")),
         "no terminate_sent"
+    );
+    assert!(
+        events.last().is_some_and(|e| is(e, "stopping")),
+        "`stopping` is still the last line: {:?}",
+        events.last()
     );
     assert!(
         events.iter().any(|e| is(e, "error")

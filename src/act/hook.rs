@@ -26,15 +26,22 @@ pub fn hook_env(p: &MlxProcess, level: Level, signal: &str) -> Vec<(&'static str
     ]
 }
 
-/// SIGKILL to the hook's whole process group, then reap the hook. The
-/// hook has not been reaped yet, so its pid — the group's id — cannot have
-/// been reused: the signal reaches only what the hook started.
-fn kill_group(child: &mut Child) {
+/// SIGKILL to the hook's whole process group. The hook has not been
+/// reaped yet, so its pid — the group's id — cannot have been reused: the
+/// signal reaches only what the hook started. It is reaped on a thread of
+/// its own: one in uninterruptible sleep dies only when its I/O returns,
+/// and nothing (not the pending SIGTERM) waits for that.
+fn kill_group(mut child: Child) {
     let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
     if nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL).is_err() {
         let _ = child.kill();
     }
-    let _ = child.wait();
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("hook-reaper".into())
+        .spawn(move || child.wait());
 }
 
 /// Run `argv` with `env` in a new process group, waiting at most `timeout`;
@@ -93,7 +100,7 @@ pub fn run(
             },
             Err(e) => format!("cannot be waited for ({e})"),
         };
-        kill_group(&mut child);
+        kill_group(child);
         log_event!(
             error,
             "error",

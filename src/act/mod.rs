@@ -104,11 +104,6 @@ impl System {
         }
     }
 
-    /// The SIGTERM waiting for its pre_terminate hook, if any.
-    pub fn pending(&self) -> Option<&SignalOrder> {
-        self.pending.as_ref().map(|p| &p.order)
-    }
-
     /// The next pending SIGTERM that has finished (sent, skipped, failed or
     /// cancelled). Cancel-safe; never resolves while none is pending.
     pub async fn finished(&mut self) -> Finished {
@@ -135,6 +130,13 @@ impl System {
     /// on a job's thread; the loop goes on. One at a time.
     fn start_pending(&mut self, o: &SignalOrder, probe: &mut dyn Probe) -> Outcome {
         if let Some(p) = &self.pending {
+            // The same SIGTERM ordered again (a reload made a new policy):
+            // it is already on its way, and its outcome will be told.
+            if p.order.process.pid == o.process.pid
+                && p.order.process.start_time == o.process.start_time
+            {
+                return Outcome::Pending;
+            }
             return Outcome::Skipped(format!(
                 "a SIGTERM to pid {} is still waiting for its pre_terminate hook",
                 p.order.process.pid
