@@ -3,7 +3,8 @@
 //! it cleanly, SIGHUP reloads the config (a bad new one is reported and the
 //! old one kept).
 
-use crate::act::{Poster, System};
+use crate::act::pending::Finished;
+use crate::act::{Outcome, Poster, System};
 use crate::classify::{Classification, Lines};
 use crate::config::{Config, ConfigError};
 use crate::discover::{ProcessEvent, Scope};
@@ -74,6 +75,10 @@ type PendingSample = tokio::task::JoinHandle<(
 /// How long one cycle waits for a sample (at least `poll.interval`) before
 /// saying it is stuck and going back to the loop.
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a stop waits for a cancelled pre_terminate job to kill its hook
+/// (it looks every 20 ms).
+const STOP_WAIT: Duration = Duration::from_secs(2);
 
 /// On macOS host_statistics64 is rate-limited to about 2 Hz for non-Apple
 /// binaries (DESIGN.md): sampling faster reads cached numbers.
@@ -177,9 +182,10 @@ impl Daemon {
                         psi = None;
                     }
                 }
-                _ = term.recv() => { self.stop("SIGTERM"); return Ok(()); }
-                _ = int.recv() => { self.stop("SIGINT"); return Ok(()); }
+                _ = term.recv() => { self.stop("SIGTERM").await; return Ok(()); }
+                _ = int.recv() => { self.stop("SIGINT").await; return Ok(()); }
                 _ = hup.recv() => { self.reload(); psi = self.sync_psi(psi); }
+                done = self.actuator.finished() => self.term_finished(done),
             }
         }
     }
@@ -247,8 +253,41 @@ impl Daemon {
         });
     }
 
-    fn stop(&self, signal: &str) {
+    /// A stop. A SIGTERM still waiting for its pre_terminate hook is
+    /// cancelled (the victim gets nothing; the hook's group is killed) and
+    /// the job is waited for at most STOP_WAIT, so nothing outlives us.
+    /// `stopping` stays the last line.
+    async fn stop(&mut self, signal: &str) {
+        let reason = format!("headroom is stopping ({signal})");
+        if let Some(c) = self.actuator.cancel_pending(&reason) {
+            let done = tokio::time::timeout(STOP_WAIT, self.actuator.finished()).await;
+            if c.in_time {
+                let action = Action::Signal(c.order.clone());
+                let (_, mut fields) = action_fields(&action, &Outcome::Skipped(reason.clone()));
+                if let Some(m) = fields.as_object_mut() {
+                    m.insert("terminate_reason".into(), json!(c.order.reason));
+                    m.insert("reason".into(), json!(reason));
+                }
+                log_event!(warn, "terminate_cancelled", fields);
+            } else if let Ok(f) = done {
+                // Already being sent when the stop came: say what became of it.
+                self.term_finished(f);
+            }
+        }
         log_event!(info, "stopping", json!({ "signal": signal }));
+    }
+
+    /// A SIGTERM that waited for its pre_terminate hook is sent, or not:
+    /// logged as any `terminate_sent`, and told to the policy.
+    fn term_finished(&mut self, f: Finished) {
+        let action = Action::Signal(f.order);
+        let (event, fields) = action_fields(&action, &f.outcome);
+        log_event!(warn, event, fields);
+        self.metrics.count_action(&action, &f.outcome);
+        if let Action::Signal(order) = &action {
+            let at = f.at.saturating_duration_since(self.start);
+            self.engine.signal_finished(order, &f.outcome, at);
+        }
     }
 
     fn reload(&mut self) {

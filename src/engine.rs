@@ -9,8 +9,9 @@ use crate::config::Config;
 use crate::discover::Scope;
 use crate::model::secs;
 use crate::model::{Level, Pid, Snapshot};
-use crate::policy::{Action, Policy, Sig};
+use crate::policy::{Action, Policy, Sig, SignalOrder};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 /// What one cycle decided: the classification and each action with what
 /// became of it.
@@ -43,6 +44,12 @@ impl Engine {
     /// a reload during red must not forget a victim or a cascade stop.
     pub fn rescope(&mut self, self_pid: Pid, scope: Scope) {
         self.policy.set_scope(self_pid, scope);
+    }
+
+    /// What became of a SIGTERM that waited for its pre_terminate hook
+    /// (`Outcome::Pending` in its cycle); `at` is when, on the snapshot clock.
+    pub fn signal_finished(&mut self, order: &SignalOrder, outcome: &Outcome, at: Duration) {
+        self.policy.signal_finished(order, outcome, at);
     }
 
     pub fn step(
@@ -91,9 +98,10 @@ pub fn action_fields(a: &Action, outcome: &Outcome) -> (&'static str, Value) {
     let (event, mut v) = match a {
         Action::Notify(n) => ("notified", json!(n)),
         Action::Signal(o) => {
-            let ev = match o.signal {
-                Sig::Term => "terminate_sent",
-                Sig::Kill => "kill_sent",
+            let ev = match (o.signal, outcome) {
+                (Sig::Term, Outcome::Pending) => "terminate_pending",
+                (Sig::Term, _) => "terminate_sent",
+                (Sig::Kill, _) => "kill_sent",
             };
             let mut v = serde_json::to_value(&o.process).unwrap_or_default();
             if let Some(m) = v.as_object_mut() {

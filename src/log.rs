@@ -390,7 +390,7 @@ pub fn human_line(m: &serde_json::Map<String, serde_json::Value>) -> Option<Stri
             s("pid"),
             gib("peak_bytes")
         ),
-        "terminate_sent" | "kill_sent" => {
+        "terminate_sent" | "kill_sent" | "terminate_pending" | "terminate_cancelled" => {
             format!(
                 "{} pid {} {}{}: {}",
                 s("event"),

@@ -225,6 +225,9 @@ struct Victim {
     /// Said that the victim outlives its SIGKILL (once per victim).
     stuck_said: bool,
     available_before: Bytes,
+    /// The SIGTERM waits for its pre_terminate hook (`Outcome::Pending`):
+    /// nothing more is ordered for this victim until it is sent or not.
+    waiting: bool,
 }
 
 impl Victim {
@@ -505,6 +508,9 @@ impl Policy {
         let half_floor = Bytes(floor.0 / 2);
 
         if let Some(v) = inc.victim.as_mut() {
+            if v.waiting {
+                return None; // its SIGTERM is not out yet: no SIGKILL, no second victim
+            }
             if let Some(killed_at) = v.killed_at {
                 // Still listed (an exited victim was taken above). A process
                 // in uninterruptible sleep (I/O on a hung disk or network
@@ -608,6 +614,7 @@ impl Policy {
                     killed_at: None,
                     stuck_said: false,
                     available_before: avail,
+                    waiting: false,
                 });
                 out.push(Action::Signal(SignalOrder {
                     signal: Sig::Term,
@@ -676,28 +683,49 @@ impl Policy {
 
     /// What became of a signal this policy ordered. A SIGTERM that was not
     /// sent (memory recovered, pid gone or reused) leaves no victim behind,
-    /// so a later sample decides afresh; a SIGKILL not sent may be ordered again.
+    /// so a later sample decides afresh; a SIGKILL not sent may be ordered
+    /// again. A SIGTERM handed to its pre_terminate hook (`Pending`) holds
+    /// the victim: nothing more is ordered for it until `signal_finished`.
     pub fn signal_outcome(&mut self, order: &SignalOrder, outcome: &Outcome) {
         if matches!(outcome, Outcome::Done | Outcome::DryRun) {
             return;
         }
-        let Some(inc) = self.incident.as_mut() else {
+        let Some(v) = self.victim_of(order) else {
             return;
         };
-        let same = inc.victim.as_ref().is_some_and(|v| {
-            v.process.pid == order.process.pid && v.process.start_time == order.process.start_time
-        });
-        if !same {
-            return;
-        }
-        match order.signal {
-            Sig::Term => inc.victim = None,
-            Sig::Kill => {
-                if let Some(v) = inc.victim.as_mut() {
-                    v.killed_at = None;
+        match (outcome, order.signal) {
+            (Outcome::Pending, _) => v.waiting = true,
+            (_, Sig::Term) => {
+                if let Some(inc) = self.incident.as_mut() {
+                    inc.victim = None;
                 }
             }
+            (_, Sig::Kill) => v.killed_at = None,
         }
+    }
+
+    /// What became of a SIGTERM that waited for its hook, `at` on the
+    /// snapshot clock. Sent: `kill_after` counts from `at`, when the victim
+    /// got it, not from the decision. Not sent: as `signal_outcome`.
+    pub fn signal_finished(&mut self, order: &SignalOrder, outcome: &Outcome, at: Duration) {
+        if let Some(v) = self.victim_of(order) {
+            v.waiting = false;
+            if matches!(outcome, Outcome::Done | Outcome::DryRun) && order.signal == Sig::Term {
+                v.term_at = at;
+            }
+        }
+        self.signal_outcome(order, outcome);
+    }
+
+    /// The current victim, if `order` is about that very process.
+    fn victim_of(&mut self, order: &SignalOrder) -> Option<&mut Victim> {
+        self.incident
+            .as_mut()
+            .and_then(|inc| inc.victim.as_mut())
+            .filter(|v| {
+                v.process.pid == order.process.pid
+                    && v.process.start_time == order.process.start_time
+            })
     }
 
     fn track_victim_exit(&self, v: &Victim, s: &Snapshot, out: &mut Vec<Action>) {

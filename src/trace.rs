@@ -333,6 +333,7 @@ pub fn decision_text(d: &Decision) -> String {
             let note = match outcome {
                 Outcome::Skipped(why) => format!(" [skipped: {why}]"),
                 Outcome::Failed(why) => format!(" [failed: {why}]"),
+                Outcome::Pending => " [waiting for the pre_terminate hook]".into(),
                 Outcome::Done | Outcome::DryRun => String::new(),
             };
             format!(

@@ -1,11 +1,17 @@
 //! Optional commands run around a termination: argv arrays, no shell, the
-//! victim's details in `HEADROOM_*` variables, bounded in time.
+//! victim's details in `HEADROOM_*` variables, each in its own process
+//! group, bounded in time (at the timeout the whole group is killed, so a
+//! hook's children die with it).
 
 use crate::log_event;
 use crate::model::{Level, MlxProcess};
 use serde_json::json;
-use std::process::{Command, Stdio};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// How often a running hook is checked (exit, timeout, cancel).
+const POLL: Duration = Duration::from_millis(20);
 
 /// The environment a hook sees.
 pub fn hook_env(p: &MlxProcess, level: Level, signal: &str) -> Vec<(&'static str, String)> {
@@ -20,9 +26,36 @@ pub fn hook_env(p: &MlxProcess, level: Level, signal: &str) -> Vec<(&'static str
     ]
 }
 
-/// Run `argv` with `env`, waiting at most `timeout`; a hook still running
-/// then is killed. Every outcome is logged as `hook_finished` or `error`.
-pub fn run(which: &str, argv: &[String], env: &[(&'static str, String)], timeout: Duration) {
+/// SIGKILL to the hook's whole process group. The hook has not been
+/// reaped yet, so its pid — the group's id — cannot have been reused: the
+/// signal reaches only what the hook started. It is reaped on a thread of
+/// its own: one in uninterruptible sleep dies only when its I/O returns,
+/// and nothing (not the pending SIGTERM) waits for that.
+fn kill_group(mut child: Child) {
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    if nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL).is_err() {
+        let _ = child.kill();
+    }
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("hook-reaper".into())
+        .spawn(move || child.wait());
+}
+
+/// Run `argv` with `env` in a new process group, waiting at most `timeout`;
+/// `cancel` is asked every few milliseconds and a reason it returns ends
+/// the hook early. A hook still running at the timeout (or cancelled) is
+/// killed with its whole group. Every outcome is logged as `hook_finished`
+/// or `error`.
+pub fn run(
+    which: &str,
+    argv: &[String],
+    env: &[(&'static str, String)],
+    timeout: Duration,
+    cancel: &dyn Fn() -> Option<String>,
+) {
     let Some((prog, args)) = argv.split_first() else {
         return;
     };
@@ -30,6 +63,7 @@ pub fn run(which: &str, argv: &[String], env: &[(&'static str, String)], timeout
     let mut child = match Command::new(prog)
         .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -40,14 +74,14 @@ pub fn run(which: &str, argv: &[String], env: &[(&'static str, String)], timeout
             log_event!(
                 error,
                 "error",
-                json!({ "error": format!("{which} hook {prog:?} could not start: {e}") })
+                json!({ "error": format!("{which} hook {prog:?} could not start: {e}"), "hook": which })
             );
             return;
         }
     };
     let pid = child.id();
     loop {
-        match child.try_wait() {
+        let why_kill = match child.try_wait() {
             Ok(Some(status)) => {
                 log_event!(
                     info,
@@ -56,20 +90,28 @@ pub fn run(which: &str, argv: &[String], env: &[(&'static str, String)], timeout
                 );
                 return;
             }
-            Ok(None) if started.elapsed() < timeout => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                log_event!(
-                    error,
-                    "error",
-                    json!({ "error": format!("{which} hook {prog:?} (pid {pid}) still running after {timeout:?}: killed") })
-                );
-                return;
-            }
-        }
+            Ok(None) => match cancel() {
+                Some(reason) => format!("cancelled ({reason})"),
+                None if started.elapsed() < timeout => {
+                    std::thread::sleep(POLL);
+                    continue;
+                }
+                None => format!("still running after {timeout:?}"),
+            },
+            Err(e) => format!("cannot be waited for ({e})"),
+        };
+        kill_group(child);
+        log_event!(
+            error,
+            "error",
+            json!({
+                "error": format!("{which} hook {prog:?} (pid {pid}) {why_kill}: killed its process group {pid}"),
+                "hook": which,
+                "pgid": pid,
+                "secs": started.elapsed().as_secs_f64(),
+            })
+        );
+        return;
     }
 }
 
@@ -85,5 +127,5 @@ pub fn spawn(
     }
     let _ = std::thread::Builder::new()
         .name(format!("hook-{which}"))
-        .spawn(move || run(which, &argv, &env, timeout));
+        .spawn(move || run(which, &argv, &env, timeout, &|| None));
 }

@@ -3,14 +3,17 @@
 
 pub mod hook;
 pub mod notify;
+pub mod pending;
 pub mod signal;
 
 use crate::config::Actions;
 use crate::model::{Level, Pid};
-use crate::policy::{Action, Notice, NoticeKind, Sig};
+use crate::policy::{Action, Notice, NoticeKind, Sig, SignalOrder};
 use crate::sample::SampleError;
+use pending::{Finished, Job, PendingTerm};
 use serde::Serialize;
 use signal::Fresh;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 /// What became of an action.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -24,6 +27,9 @@ pub enum Outcome {
     Skipped(String),
     /// Tried and failed.
     Failed(String),
+    /// Handed to a job that runs the `pre_terminate` hook first, off the
+    /// decision loop; what became of it is told later (`System::finished`).
+    Pending,
 }
 
 impl Outcome {
@@ -39,6 +45,12 @@ pub trait Probe {
     fn fresh(&mut self) -> Result<Fresh, SampleError>;
     /// The start time of `pid` now; `None` if it is gone.
     fn start_time(&mut self, pid: Pid) -> Option<u64>;
+    /// A probe reading the same sources that may move to another thread
+    /// (a pending SIGTERM's job takes its last checks there); `None` when
+    /// this one cannot, and the hook then runs where it is asked for.
+    fn detach(&self) -> Option<Box<dyn Probe + Send>> {
+        None
+    }
 }
 
 pub trait Actuator {
@@ -62,10 +74,22 @@ pub struct System {
     pub hook_timeout: std::time::Duration,
     /// The level at the time of the action, for hooks.
     pub level: Level,
+    /// The SIGTERM waiting for its pre_terminate hook (one at a time).
+    pending: Option<PendingTerm>,
+    finished_tx: UnboundedSender<Finished>,
+    finished_rx: UnboundedReceiver<Finished>,
+}
+
+/// What a stop did to a pending SIGTERM.
+pub struct Cancelled {
+    pub order: SignalOrder,
+    /// `false`: the job was already sending; its `Finished` says what became of it.
+    pub in_time: bool,
 }
 
 impl System {
     pub fn new(cfg: &Actions, dry_run: bool, poster: Option<Box<dyn Poster>>) -> System {
+        let (finished_tx, finished_rx) = unbounded_channel();
         System {
             dry_run,
             notify: cfg.notify,
@@ -74,7 +98,79 @@ impl System {
             post_terminate: cfg.post_terminate.clone(),
             hook_timeout: cfg.hook_timeout,
             level: Level::Green,
+            pending: None,
+            finished_tx,
+            finished_rx,
         }
+    }
+
+    /// The next pending SIGTERM that has finished (sent, skipped, failed or
+    /// cancelled). Cancel-safe; never resolves while none is pending.
+    pub async fn finished(&mut self) -> Finished {
+        match self.finished_rx.recv().await {
+            Some(f) => {
+                self.pending = None;
+                f
+            }
+            // Unreachable while `self` holds a sender; wait like an idle channel.
+            None => std::future::pending().await,
+        }
+    }
+
+    /// A stop: cancel the pending SIGTERM unless it is already being sent.
+    pub fn cancel_pending(&mut self, reason: &str) -> Option<Cancelled> {
+        let p = self.pending.as_ref()?;
+        Some(Cancelled {
+            order: p.order.clone(),
+            in_time: p.cancel(reason),
+        })
+    }
+
+    /// A SIGTERM with a pre_terminate hook: the hook and the last checks run
+    /// on a job's thread; the loop goes on. One at a time.
+    fn start_pending(&mut self, o: &SignalOrder, probe: &mut dyn Probe) -> Outcome {
+        if let Some(p) = &self.pending {
+            // The same SIGTERM ordered again (a reload made a new policy):
+            // it is already on its way, and its outcome will be told.
+            if p.order.process.pid == o.process.pid
+                && p.order.process.start_time == o.process.start_time
+            {
+                return Outcome::Pending;
+            }
+            return Outcome::Skipped(format!(
+                "a SIGTERM to pid {} is still waiting for its pre_terminate hook",
+                p.order.process.pid
+            ));
+        }
+        let env = hook::hook_env(&o.process, self.level, "SIGTERM");
+        if let Some(detached) = probe.detach() {
+            let job = Job {
+                order: o.clone(),
+                argv: self.pre_terminate.clone(),
+                env: env.clone(),
+                timeout: self.hook_timeout,
+                probe: detached,
+            };
+            match PendingTerm::start(job, self.finished_tx.clone()) {
+                Ok(p) => {
+                    self.pending = Some(p);
+                    return Outcome::Pending;
+                }
+                Err(e) => crate::log_event!(
+                    error,
+                    "error",
+                    serde_json::json!({ "error": format!("no thread for the pre_terminate hook ({e}): running it on the loop") })
+                ),
+            }
+        }
+        hook::run(
+            "pre_terminate",
+            &self.pre_terminate,
+            &env,
+            self.hook_timeout,
+            &|| None,
+        );
+        signal::last_checks_then_send(o, probe)
     }
 
     /// Take the new config's action settings (SIGHUP), keeping the poster.
@@ -112,29 +208,10 @@ impl Actuator for System {
                 let _ = o;
                 Outcome::DryRun
             }
-            Action::Signal(o) => {
-                if o.signal == Sig::Term && !self.pre_terminate.is_empty() {
-                    let env = hook::hook_env(&o.process, self.level, "SIGTERM");
-                    hook::run(
-                        "pre_terminate",
-                        &self.pre_terminate,
-                        &env,
-                        self.hook_timeout,
-                    );
-                }
-                match probe.fresh() {
-                    Ok(f) => {
-                        if let Some(why) = signal::stand_down(o, &f) {
-                            return Outcome::Skipped(why);
-                        }
-                    }
-                    // Cannot re-read memory: act on the decision already made.
-                    Err(e) => {
-                        tracing::warn!(event = "error", error = %format!("fresh memory reading failed: {e}"))
-                    }
-                }
-                signal::deliver(o, &mut |pid| probe.start_time(pid))
+            Action::Signal(o) if o.signal == Sig::Term && !self.pre_terminate.is_empty() => {
+                self.start_pending(o, probe)
             }
+            Action::Signal(o) => signal::last_checks_then_send(o, probe),
             Action::VictimExited { process, .. } => {
                 if !self.dry_run {
                     let env = hook::hook_env(process, self.level, "exited");

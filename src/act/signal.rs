@@ -2,7 +2,7 @@
 //! the signal: memory re-read (stand down if it recovered) and the pid's
 //! identity confirmed through a handle that pins the process.
 
-use super::Outcome;
+use super::{Outcome, Probe};
 use crate::model::{Bytes, Pid};
 use crate::policy::{Sig, SignalOrder};
 use crate::sys::unix::ProcessHandle;
@@ -24,6 +24,24 @@ pub fn stand_down(order: &SignalOrder, fresh: &Fresh) -> Option<String> {
         "memory recovered before the signal: available {} is above the red line {}",
         fresh.available, order.red_line_bytes
     ))
+}
+
+/// The last checks right before a signal, then the signal: memory re-read
+/// (stand down if it recovered; a failed read acts on the decision already
+/// made), then the pid's identity through a pinned handle. The one sequence
+/// both the loop and a pending SIGTERM's job use.
+pub fn last_checks_then_send(order: &SignalOrder, probe: &mut dyn Probe) -> Outcome {
+    match probe.fresh() {
+        Ok(f) => {
+            if let Some(why) = stand_down(order, &f) {
+                return Outcome::Skipped(why);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(event = "error", error = %format!("fresh memory reading failed: {e}"))
+        }
+    }
+    deliver(order, &mut |pid| probe.start_time(pid))
 }
 
 fn signo(s: Sig) -> i32 {

@@ -562,11 +562,6 @@ impl LinuxSampler {
         }
     }
 
-    fn read(&self, name: &str) -> Result<String, SampleError> {
-        let path = self.proc_dir.join(name);
-        std::fs::read_to_string(&path).map_err(|source| SampleError::Io { path, source })
-    }
-
     /// Read proc_dir/`name` into the reused text buffer.
     fn read_text(&mut self, name: &str) -> Result<&str, SampleError> {
         self.text.clear();
@@ -637,18 +632,52 @@ impl Sampler for LinuxSampler {
 }
 
 impl crate::act::Probe for LinuxSampler {
-    /// MemAvailable read afresh (one small file), for the last check before a signal.
     fn fresh(&mut self) -> Result<crate::act::signal::Fresh, SampleError> {
-        let mem = parse_meminfo(&self.read("meminfo")?)?;
+        ProcProbe::fresh_at(&self.proc_dir)
+    }
+
+    fn start_time(&mut self, pid: Pid) -> Option<u64> {
+        ProcProbe::start_time_at(&self.proc_dir, pid)
+    }
+
+    fn detach(&self) -> Option<Box<dyn crate::act::Probe + Send>> {
+        Some(Box::new(ProcProbe {
+            proc_dir: self.proc_dir.clone(),
+        }))
+    }
+}
+
+/// The last checks before a signal, read from a /proc tree apart from the
+/// sampler, so a pending SIGTERM's job can take them on its own thread.
+pub struct ProcProbe {
+    proc_dir: PathBuf,
+}
+
+impl ProcProbe {
+    /// MemAvailable read afresh (one small file).
+    fn fresh_at(proc_dir: &Path) -> Result<crate::act::signal::Fresh, SampleError> {
+        let path = proc_dir.join("meminfo");
+        let text =
+            std::fs::read_to_string(&path).map_err(|source| SampleError::Io { path, source })?;
+        let mem = parse_meminfo(&text)?;
         Ok(crate::act::signal::Fresh {
             available: mem.system_memory().available_bytes,
             kernel_critical: false,
         })
     }
 
-    fn start_time(&mut self, pid: Pid) -> Option<u64> {
-        let text =
-            std::fs::read_to_string(self.proc_dir.join(pid.0.to_string()).join("stat")).ok()?;
+    fn start_time_at(proc_dir: &Path, pid: Pid) -> Option<u64> {
+        let text = std::fs::read_to_string(proc_dir.join(pid.0.to_string()).join("stat")).ok()?;
         parse_stat(&text).ok().map(|s| s.start_time)
+    }
+}
+
+impl crate::act::Probe for ProcProbe {
+    fn fresh(&mut self) -> Result<crate::act::signal::Fresh, SampleError> {
+        ProcProbe::fresh_at(&self.proc_dir)
+    }
+
+    fn start_time(&mut self, pid: Pid) -> Option<u64> {
+        ProcProbe::start_time_at(&self.proc_dir, pid)
     }
 }

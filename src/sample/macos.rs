@@ -162,6 +162,36 @@ impl Sampler for MacSampler {
 }
 
 impl crate::act::Probe for MacSampler {
+    fn fresh(&mut self) -> Result<crate::act::signal::Fresh, SampleError> {
+        self.probe().fresh()
+    }
+
+    fn start_time(&mut self, pid: Pid) -> Option<u64> {
+        sys::start_time_us(pid.0)
+    }
+
+    fn detach(&self) -> Option<Box<dyn crate::act::Probe + Send>> {
+        Some(Box::new(self.probe()))
+    }
+}
+
+impl MacSampler {
+    fn probe(&self) -> MacProbe {
+        MacProbe {
+            page_size: self.page_size,
+            total: self.total,
+        }
+    }
+}
+
+/// The last checks before a signal, apart from the sampler, so a pending
+/// SIGTERM's job can take them on its own thread.
+pub struct MacProbe {
+    page_size: u64,
+    total: Bytes,
+}
+
+impl crate::act::Probe for MacProbe {
     /// Available memory and the kernel level read afresh, for the last check
     /// before a signal. (Within a second of the last sample the kernel may
     /// answer host_statistics64 from its cache; the sysctl is always live.)
