@@ -4,14 +4,14 @@
 //! the pending SIGTERM. Real headroom, real hooks, real victims.
 //!
 //! Red without allocating: thresholds as a share of RAM near 100 %. The
-//! victim is `sleep` run through a symlink whose name is the only program
+//! victim is a growing Python run through a symlink whose name is the only program
 //! `mlx.patterns` accepts (the program rule, as for `mlx_lm.lora`), with
 //! `detect_library = false`: on a machine shared with other tests, no
 //! other process can ever be this daemon's victim.
 
 mod common;
 
-use common::{is, wait_bounded, Daemon, Kid};
+use common::{is, python3, wait_bounded, Daemon, Kid};
 use headroom::act::Outcome;
 use headroom::classify::Classifier;
 use headroom::config::Config;
@@ -21,25 +21,25 @@ use headroom::policy::{Action, Policy, Sig, SignalOrder};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(60);
 
-/// `sleep 600` exec'd through a symlink named `name` (≤ 15 bytes, so the
-/// kernel's name for it is `name` too): its program is `name`.
+/// A real Python run through a symlink named `name` (≤ 15 bytes, so the
+/// kernel's name for it is `name` too: its program is `name`), growing
+/// 2 MiB every 100 ms: a victim must be what eats the memory (issue 12:
+/// an idle one beside a larger non-MLX process is not stopped).
 fn spawn_victim(dir: &Path, name: &str) -> Kid {
-    let sleep = ["/usr/bin/sleep", "/bin/sleep"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("a sleep binary");
     let link = dir.join(name);
-    std::os::unix::fs::symlink(&sleep, &link).expect("symlink");
+    std::os::unix::fs::symlink(python3(), &link).expect("symlink");
     Kid::new(
         Command::new(&link)
-            .arg("600")
+            .args([
+                "-c",
+                "import time\nheld = []\nwhile len(held) < 400:\n    held.append(b'x' * (2 << 20))\n    time.sleep(0.1)\ntime.sleep(600)\n",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
