@@ -377,28 +377,71 @@ fn a_world_writable_config_owned_by_nobody_is_refused_and_its_hook_never_runs() 
     let dir = tempfile::tempdir().expect("tempdir");
     chmod(dir.path(), 0o755);
     let marker = dir.path().join("hook-ran");
+    // Red at once, and a victim only this test's fake MLX process can be
+    // (a module name no one else runs): the hook runs if the config is used.
+    let module = format!("attack{}", std::process::id());
     let cfg = root_config(
         dir.path(),
         &dir.path().join("logs/headroom.log"),
         &format!(
             "[thresholds]\nyellow_below = \"99.9%\"\nred_below = \"99.8%\"\n\
-             [actions]\nterminate_after = \"0s\"\nkill_floor = \"99.7%\"\n\
-             pre_terminate = [\"/usr/bin/touch\", \"{m}\"]\npost_terminate = [\"/usr/bin/touch\", \"{m}\"]\n",
+             [mlx]\npatterns = ['^mlx_lm\\.{module}$']\ndetect_library = false\n\
+             [actions]\nnotify = false\nterminate_after = \"0s\"\nkill_floor = \"1MiB\"\n\
+             min_victim_footprint = \"1MiB\"\npre_terminate = [\"/usr/bin/touch\", \"{m}\"]\n",
             m = marker.display()
         ),
     );
+    let c = cfg.to_str().expect("utf-8");
+    let body = "import time\nprint('ready', flush=True)\ntime.sleep(600)\n";
+
+    // The control: root's own copy of this config runs the hook.
+    let mut victim = common::spawn_fake_mlx(dir.path(), &module, body, &[]);
+    victim.wait_line("ready", LONG);
+    let mut d = Command::new(bin())
+        .args(["run", "--config", c])
+        .env_remove("HEADROOM_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("headroom run");
+    let deadline = std::time::Instant::now() + LONG;
+    while !marker.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let stopped = wait_bounded(&mut d, LONG);
+    let _ = d.kill();
+    let _ = d.wait();
+    assert!(
+        marker.exists(),
+        "control: the trusted config's hook did not run"
+    );
+    assert!(stopped.is_some(), "headroom did not stop");
+    drop(victim);
+    std::fs::remove_file(&marker).expect("rm marker");
+
+    // The attack: the same config, nobody's and mode 0666.
+    let mut victim = common::spawn_fake_mlx(dir.path(), &module, body, &[]);
+    victim.wait_line("ready", LONG);
     chown_nobody(&cfg);
     chmod(&cfg, 0o666);
-    let c = cfg.to_str().expect("utf-8");
-    for args in [&["run", "--dry-run"][..], &["check-config"][..]] {
+    for args in [&["run"][..], &["check-config"][..]] {
         let o = headroom(args, &[("HEADROOM_CONFIG", Some(c))]);
         assert_refused(&o, 78, &[c, "not trusted as root", "owned by uid 65534"]);
     }
     // Root's file, but writable by everyone.
     std::os::unix::fs::lchown(&cfg, Some(0), Some(0)).expect("chown");
-    let o = headroom(&["check-config", "--config", c], &[]);
+    let o = headroom(&["run", "--config", c], &[]);
     assert_refused(&o, 78, &[c, "writable by group or others (mode 666)"]);
     assert!(!marker.exists(), "the untrusted config's hook ran");
+    assert!(
+        victim.0.try_wait().expect("try_wait").is_none(),
+        "the victim was signalled"
+    );
 }
 
 #[test]
