@@ -58,6 +58,12 @@ pub fn euid() -> u32 {
 /// `uid` and writable by nobody else, so no one else can put a name in it.
 pub fn check_own_dir(dir: &Path, uid: u32) -> Result<(), FileError> {
     let m = std::fs::symlink_metadata(dir).map_err(|e| io_at(dir, "inspect", e))?;
+    own_dir_rule(dir, &m, uid)
+}
+
+/// `check_own_dir` on metadata already read (`lstat`, or `fstat` of the
+/// directory held open).
+fn own_dir_rule(dir: &Path, m: &Metadata, uid: u32) -> Result<(), FileError> {
     let refuse = |why: String| {
         FileError::Refused(format!("{}: refusing to write there: {why}", dir.display()))
     };
@@ -108,21 +114,43 @@ fn symlink_refusal(path: &Path, e: io::Error) -> FileError {
     }
 }
 
-/// Open the log for appending (created 0600) in a directory that passes
-/// `ensure_own_dir`, never through a symlink (O_NOFOLLOW) and never
-/// blocking on a FIFO (O_NONBLOCK: no reader is ENXIO, not a hang).
-/// Used on the first open and on every reopen after rotation.
+/// Open the log for appending (created 0600): its directory (created 0700
+/// if missing) is opened without following a symlink, held to
+/// `check_own_dir` through that fd, and the file opened inside it with
+/// `openat` — so swapping the directory after the check redirects nothing —
+/// never through a symlink (O_NOFOLLOW) and never blocking on a FIFO
+/// (O_NONBLOCK: no reader is ENXIO, not a hang). Used on the first open and
+/// on every reopen after rotation.
 pub fn open_log(path: &Path) -> Result<File, FileError> {
-    if let Some(dir) = path.parent() {
-        ensure_own_dir(dir, euid())?;
-    }
-    let f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| symlink_refusal(path, e))?;
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(FileError::Refused(format!(
+            "{}: not a path to a file",
+            path.display()
+        )));
+    };
+    let uid = euid();
+    ensure_own_dir(dir, uid)?;
+    let d = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|e| match e.raw_os_error() {
+            // Replaced by a symlink (or a file) since the check just made.
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) => FileError::Refused(format!(
+                "{}: refusing to write there: it is not a directory (a symbolic link?)",
+                dir.display()
+            )),
+            _ => io_at(dir, "open", e),
+        })?;
+    let m = d.metadata().map_err(|e| io_at(dir, "inspect", e))?;
+    own_dir_rule(dir, &m, uid)?;
+    let flags = libc::O_WRONLY
+        | libc::O_APPEND
+        | libc::O_CREAT
+        | libc::O_NOFOLLOW
+        | libc::O_NONBLOCK
+        | libc::O_CLOEXEC;
+    let f = crate::sys::fs::openat(&d, name, flags, 0o600).map_err(|e| symlink_refusal(path, e))?;
     let m = f.metadata().map_err(|e| io_at(path, "inspect", e))?;
     if !m.is_file() {
         return Err(FileError::Refused(format!(
