@@ -49,7 +49,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Validate the config and print the effective values.
+    /// Validate the config (also against this machine's total RAM and, as
+    /// root, that only root can write it and its hooks) and print the effective values.
     CheckConfig {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
