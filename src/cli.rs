@@ -49,7 +49,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Validate the config and print the effective values.
+    /// Validate the config (also against this machine's total RAM and, as
+    /// root, that only root can write it and its hooks) and print the effective values.
     CheckConfig {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
@@ -83,9 +84,13 @@ pub enum Command {
     /// Sample at the poll interval and write one Snapshot per line (a trace)
     /// until the duration passes or SIGINT/SIGTERM.
     Record {
-        /// The trace file to write (created 0600; an existing file is replaced).
+        /// The trace file to write, created 0600; never through a symlink.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Replace an existing FILE: only a regular file you own (never a
+        /// symlink, FIFO or device).
+        #[arg(long)]
+        force: bool,
         /// Stop after this long ("90s", "10m"); default: until SIGINT/SIGTERM.
         #[arg(long, value_name = "D", value_parser = crate::config::parse_duration)]
         duration: Option<std::time::Duration>,

@@ -14,13 +14,28 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 /// Where a config came from, for error messages.
 pub const EMBEDDED: &str = "<embedded defaults>";
 
-/// A bad config: one line naming the file, the key and the value.
+/// A config that cannot be used: one line naming the file, the key and the value.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+pub enum ConfigError {
+    /// Bad or untrusted (exit 78).
+    #[error("{0}")]
+    Invalid(String),
+    /// No usable `$HOME` for the default log path, and not root (exit 71).
+    #[error("{0}")]
+    NoHome(String),
+}
+
+impl ConfigError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ConfigError::Invalid(_) => 78, // EX_CONFIG
+            ConfigError::NoHome(_) => 71,  // EX_OSERR
+        }
+    }
+}
 
 fn err(file: &str, key: &str, value: &str, why: &str) -> ConfigError {
-    ConfigError(format!("{file}: '{key}' ('{value}') {why}"))
+    ConfigError::Invalid(format!("{file}: '{key}' ('{value}') {why}"))
 }
 
 // ---------------------------------------------------------------- raw form
@@ -121,9 +136,9 @@ pub fn parse_raw(file: &str, text: &str) -> Result<RawConfig, ConfigError> {
             })
             .unwrap_or_default();
         if path.is_empty() || path == "." {
-            ConfigError(format!("{file}{line}: {msg}"))
+            ConfigError::Invalid(format!("{file}{line}: {msg}"))
         } else {
-            ConfigError(format!("{file}{line}: '{path}': {msg}"))
+            ConfigError::Invalid(format!("{file}{line}: '{path}': {msg}"))
         }
     })
 }
@@ -282,6 +297,57 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("is not a duration (e.g. \"5s\", \"500ms\"): {e}"))
 }
 
+/// Bounds on durations, `(key, at least, at most)`: beyond them a config
+/// kills at once or never reacts (issue 13: `dwell = "100000000000h"`,
+/// `kill_after = "0s"`). docs/configuration.md and config/default.toml say
+/// the same; `poll.*` are bounded where they are validated.
+pub const DURATION_CAPS: &[(&str, Duration, Duration)] = &[
+    (
+        "thresholds.dwell",
+        Duration::ZERO,
+        Duration::from_secs(3600),
+    ),
+    (
+        "thresholds.swapout_hold",
+        Duration::ZERO,
+        Duration::from_secs(3600),
+    ),
+    (
+        "thresholds.projection_horizon",
+        Duration::ZERO,
+        Duration::from_secs(3600),
+    ),
+    (
+        "actions.terminate_after",
+        Duration::ZERO,
+        Duration::from_secs(600),
+    ),
+    (
+        "actions.kill_after",
+        Duration::from_secs(1),
+        Duration::from_secs(600),
+    ),
+    (
+        "actions.hook_timeout",
+        Duration::ZERO,
+        Duration::from_secs(60),
+    ),
+    (
+        "log.sample_every",
+        Duration::ZERO,
+        Duration::from_secs(3600),
+    ),
+];
+
+fn duration_cap(key: &str) -> Option<(Duration, Duration)> {
+    DURATION_CAPS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|&(_, lo, hi)| (lo, hi))
+}
+
+const MATCHES_EMPTY: &str = "matches the empty string, so it would match every process";
+
 #[derive(Clone, Debug)]
 pub struct Thresholds {
     pub yellow_below: Size,
@@ -353,19 +419,53 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
 }
 
-/// The platform's default log file.
-pub fn default_log_path() -> PathBuf {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    if cfg!(target_os = "macos") {
-        home.join("Library/Logs/headroom/headroom.log")
+/// The platform's default log file for this process's environment.
+pub fn default_log_path() -> Result<PathBuf, ConfigError> {
+    default_log_path_for(
+        std::env::var_os("HOME").map(PathBuf::from),
+        std::env::var_os("XDG_STATE_HOME").map(PathBuf::from),
+        nix::unistd::geteuid().is_root(),
+        cfg!(target_os = "macos"),
+    )
+    .map_err(ConfigError::NoHome)
+}
+
+/// Where root logs when it has no usable `$HOME` (issue 13: never /tmp).
+pub fn root_log_dir(macos: bool) -> &'static Path {
+    Path::new(if macos {
+        "/Library/Logs/headroom"
     } else {
-        let state = std::env::var_os("XDG_STATE_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .unwrap_or_else(|| home.join(".local/state"));
-        state.join("headroom/headroom.log")
+        "/var/log/headroom"
+    })
+}
+
+/// The default log file, from `$HOME` (usable only when absolute) and
+/// `$XDG_STATE_HOME` (Linux, used only when absolute). Without a usable
+/// HOME root logs under `root_log_dir`; anyone else gets the reason: there
+/// is no shared fallback such as /tmp, where another user could plant the
+/// directory or a symlink first (issue 13).
+pub fn default_log_path_for(
+    home: Option<PathBuf>,
+    xdg_state: Option<PathBuf>,
+    root: bool,
+    macos: bool,
+) -> Result<PathBuf, String> {
+    let home = home.filter(|h| h.is_absolute());
+    let xdg = xdg_state.filter(|p| p.is_absolute() && !macos);
+    let base = match (macos, xdg, home) {
+        (false, Some(state), _) => Some(state.join("headroom")),
+        (true, _, Some(h)) => Some(h.join("Library/Logs/headroom")),
+        (false, None, Some(h)) => Some(h.join(".local/state/headroom")),
+        _ => None,
+    };
+    match base {
+        Some(dir) => Ok(dir.join("headroom.log")),
+        None if root => Ok(root_log_dir(macos).join("headroom.log")),
+        None => Err(
+            "$HOME is unset, empty or not an absolute path, so there is no default log \
+             location: set HOME or 'log.path'"
+                .to_string(),
+        ),
     }
 }
 
@@ -381,7 +481,8 @@ fn expand_tilde(p: &str) -> PathBuf {
 impl Config {
     /// Validate a merged RawConfig. `file` names the user's file in errors.
     pub fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
-        let missing = |k: &str| ConfigError(format!("{file}: '{k}' is missing and has no default"));
+        let missing =
+            |k: &str| ConfigError::Invalid(format!("{file}: '{k}' is missing and has no default"));
         let poll = raw.poll.unwrap_or_default();
         let th = raw.thresholds.unwrap_or_default();
         let mlx = raw.mlx.unwrap_or_default();
@@ -391,7 +492,20 @@ impl Config {
 
         let dur = |key: &str, v: Option<String>| -> Result<Duration, ConfigError> {
             let v = v.ok_or_else(|| missing(key))?;
-            parse_duration(&v).map_err(|why| err(file, key, &v, &why))
+            let d = parse_duration(&v).map_err(|why| err(file, key, &v, &why))?;
+            match duration_cap(key) {
+                Some((lo, hi)) if d < lo || d > hi => Err(err(
+                    file,
+                    key,
+                    &v,
+                    &format!(
+                        "must be between {} and {}",
+                        humantime::format_duration(lo),
+                        humantime::format_duration(hi)
+                    ),
+                )),
+                _ => Ok(d),
+            }
         };
         let size = |key: &str, v: Option<String>| -> Result<Size, ConfigError> {
             let v = v.ok_or_else(|| missing(key))?;
@@ -442,7 +556,7 @@ impl Config {
         let yellow_below = size("thresholds.yellow_below", th.yellow_below)?;
         let red_below = size("thresholds.red_below", th.red_below)?;
         if let Some(false) = size_lt(red_below, yellow_below) {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::Invalid(format!(
                 "{file}: 'thresholds.red_below' ('{red_raw}') must be below 'thresholds.yellow_below' ('{yellow_raw}')"
             )));
         }
@@ -502,6 +616,9 @@ impl Config {
                     &format!("is not a valid regular expression: {first}"),
                 )
             })?;
+            if re.is_match("") {
+                return Err(err(file, &format!("mlx.patterns[{i}]"), p, MATCHES_EMPTY));
+            }
             patterns.push(re);
         }
 
@@ -513,10 +630,14 @@ impl Config {
                 RawNeverKill::Pid(p) => {
                     return Err(err(file, &key, &p.to_string(), "is not a valid pid"))
                 }
-                RawNeverKill::Pattern(s) => NeverKill::Pattern(
-                    Regex::new(&s)
-                        .map_err(|_| err(file, &key, &s, "is not a valid regular expression"))?,
-                ),
+                RawNeverKill::Pattern(s) => {
+                    let re = Regex::new(&s)
+                        .map_err(|_| err(file, &key, &s, "is not a valid regular expression"))?;
+                    if re.is_match("") {
+                        return Err(err(file, &key, &s, MATCHES_EMPTY));
+                    }
+                    NeverKill::Pattern(re)
+                }
             });
         }
         let users = act.users.unwrap_or_default();
@@ -545,13 +666,20 @@ impl Config {
                 }
             }
         }
+        let floor_raw = act.kill_floor.clone().unwrap_or_default();
+        let kill_floor = size("actions.kill_floor", act.kill_floor)?;
+        if let Some(false) = size_lt(kill_floor, red_below) {
+            return Err(ConfigError::Invalid(format!(
+                "{file}: 'actions.kill_floor' ('{floor_raw}') must be below 'thresholds.red_below' ('{red_raw}')"
+            )));
+        }
         let actions = Actions {
             notify: act.notify.ok_or_else(|| missing("actions.notify"))?,
             terminate: act.terminate.ok_or_else(|| missing("actions.terminate"))?,
             dry_run: act.dry_run.ok_or_else(|| missing("actions.dry_run"))?,
             terminate_after: dur("actions.terminate_after", act.terminate_after)?,
             kill_after: dur("actions.kill_after", act.kill_after)?,
-            kill_floor: size("actions.kill_floor", act.kill_floor)?,
+            kill_floor,
             min_victim_footprint: size("actions.min_victim_footprint", act.min_victim_footprint)?,
             never_kill,
             users,
@@ -562,7 +690,7 @@ impl Config {
 
         let path_raw = log.path.unwrap_or_default();
         let path = if path_raw.trim().is_empty() {
-            default_log_path()
+            default_log_path()?
         } else {
             let p = expand_tilde(path_raw.trim());
             if !p.is_absolute() {
@@ -623,6 +751,45 @@ impl Config {
         })
     }
 
+    /// The rules that need this machine's total RAM (issue 13): a threshold
+    /// at or above it is red (or a kill) forever, and shares and sizes can
+    /// only be compared once resolved. Pure: the caller reads the total.
+    pub fn check_total(&self, total: Bytes) -> Result<(), ConfigError> {
+        let t = &self.thresholds;
+        let lines = [
+            ("thresholds.yellow_below", t.yellow_below),
+            ("thresholds.red_below", t.red_below),
+            ("actions.kill_floor", self.actions.kill_floor),
+        ];
+        let shown = |s: Size| match s {
+            Size::Bytes(b) => format!("{} bytes", b.0),
+            Size::Percent(p) => format!("{p}% = {} bytes", s.resolve(total).0),
+        };
+        let bad = |key: &str, s: Size, why: String| {
+            ConfigError::Invalid(format!("{}: '{key}' ({}) {why}", self.source, shown(s)))
+        };
+        for (key, s) in lines {
+            if s.resolve(total) >= total {
+                return Err(bad(
+                    key,
+                    s,
+                    format!("must be below this machine's total RAM ({} bytes)", total.0),
+                ));
+            }
+        }
+        for pair in lines.windows(2) {
+            let ((hi_key, hi), (lo_key, lo)) = (pair[0], pair[1]);
+            if lo.resolve(total) >= hi.resolve(total) {
+                return Err(bad(
+                    lo_key,
+                    lo,
+                    format!("must be below '{hi_key}' ({})", shown(hi)),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The embedded defaults alone.
     pub fn embedded() -> Result<Config, ConfigError> {
         Config::validate(parse_raw(EMBEDDED, DEFAULT_TOML)?, EMBEDDED)
@@ -632,7 +799,7 @@ impl Config {
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("{name}: cannot read: {e}")))?;
+            .map_err(|e| ConfigError::Invalid(format!("{name}: cannot read: {e}")))?;
         Config::from_text(&name, &text)
     }
 
@@ -645,11 +812,48 @@ impl Config {
 
     /// Find and load the config: `--config`, else `$HEADROOM_CONFIG`, else
     /// `~/.config/headroom/config.toml` if it exists, else the embedded defaults.
+    ///
+    /// As root, the file and every hook it names must be root's alone
+    /// (`check_root_trust`): a config is a list of commands root will run.
     pub fn load(cli_path: Option<&Path>) -> Result<Config, ConfigError> {
-        match locate(cli_path)? {
-            Some(p) => Config::from_file(&p),
-            None => Config::embedded(),
+        let root = nix::unistd::geteuid().is_root();
+        let cfg = match locate(cli_path)? {
+            Some(p) => {
+                if root {
+                    crate::fsafe::check_trusted(&p, "config").map_err(ConfigError::Invalid)?;
+                }
+                Config::from_file(&p)?
+            }
+            None => Config::embedded()?,
+        };
+        if root {
+            cfg.check_root_trust()?;
         }
+        Ok(cfg)
+    }
+
+    /// Root runs the hooks: each argv[0] must be an absolute path to a file
+    /// root owns, writable by no one else, in directories the same
+    /// (`fsafe::check_trusted`), so no other user can swap what runs.
+    pub fn check_root_trust(&self) -> Result<(), ConfigError> {
+        for (key, argv) in [
+            ("actions.pre_terminate", &self.actions.pre_terminate),
+            ("actions.post_terminate", &self.actions.post_terminate),
+        ] {
+            let Some(prog) = argv.first() else { continue };
+            let key0 = format!("{key}[0]");
+            if !Path::new(prog).is_absolute() {
+                return Err(err(
+                    &self.source,
+                    &key0,
+                    prog,
+                    "must be an absolute path when running as root",
+                ));
+            }
+            crate::fsafe::check_trusted(Path::new(prog), &format!("{}: '{key0}'", self.source))
+                .map_err(ConfigError::Invalid)?;
+        }
+        Ok(())
     }
 }
 
@@ -660,7 +864,9 @@ pub fn locate(cli_path: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> {
     }
     if let Some(v) = std::env::var_os("HEADROOM_CONFIG") {
         if v.is_empty() {
-            return Err(ConfigError("$HEADROOM_CONFIG is set but empty".into()));
+            return Err(ConfigError::Invalid(
+                "$HEADROOM_CONFIG is set but empty".into(),
+            ));
         }
         return Ok(Some(PathBuf::from(v)));
     }
@@ -734,8 +940,8 @@ mod tests {
 
     #[test]
     fn partial_user_file_keeps_other_defaults() {
-        let c = Config::from_text("u.toml", "[thresholds]\nred_below = \"1GiB\"\n").expect("valid");
-        assert_eq!(c.thresholds.red_below, Size::Bytes(Bytes::gib(1)));
+        let c = Config::from_text("u.toml", "[thresholds]\nred_below = \"3GiB\"\n").expect("valid");
+        assert_eq!(c.thresholds.red_below, Size::Bytes(Bytes::gib(3)));
         assert_eq!(c.thresholds.yellow_below, Size::Bytes(Bytes::gib(4)));
         assert_eq!(c.source, "u.toml");
     }
@@ -836,8 +1042,160 @@ mod tests {
     fn mixed_percent_and_absolute_thresholds_are_accepted() {
         let c = Config::from_text(
             "u.toml",
-            "[thresholds]\nyellow_below = \"20%\"\nred_below = \"1GiB\"\n",
+            "[thresholds]\nyellow_below = \"20%\"\nred_below = \"3GiB\"\n",
         );
         assert!(c.is_ok());
+    }
+
+    // Issue 13: configs that kill everything (or never react) are errors,
+    // one line each naming the key and the value.
+    #[test]
+    fn lethal_configs_are_rejected_by_validate() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[actions]\nkill_floor = \"3GiB\"\n",
+                "'actions.kill_floor' ('3GiB') must be below 'thresholds.red_below' ('2GiB')",
+            ),
+            (
+                "[actions]\nkill_floor = \"2GiB\"\n",
+                "'actions.kill_floor' ('2GiB') must be below 'thresholds.red_below'",
+            ),
+            (
+                "[thresholds]\nyellow_below = \"50%\"\nred_below = \"60%\"\n",
+                "'thresholds.red_below' ('60%') must be below 'thresholds.yellow_below' ('50%')",
+            ),
+            (
+                "[mlx]\npatterns = [\"\"]\n",
+                "'mlx.patterns[0]' ('') matches the empty string",
+            ),
+            (
+                "[mlx]\npatterns = [\"^mlx_lm$\", \"x*\"]\n",
+                "'mlx.patterns[1]' ('x*') matches the empty string",
+            ),
+            (
+                "[actions]\nnever_kill = [\"^$|foo\"]\n",
+                "'actions.never_kill[0]' ('^$|foo') matches the empty string",
+            ),
+            (
+                "[actions]\nterminate_after = \"0s\"\nkill_after = \"0s\"\n",
+                "'actions.kill_after' ('0s') must be between 1s and 10m",
+            ),
+            (
+                "[actions]\nkill_after = \"11m\"\n",
+                "'actions.kill_after' ('11m') must be between 1s and 10m",
+            ),
+            (
+                "[actions]\nterminate_after = \"601s\"\n",
+                "'actions.terminate_after' ('601s') must be between 0s and 10m",
+            ),
+            (
+                "[thresholds]\ndwell = \"100000000000h\"\n",
+                "'thresholds.dwell' ('100000000000h') must be between 0s and 1h",
+            ),
+            (
+                "[thresholds]\nswapout_hold = \"2h\"\n",
+                "'thresholds.swapout_hold' ('2h') must be between 0s and 1h",
+            ),
+            (
+                "[thresholds]\nprojection_horizon = \"61m\"\n",
+                "'thresholds.projection_horizon' ('61m') must be between 0s and 1h",
+            ),
+            (
+                "[actions]\nhook_timeout = \"1000h\"\n",
+                "'actions.hook_timeout' ('1000h') must be between 0s and 1m",
+            ),
+            (
+                "[log]\nsample_every = \"1day\"\n",
+                "'log.sample_every' ('1day') must be between 0s and 1h",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = Config::from_text("u.toml", text)
+                .expect_err(text)
+                .to_string();
+            assert!(e.starts_with("u.toml: "), "{e}");
+            assert!(e.contains(want), "for {text:?}: got {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+        // The caps themselves are allowed.
+        Config::from_text(
+            "u.toml",
+            "[thresholds]\ndwell = \"1h\"\nswapout_hold = \"1h\"\nprojection_horizon = \"1h\"\n\
+             [actions]\nterminate_after = \"10m\"\nkill_after = \"1s\"\nhook_timeout = \"60s\"\n\
+             [log]\nsample_every = \"1h\"\n",
+        )
+        .expect("at the caps");
+    }
+
+    #[test]
+    fn thresholds_are_checked_against_total_ram() {
+        let total = Bytes::gib(16);
+        let check = |text: &str| {
+            Config::from_text("u.toml", text)
+                .expect(text)
+                .check_total(total)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(check(""), Ok(()), "the defaults fit 16 GiB");
+        let cases: &[(&str, &str)] = &[
+            (
+                "[thresholds]\nyellow_below = \"200GiB\"\nred_below = \"100GiB\"\n",
+                "u.toml: 'thresholds.yellow_below' (214748364800 bytes) must be below this machine's total RAM (17179869184 bytes)",
+            ),
+            (
+                "[thresholds]\nyellow_below = \"100%\"\nred_below = \"50%\"\n",
+                "'thresholds.yellow_below' (100% = 17179869184 bytes) must be below this machine's total RAM",
+            ),
+            (
+                "[thresholds]\nred_below = \"3GiB\"\nyellow_below = \"10%\"\n",
+                "'thresholds.red_below' (3221225472 bytes) must be below 'thresholds.yellow_below' (10% = 1717986918 bytes)",
+            ),
+            (
+                "[thresholds]\nred_below = \"10%\"\n[actions]\nkill_floor = \"2GiB\"\n",
+                "'actions.kill_floor' (2147483648 bytes) must be below 'thresholds.red_below' (10% = 1717986918 bytes)",
+            ),
+            (
+                "[thresholds]\nyellow_below = \"12GiB\"\nred_below = \"10GiB\"\n[actions]\nkill_floor = \"100%\"\n",
+                "'actions.kill_floor' (100% = 17179869184 bytes) must be below this machine's total RAM",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = check(text).expect_err(text);
+            assert!(e.contains(want), "for {text:?}: got {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
+    fn the_default_log_path_never_falls_back_to_tmp() {
+        let p = |home: Option<&str>, xdg: Option<&str>, root: bool, mac: bool| {
+            default_log_path_for(home.map(PathBuf::from), xdg.map(PathBuf::from), root, mac)
+        };
+        let ok = |s: &str| Ok(PathBuf::from(s));
+        assert_eq!(
+            p(Some("/home/a"), None, false, false),
+            ok("/home/a/.local/state/headroom/headroom.log")
+        );
+        assert_eq!(
+            p(Some("/home/a"), Some("/s"), false, false),
+            ok("/s/headroom/headroom.log")
+        );
+        assert_eq!(
+            p(Some("/Users/a"), Some("/s"), false, true),
+            ok("/Users/a/Library/Logs/headroom/headroom.log")
+        );
+        for home in [None, Some(""), Some("relative")] {
+            assert_eq!(
+                p(home, None, true, false),
+                ok("/var/log/headroom/headroom.log")
+            );
+            assert_eq!(
+                p(home, None, true, true),
+                ok("/Library/Logs/headroom/headroom.log")
+            );
+            let e = p(home, None, false, false).expect_err("no HOME");
+            assert!(e.contains("$HOME"), "{e}");
+            assert!(p(home, None, false, true).is_err());
+        }
     }
 }

@@ -33,7 +33,7 @@ pub fn scope_for(cfg: &Config) -> Result<Scope, ConfigError> {
         match nix::unistd::User::from_name(name) {
             Ok(Some(u)) => uids.push(u.uid.as_raw()),
             _ => {
-                return Err(ConfigError(format!(
+                return Err(ConfigError::Invalid(format!(
                     "{}: 'actions.users[{i}]' ('{name}') is not a user on this machine",
                     cfg.source
                 )))
@@ -41,6 +41,15 @@ pub fn scope_for(cfg: &Config) -> Result<Scope, ConfigError> {
         }
     }
     Ok(Scope::root(uids))
+}
+
+/// Load the config (`Config::load`: found, validated, trusted as root) and
+/// check it against this machine's total RAM: what `run`, `check-config`
+/// and a SIGHUP reload use.
+pub fn load_for_this_machine(cli: Option<&std::path::Path>) -> Result<Config, crate::Error> {
+    let cfg = Config::load(cli)?;
+    cfg.check_total(sample::total_ram()?)?;
+    Ok(cfg)
 }
 
 /// Everything one cycle needs; owned by the loop, swapped whole on reload.
@@ -291,7 +300,9 @@ impl Daemon {
     }
 
     fn reload(&mut self) {
-        match Config::load(self.cli_config.as_deref()).and_then(|c| scope_for(&c).map(|s| (c, s))) {
+        match load_for_this_machine(self.cli_config.as_deref())
+            .and_then(|c| Ok(scope_for(&c).map(|s| (c, s))?))
+        {
             Ok((cfg, scope)) => {
                 let rebuild = cfg.detect_library != self.cfg.detect_library
                     || cfg.patterns.iter().map(|r| r.as_str()).ne(self

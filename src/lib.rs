@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod discover;
 pub mod engine;
 pub mod explain;
+pub mod fsafe;
 pub mod log;
 pub mod macos_vm;
 pub mod metrics;
@@ -39,6 +40,9 @@ pub enum Error {
     /// An input file that cannot be opened or read.
     #[error("{0}")]
     Input(String),
+    /// A file another user could plant or redirect (issue 13): exit 73.
+    #[error("{0}")]
+    Refused(String),
     /// install/uninstall: its own exit codes (73 foreign file, 69 service manager, …).
     #[error(transparent)]
     Agent(#[from] agent::AgentError),
@@ -47,12 +51,22 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) => 78, // EX_CONFIG
-            Error::Sample(_) => 69, // EX_UNAVAILABLE
-            Error::Io(_) => 74,     // EX_IOERR
-            Error::Data(_) => 65,   // EX_DATAERR
-            Error::Input(_) => 66,  // EX_NOINPUT
+            Error::Config(e) => e.exit_code(), // 78 EX_CONFIG, 71 no HOME
+            Error::Sample(_) => 69,            // EX_UNAVAILABLE
+            Error::Io(_) => 74,                // EX_IOERR
+            Error::Data(_) => 65,              // EX_DATAERR
+            Error::Input(_) => 66,             // EX_NOINPUT
+            Error::Refused(_) => 73,           // EX_CANTCREAT
             Error::Agent(e) => e.exit_code(),
+        }
+    }
+}
+
+impl From<fsafe::FileError> for Error {
+    fn from(e: fsafe::FileError) -> Error {
+        match e {
+            fsafe::FileError::Refused(s) => Error::Refused(s),
+            fsafe::FileError::Io(e) => Error::Io(e),
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::model::secs;
 use serde::Serialize;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -54,10 +54,7 @@ struct Sink {
 impl Sink {
     fn open(&mut self) -> std::io::Result<&mut File> {
         if self.file.is_none() {
-            if let Some(dir) = self.path.parent() {
-                create_private_dir(dir)?;
-            }
-            let f = open_private(&self.path)?;
+            let f = crate::fsafe::open_log(&self.path)?;
             let m = f.metadata()?;
             self.written = m.len();
             self.id = Some(file_id(&m));
@@ -187,24 +184,15 @@ fn undo_partial(f: &mut File, written: usize) {
     }
 }
 
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if dir.is_dir() {
-        return Ok(());
+/// Before the daemon starts: a log directory or file someone else could
+/// plant or redirect stops it (exit 73, nothing written). Other failures
+/// (a full disk, no permission) are left to the sink, which reports them
+/// and keeps the daemon running.
+pub fn preflight(path: &Path) -> Result<(), crate::Error> {
+    match crate::fsafe::open_log(path) {
+        Ok(_) | Err(crate::fsafe::FileError::Io(_)) => Ok(()),
+        Err(e) => Err(e.into()),
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-fn open_private(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
 }
 
 /// Handle to change where the log goes (config reload) and to flush.
@@ -493,13 +481,35 @@ mod tests {
 
     #[test]
     fn a_full_disk_leaves_no_torn_line_and_is_said_once() {
-        // /dev/full: every write fails with ENOSPC.
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("headroom.log");
-        std::os::unix::fs::symlink("/dev/full", &path).expect("symlink");
-        let mut s = sink(&path, 1 << 20, 1);
+        // /dev/full, already open: every write fails with ENOSPC.
+        let path = Path::new("/dev/full");
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .expect("/dev/full");
+        let mut s = sink(path, 1 << 20, 1);
+        s.id = Some(file_id(&f.metadata().expect("stat")));
+        s.file = Some(f);
         s.write_line(b"{}\n");
         assert!(s.reported && s.file.is_none() && s.failed_at.is_some());
+    }
+
+    #[test]
+    fn a_log_symlink_is_never_written_through_even_on_reopen() {
+        // Issue 13: a planted headroom.log -> a file root sources.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("target");
+        std::fs::write(&target, "keep\n").expect("target");
+        let path = dir.path().join("logs/headroom.log");
+        let mut s = sink(&path, 1 << 20, 1);
+        s.write_line(b"{\"i\":1}\n");
+        std::fs::remove_file(&path).expect("rm");
+        std::os::unix::fs::symlink(&target, &path).expect("symlink");
+        s.write_line(b"{\"i\":2}\n");
+        assert!(s.reported && s.file.is_none());
+        assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep\n");
+        let e = preflight(&path).expect_err("refused");
+        assert_eq!(e.exit_code(), 73, "{e}");
     }
 
     #[test]

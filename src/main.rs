@@ -30,8 +30,9 @@ fn read_stdin() -> Result<String, Error> {
 fn dispatch(cmd: Command) -> Result<(), Error> {
     match cmd {
         Command::Run { config, dry_run } => {
-            let cfg = Config::load(config.as_deref())?;
+            let cfg = headroom::daemon::load_for_this_machine(config.as_deref())?;
             headroom::daemon::scope_for(&cfg)?;
+            headroom::log::preflight(&cfg.log.path)?;
             let start = std::time::Instant::now();
             let log = headroom::log::init(&cfg.log.path, cfg.log.max_size.0, cfg.log.keep, start);
             let daemon = headroom::daemon::Daemon::new(cfg, config, dry_run, log, start)?;
@@ -97,7 +98,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             Ok(())
         }
         Command::CheckConfig { config } => {
-            let cfg = Config::load(config.as_deref())?;
+            let cfg = headroom::daemon::load_for_this_machine(config.as_deref())?;
             print!("{}", headroom::status::effective_config(&cfg));
             Ok(())
         }
@@ -129,11 +130,12 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
         Command::Man => headroom::agent::man(),
         Command::Record {
             out,
+            force,
             duration,
             config,
         } => {
             let cfg = Config::load(config.as_deref())?;
-            let n = headroom::trace::record(&cfg, &out, duration)?;
+            let n = headroom::trace::record(&cfg, &out, force, duration)?;
             eprintln!("headroom: recorded {n} snapshots to {}", out.display());
             Ok(())
         }

@@ -383,33 +383,21 @@ pub fn run_replay(path: &Path, cfg: &Config, as_json: bool) -> Result<String, Er
 
 // ------------------------------------------------------------ record
 
-/// Create `path` for writing, mode 0600 (a trace names processes and their
-/// command lines); an existing file is truncated and made 0600.
-fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    Ok(f)
-}
-
 /// `headroom record`: sample at the config's poll interval and write one
 /// Snapshot per line until `duration` has passed or SIGINT/SIGTERM.
 /// Returns the number of snapshots written.
-pub fn record(cfg: &Config, out: &Path, duration: Option<Duration>) -> Result<u64, Error> {
+pub fn record(
+    cfg: &Config,
+    out: &Path,
+    force: bool,
+    duration: Option<Duration>,
+) -> Result<u64, Error> {
     let scope = crate::daemon::scope_for(cfg)?;
     let start = std::time::Instant::now();
     let sampler = crate::sample::for_this_platform(cfg, scope, start)?;
-    let file = create_private(out).map_err(|e| {
-        Error::Io(std::io::Error::new(
-            e.kind(),
-            format!("{}: {e}", out.display()),
-        ))
-    })?;
+    // A trace names processes and their command lines: 0600, and never
+    // written through a link someone planted (issue 13).
+    let file = crate::fsafe::create_private(out, force)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

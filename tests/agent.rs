@@ -237,7 +237,7 @@ fn launchd_install_is_idempotent_and_uninstall_leaves_config_and_logs() {
     let e = Env::new();
     let cfg_file = e.home.join(".config/headroom/config.toml");
     std::fs::create_dir_all(cfg_file.parent().expect("parent")).expect("mkdir");
-    std::fs::write(&cfg_file, "[thresholds]\nred_below = \"1GiB\"\n").expect("cfg");
+    std::fs::write(&cfg_file, "[thresholds]\nred_below = \"1536MiB\"\n").expect("cfg");
     assert!(
         !e.home.join("Library/LaunchAgents").exists(),
         "starts missing"

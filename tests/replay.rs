@@ -440,7 +440,7 @@ fn a_live_daemon_log_replays_to_the_same_decisions() {
         dir.path(),
         &format!(
             "[poll]\ninterval = \"100ms\"\n\
-             [thresholds]\nyellow_below = \"100%\"\nred_below = \"99%\"\n\
+             [thresholds]\nyellow_below = \"99.9%\"\nred_below = \"99%\"\n\
              [mlx]\npatterns = ['^headroom-replay-test-matches-nothing$']\ndetect_library = false\n\
              [actions]\nnotify = false\nterminate = false\nterminate_after = \"300ms\"\n\
              [log]\npath = \"{}\"\nsample_every = \"10s\"\n",

@@ -56,6 +56,9 @@ pub enum AgentError {
     Environment(String),
     #[error("{0}")]
     Io(String),
+    /// A directory another user could plant in or redirect (issue 13).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl AgentError {
@@ -65,6 +68,7 @@ impl AgentError {
             AgentError::Manager(_) => 69,     // EX_UNAVAILABLE
             AgentError::Environment(_) => 71, // EX_OSERR
             AgentError::Io(_) => 74,          // EX_IOERR
+            AgentError::Refused(_) => 73,     // EX_CANTCREAT
         }
     }
 }
@@ -135,7 +139,9 @@ pub fn service_file(manager: Manager, home: &Path) -> PathBuf {
 /// The daemon's log for `manager`: the config's `log.path`, unless that is
 /// the default of the OS we run on and the agent is for the other one.
 pub fn log_path_for(manager: Manager, cfg: &Config, home: &Path) -> PathBuf {
-    if cfg.log.path != config::default_log_path() || manager == Manager::native() {
+    if config::default_log_path().ok().as_ref() != Some(&cfg.log.path)
+        || manager == Manager::native()
+    {
         return cfg.log.path.clone();
     }
     match manager {
@@ -260,13 +266,20 @@ fn io(p: &Path, what: &str, e: std::io::Error) -> AgentError {
     AgentError::Io(format!("{}: cannot {what}: {e}", p.display()))
 }
 
+/// Create `p` (missing parents too) with `mode`, then hold it to the rule
+/// for directories headroom writes into (`fsafe::check_own_dir`): not a
+/// symlink, this user's, writable by no one else.
 fn create_dir(p: &Path, mode: u32) -> Result<(), AgentError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(mode)
         .create(p)
-        .map_err(|e| io(p, "create the directory", e))
+        .map_err(|e| io(p, "create the directory", e))?;
+    crate::fsafe::check_own_dir(p, crate::fsafe::euid()).map_err(|e| match e {
+        crate::fsafe::FileError::Refused(s) => AgentError::Refused(s),
+        crate::fsafe::FileError::Io(e) => AgentError::Io(e.to_string()),
+    })
 }
 
 /// Write `text` to `path` through a temporary file and a rename, so the

@@ -92,6 +92,33 @@ impl TopCache {
     }
 }
 
+/// This machine's total RAM (MemTotal, `hw.memsize`), for the config rules
+/// that need it (`Config::check_total`).
+pub fn total_ram() -> Result<crate::model::Bytes, SampleError> {
+    #[cfg(target_os = "linux")]
+    {
+        let path = PathBuf::from("/proc/meminfo");
+        let text = std::fs::read_to_string(&path).map_err(|source| SampleError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(linux::parse_meminfo(&text)?.mem_total)
+    }
+    #[cfg(target_os = "macos")]
+    {
+        crate::sys::macos::mem_size().map_err(|source| SampleError::Io {
+            path: PathBuf::from("sysctl hw.memsize"),
+            source,
+        })
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    {
+        Err(SampleError::Unsupported(
+            "headroom supports Linux and macOS only".into(),
+        ))
+    }
+}
+
 /// The sampler for the OS this binary was built for; `start` is time zero
 /// of the Snapshot clock (`Snapshot::at`); `scope` says whose processes count.
 pub fn for_this_platform(
