@@ -555,7 +555,7 @@ fn at_the_connection_cap_the_oldest_idle_connection_makes_room_for_a_scrape() {
 }
 
 /// What it withstood before issue 13 still holds: 500 idle connections at
-/// once, and scrapes are served while they are open.
+/// once and a 1 MiB request head, and scrapes are served meanwhile.
 #[test]
 fn five_hundred_idle_connections_do_not_keep_scrapes_out() {
     let h = Headroom::start();
@@ -567,6 +567,23 @@ fn five_hundred_idle_connections_do_not_keep_scrapes_out() {
         assert_eq!(status, 200);
         assert!(gauge(&body, "headroom_available_bytes").is_some(), "{body}");
     }
+    // A 1 MiB header: refused (or the socket closed) past 16 KiB.
+    if let Some(mut s) = idle(h.port) {
+        s.set_write_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut head = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+        head.extend(std::iter::repeat_n(b'a', 1 << 20));
+        head.extend(b"\r\n\r\n");
+        let _ = s.write_all(&head);
+        let mut answer = Vec::new();
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let _ = s.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let (status, _, _) = get(h.port, "/metrics").expect("a scrape after the 1 MiB head");
+    assert_eq!(status, 200);
     drop(held);
 }
 
