@@ -432,15 +432,7 @@ fn command(line: &str) -> Option<Command> {
 
 fn shorten(line: &str) -> String {
     const MAX: usize = 80;
-    let mut s: String = line
-        .chars()
-        .take(MAX)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if line.chars().count() > MAX {
-        s.push('…');
-    }
-    s
+    crate::text::line_capped(line, MAX)
 }
 
 // ------------------------------------------------------------ the report

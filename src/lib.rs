@@ -22,6 +22,7 @@ pub mod policy;
 pub mod sample;
 pub mod status;
 pub mod sys;
+pub mod text;
 pub mod top;
 pub mod trace;
 

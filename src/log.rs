@@ -96,7 +96,10 @@ impl Sink {
                 self.failed_at = None;
                 if self.reported {
                     self.reported = false;
-                    eprintln!("headroom: writing the log {} again", self.path.display());
+                    eprintln!(
+                        "headroom: writing the log {} again",
+                        crate::text::line(&self.path.display().to_string())
+                    );
                 }
                 self.written += line.len() as u64;
                 if self.written >= self.max_size {
@@ -111,7 +114,7 @@ impl Sink {
                     self.reported = true;
                     eprintln!(
                         "headroom: cannot write the log {}: {e}; continuing without it (retrying every {}s)",
-                        self.path.display(),
+                        crate::text::line(&self.path.display().to_string()),
                         RETRY.as_secs()
                     );
                 }
@@ -327,7 +330,8 @@ impl<S: Subscriber> Layer<S> for JsonLayer {
         if is_error || sink.human {
             if let Ok(serde_json::Value::Object(m)) = serde_json::from_str(&line) {
                 if let Some(h) = human_line(&m) {
-                    eprintln!("{h}");
+                    // The JSON above keeps names exact; a terminal gets the one rule.
+                    eprintln!("{}", crate::text::line(&h));
                 }
             }
         }

@@ -12,7 +12,9 @@ fn main() -> ExitCode {
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("headroom: {e}");
+            // Errors quote paths, names and values from outside: the one rule
+            // of src/text.rs, line breaks kept.
+            eprintln!("headroom: {}", headroom::text::lines(&e.to_string()));
             ExitCode::from(e.exit_code() as u8)
         }
     }
@@ -136,7 +138,10 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
         } => {
             let cfg = Config::load(config.as_deref())?;
             let n = headroom::trace::record(&cfg, &out, force, duration)?;
-            eprintln!("headroom: recorded {n} snapshots to {}", out.display());
+            eprintln!(
+                "headroom: recorded {n} snapshots to {}",
+                headroom::text::line(&out.display().to_string())
+            );
             Ok(())
         }
         Command::Replay { file, config, json } => {

@@ -29,11 +29,14 @@ use std::time::Duration;
 /// The content type of what `/metrics` serves (prometheus-client writes OpenMetrics text).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Connections served at once; more are closed on accept, so a flood of idle
-/// sockets cannot pile up memory or threads.
+/// Connections held at once. At the cap a new connection is still served:
+/// the oldest idle one is closed to make room (see [`Connections`]), so
+/// whoever holds many idle sockets cannot keep a scrape out (issue 13).
 const MAX_CONNECTIONS: usize = 64;
-/// A client must send its whole request head within this (slowloris).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A client must send a whole request head within this, on a new connection
+/// and between requests on a kept-alive one (hyper restarts the timer while
+/// waiting for the next head): the header-read and the idle timeout.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
 /// No connection lives longer than this, keep-alive or not.
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// Request heads larger than this are refused (hyper's minimum is 8 KiB).
@@ -350,7 +353,8 @@ impl Metrics {
         for proc in &s.mlx_processes {
             let l = ProcessLabels {
                 pid: i64::from(proc.pid.0),
-                name: proc.name.clone(),
+                // A dashboard shows the label raw: the one rule of src/text.rs.
+                name: crate::text::line(&proc.name),
             };
             self.footprint
                 .get_or_create(&l)
@@ -427,7 +431,7 @@ async fn accept_loop(listener: std::net::TcpListener, published: Arc<Mutex<Bytes
             return;
         }
     };
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let table = Arc::new(Mutex::new(Connections::default()));
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -437,14 +441,21 @@ async fn accept_loop(listener: std::net::TcpListener, published: Arc<Mutex<Bytes
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            drop(stream); // full: refuse rather than queue
-            continue;
+        let close = Arc::new(tokio::sync::Notify::new());
+        let id = {
+            let mut t = lock(&table);
+            let (id, evicted) = t.admit(std::time::Instant::now(), close.clone());
+            if let Some(e) = evicted {
+                e.notify_one();
+            }
+            id
         };
         let published = published.clone();
+        let table = table.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let on_request = table.clone();
             let svc = hyper::service::service_fn(move |req| {
+                lock(&on_request).served(id, std::time::Instant::now());
                 let body = published.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 std::future::ready(Ok::<_, std::convert::Infallible>(respond(&req, body)))
             });
@@ -453,9 +464,83 @@ async fn accept_loop(listener: std::net::TcpListener, published: Arc<Mutex<Bytes
                 .header_read_timeout(HEADER_TIMEOUT)
                 .max_buf_size(MAX_HEAD_BYTES)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
-            // Errors here are the client's (junk, resets, timeouts): nothing to log.
-            let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
+            // Errors here are the client's (junk, resets, timeouts): nothing
+            // to log. Evicted: dropping the connection closes the socket.
+            tokio::select! {
+                _ = tokio::time::timeout(CONNECTION_LIFETIME, conn) => {}
+                _ = close.notified() => {}
+            }
+            lock(&table).remove(id);
         });
+    }
+}
+
+fn lock(t: &Mutex<Connections>) -> std::sync::MutexGuard<'_, Connections> {
+    t.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The open connections, to choose which one makes room at the cap.
+#[derive(Default)]
+struct Connections {
+    next_id: u64,
+    open: Vec<Conn>,
+}
+
+struct Conn {
+    id: u64,
+    /// When it was accepted, or last had a request head read in full.
+    last_active: std::time::Instant,
+    /// Whether it ever sent a whole request: a client that scraped is
+    /// kept over sockets that never said anything.
+    served: bool,
+    close: Arc<tokio::sync::Notify>,
+}
+
+impl Connections {
+    /// Take in a new connection; at the cap, also return the signal that
+    /// closes the one making room for it.
+    fn admit(
+        &mut self,
+        now: std::time::Instant,
+        close: Arc<tokio::sync::Notify>,
+    ) -> (u64, Option<Arc<tokio::sync::Notify>>) {
+        let evicted = if self.open.len() >= MAX_CONNECTIONS {
+            self.evict()
+        } else {
+            None
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.open.push(Conn {
+            id,
+            last_active: now,
+            served: false,
+            close,
+        });
+        (id, evicted)
+    }
+
+    /// The oldest idle connection leaves: those that never sent a request
+    /// first, then the one whose last request is oldest.
+    fn evict(&mut self) -> Option<Arc<tokio::sync::Notify>> {
+        let i = self
+            .open
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, c)| (c.served, c.last_active))
+            .map(|(i, _)| i)?;
+        Some(self.open.swap_remove(i).close)
+    }
+
+    fn served(&mut self, id: u64, now: std::time::Instant) {
+        if let Some(c) = self.open.iter_mut().find(|c| c.id == id) {
+            c.served = true;
+            c.last_active = now;
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        self.open.retain(|c| c.id != id);
     }
 }
 
@@ -579,10 +664,12 @@ mod tests {
     fn exited_mlx_processes_lose_their_series_and_names_are_escaped() {
         let m = Metrics::disabled();
         let hostile = "evil\"} headroom_level 0\n";
+        let escape = "\u{1b}[2J\u{1b}[Hmlx_lm";
         m.observe_cycle(
             &linux_snap(vec![
                 proc(41, "mlx_lm.lora", 5 * B::GIB),
                 proc(42, hostile, 1),
+                proc(43, escape, 1),
             ]),
             &class(Level::Green),
         );
@@ -598,8 +685,10 @@ mod tests {
             t.contains("headroom_mlx_growth_bytes_per_second{pid=\"41\""),
             "{t}"
         );
-        assert!(t.contains(r#"name="evil\"} headroom_level 0\n"}"#), "{t}");
+        assert!(t.contains(r#"name="evil\"} headroom_level 0?"}"#), "{t}");
         assert_eq!(t.matches("\nheadroom_level ").count(), 1, "{t}");
+        assert!(t.contains(r#"{pid="43",name="?[2J?[Hmlx_lm"}"#), "{t}");
+        assert!(!t.contains('\u{1b}'), "ESC in a label: {t}");
 
         m.observe_cycle(
             &linux_snap(vec![proc(42, hostile, 1)]),
@@ -653,6 +742,44 @@ mod tests {
         let t = m.encode();
         assert!(t.contains("headroom_terminations_total 1\n"), "{t}");
         assert!(t.contains("headroom_kills_total 1\n"), "{t}");
+    }
+
+    // Issue 13: at the cap the oldest idle connection goes, sockets that
+    // never sent a request before a client that scraped.
+    #[test]
+    fn at_the_cap_the_oldest_idle_connection_makes_room() {
+        let t0 = std::time::Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut t = Connections::default();
+        let mut closes = Vec::new();
+        for i in 0..MAX_CONNECTIONS as u64 {
+            let c = Arc::new(tokio::sync::Notify::new());
+            let (id, evicted) = t.admit(at(i), c.clone());
+            assert_eq!(id, i);
+            assert!(evicted.is_none());
+            closes.push(c);
+        }
+        // Connection 0 scraped (so it is kept); 1 is now the oldest idle.
+        t.served(0, at(100));
+        let (_, evicted) = t.admit(at(200), Arc::new(tokio::sync::Notify::new()));
+        let evicted = evicted.expect("one makes room");
+        assert!(Arc::ptr_eq(&evicted, &closes[1]));
+        assert_eq!(t.open.len(), MAX_CONNECTIONS);
+        assert!(t.open.iter().all(|c| c.id != 1));
+        // Once every connection has scraped, the least recent goes.
+        for c in 2..MAX_CONNECTIONS as u64 + 1 {
+            t.served(c, at(300 + c));
+        }
+        let (_, evicted) = t.admit(at(500), Arc::new(tokio::sync::Notify::new()));
+        let evicted = evicted.expect("one makes room");
+        assert!(
+            Arc::ptr_eq(&evicted, &closes[0]),
+            "0 last scraped at 100 ms"
+        );
+        // A closed connection frees its place.
+        t.remove(5);
+        let (_, evicted) = t.admit(at(600), Arc::new(tokio::sync::Notify::new()));
+        assert!(evicted.is_none());
     }
 
     #[test]

@@ -84,21 +84,13 @@ pub fn render(cfg: &Config, snap: &Snapshot, as_json: bool) -> String {
             "PID", "FOOTPRINT", "PROGRAM"
         );
         for p in &snap.mlx_processes {
-            let cmd: String = p
-                .cmdline
-                .chars()
-                .take(80)
-                .map(|c| if c.is_control() { '?' } else { c })
-                .collect();
+            let cmd = crate::text::line_capped(&p.cmdline, 80);
             let program = if p.program.is_empty() {
                 &p.name
             } else {
                 &p.program
             };
-            let name: String = program
-                .chars()
-                .map(|c| if c.is_control() { '?' } else { c })
-                .collect();
+            let name = crate::text::line(program);
             let _ = writeln!(
                 o,
                 "  {:>7}  {:>10}  {:<16}  {}",

@@ -45,13 +45,6 @@ pub fn level_color(l: Level) -> Color {
     }
 }
 
-/// Control characters (a hostile process name or command line) never reach the terminal.
-fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
 fn rate(bytes_per_sec: f64) -> String {
     if bytes_per_sec == 0.0 {
         return "0".into();
@@ -144,7 +137,7 @@ pub fn frame(cfg: &Config, snap: &Snapshot, c: &Classification) -> Vec<Row> {
         if why.is_empty() {
             "none".to_string()
         } else {
-            clean(&why.join("; "))
+            crate::text::line(&why.join("; "))
         }
     ))]);
     rows.push(vec![plain("")]);
@@ -167,7 +160,7 @@ pub fn frame(cfg: &Config, snap: &Snapshot, c: &Classification) -> Vec<Row> {
                 .then(a.pid.cmp(&b.pid))
         });
         for p in procs {
-            let name = clean(&crate::policy::display_name(p));
+            let name = crate::text::line(&crate::policy::display_name(p));
             let red_in = time_to_red(m.available_bytes, lines.red, p.growth_bytes_per_sec)
                 .map(fmt_secs)
                 .unwrap_or_else(|| "-".into());
@@ -179,7 +172,7 @@ pub fn frame(cfg: &Config, snap: &Snapshot, c: &Classification) -> Vec<Row> {
                 rate(p.growth_bytes_per_sec),
                 p.peak_bytes.to_string(),
                 red_in,
-                clean(&p.cmdline)
+                crate::text::line(&p.cmdline)
             );
             rows.push(vec![plain(row)]);
         }
@@ -295,7 +288,7 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
                 Err(e) => vec![
                     vec![plain("headroom top   q quits")],
                     vec![Span {
-                        text: clean(&format!("sample failed: {e}")),
+                        text: crate::text::line(&format!("sample failed: {e}")),
                         color: Some(Color::Red),
                     }],
                 ],

@@ -256,13 +256,6 @@ pub fn decision_json(d: &Decision, cfg: &Config) -> Value {
     }
 }
 
-/// Control characters (a hostile process name) never reach the terminal.
-fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
 /// A decision as one line for a person.
 pub fn decision_text(d: &Decision) -> String {
     match d {
@@ -283,7 +276,7 @@ pub fn decision_text(d: &Decision) -> String {
                 c.level,
                 s.memory.available_bytes,
                 s.memory.total_bytes,
-                clean(&why)
+                crate::text::line(&why)
             )
         }
         Decision::Action {
@@ -339,8 +332,8 @@ pub fn decision_text(d: &Decision) -> String {
             format!(
                 "{:>9.3}s  {}{}",
                 at.as_secs_f64(),
-                clean(&what),
-                clean(&note)
+                crate::text::line(&what),
+                crate::text::line(&note)
             )
         }
     }
@@ -465,7 +458,7 @@ async fn record_loop(
             Err(e) => {
                 let msg = e.to_string();
                 if last_error.as_deref() != Some(msg.as_str()) {
-                    eprintln!("headroom: sample failed: {msg}");
+                    eprintln!("headroom: sample failed: {}", crate::text::line(&msg));
                     last_error = Some(msg);
                 }
             }

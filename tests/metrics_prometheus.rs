@@ -182,41 +182,75 @@ fn prometheus_bin() -> PathBuf {
         })
 }
 
+/// A real Prometheus server on loopback scraping `target_port`; killed on
+/// drop.
+struct Prometheus {
+    proc: Proc,
+    port: u16,
+    stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Scraping every 1 s (timeout 1 s) as job `headroom`.
+    fn start(target_port: u16) -> Prometheus {
+        Prometheus::start_jobs(target_port, 1, 1, 1)
+    }
+
+    /// `jobs` scrape jobs of the same target (`headroom`, `headroom2`, …),
+    /// each with its own HTTP client and so its own connection.
+    fn start_jobs(target_port: u16, jobs: u32, interval_s: u32, timeout_s: u32) -> Prometheus {
+        let prom = prometheus_bin();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let prom_port = free_port();
+        let cfg = dir.path().join("prometheus.yml");
+        let mut yml = format!(
+            "global:\n  scrape_interval: {interval_s}s\n  scrape_timeout: {timeout_s}s\nscrape_configs:\n"
+        );
+        for j in 1..=jobs {
+            let name = if j == 1 {
+                "headroom".to_string()
+            } else {
+                format!("headroom{j}")
+            };
+            yml.push_str(&format!(
+                "  - job_name: {name}\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+            ));
+        }
+        std::fs::write(&cfg, yml).expect("write prometheus.yml");
+        let stderr = dir.path().join("prometheus.stderr");
+        let child = Command::new(&prom)
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("start prometheus");
+        Prometheus {
+            proc: Proc(child),
+            port: prom_port,
+            stderr,
+            _dir: dir,
+        }
+    }
+}
+
 #[test]
 fn a_real_prometheus_server_scrapes_headroom_available_bytes() {
-    let prom = prometheus_bin();
     let h = Headroom::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let prom_port = free_port();
-    let cfg = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
-             scrape_configs:\n  - job_name: headroom\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
-            h.port
-        ),
-    )
-    .expect("write prometheus.yml");
-    let stderr = dir.path().join("prometheus.stderr");
-    let child = Command::new(&prom)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
-        .spawn()
-        .expect("start prometheus");
-    let mut prom_proc = Proc(child);
+    let mut p = Prometheus::start(h.port);
+    let prom_port = p.port;
+    let stderr = p.stderr.clone();
 
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut last = String::new();
     let value = loop {
-        if let Ok(Some(status)) = prom_proc.0.try_wait() {
+        if let Ok(Some(status)) = p.proc.0.try_wait() {
             panic!(
                 "prometheus exited ({status}):\n{}",
                 std::fs::read_to_string(&stderr).unwrap_or_default()
@@ -283,7 +317,7 @@ fn a_real_prometheus_server_scrapes_headroom_available_bytes() {
         let v: Value = serde_json::from_str(&body).expect("JSON");
         assert_eq!(v["status"], "success", "{expr}: {body}");
     }
-    drop(prom_proc);
+    drop(p);
     drop(h);
 }
 
@@ -465,4 +499,201 @@ fn a_thousand_malformed_requests_leave_the_daemon_sampling_and_serving() {
     .expect("SIGTERM");
     let status = wait_bounded(&mut h.proc.0, Duration::from_secs(30)).expect("exits");
     assert!(status.success(), "{status}");
+}
+
+/// A connection that sends nothing (the attacker's idle socket), or None
+/// when connect failed.
+fn idle(port: u16) -> Option<TcpStream> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()
+}
+
+/// Whether the server closed `s` (EOF or reset) within `wait`.
+fn closed_by_server(s: &mut TcpStream, wait: Duration) -> bool {
+    s.set_read_timeout(Some(wait)).expect("read timeout");
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+/// Issue 13: at the cap of 64 connections the 65th used to be closed on
+/// accept, so whoever held 64 idle sockets kept every scrape out. Now the
+/// new connection is served and the oldest idle one makes room.
+#[test]
+fn at_the_connection_cap_the_oldest_idle_connection_makes_room_for_a_scrape() {
+    // The header timeout (3 s) must not close anything first: on a machine
+    // so loaded that the steps take over 2 s, start again on a fresh daemon.
+    for attempt in 1..=3 {
+        let h = Headroom::start();
+        let t0 = Instant::now();
+        let mut oldest = idle(h.port).expect("connect");
+        let mut second = idle(h.port).expect("connect");
+        // The kernel hands connections to accept() in connect order.
+        let rest: Vec<TcpStream> = (0..62).filter_map(|_| idle(h.port)).collect();
+        assert_eq!(rest.len(), 62);
+        let scrape = get(h.port, "/metrics");
+        let oldest_closed = closed_by_server(&mut oldest, Duration::from_secs(2));
+        let second_open = !closed_by_server(&mut second, Duration::from_millis(200));
+        if t0.elapsed() > Duration::from_secs(2) {
+            eprintln!("attempt {attempt}: took {:?}, again", t0.elapsed());
+            continue;
+        }
+        let (status, _, body) = scrape.expect("a scrape with 64 idle connections open");
+        assert_eq!(status, 200);
+        assert!(gauge(&body, "headroom_available_bytes").is_some(), "{body}");
+        assert!(oldest_closed, "the oldest idle connection was not closed");
+        assert!(second_open, "the second-oldest was closed too");
+        return;
+    }
+    panic!("three attempts each took over 2 s");
+}
+
+/// What it withstood before issue 13 still holds: 500 idle connections at
+/// once and a 1 MiB request head, and scrapes are served meanwhile.
+#[test]
+fn five_hundred_idle_connections_do_not_keep_scrapes_out() {
+    let h = Headroom::start();
+    let held: Vec<TcpStream> = (0..500).filter_map(|_| idle(h.port)).collect();
+    assert!(held.len() >= 450, "only {} connects", held.len());
+    for i in 0..5 {
+        let (status, _, body) = get(h.port, "/metrics")
+            .unwrap_or_else(|| panic!("scrape {i} failed with 500 idle connections"));
+        assert_eq!(status, 200);
+        assert!(gauge(&body, "headroom_available_bytes").is_some(), "{body}");
+    }
+    // A 1 MiB header: refused (or the socket closed) past 16 KiB.
+    if let Some(mut s) = idle(h.port) {
+        s.set_write_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut head = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+        head.extend(std::iter::repeat_n(b'a', 1 << 20));
+        head.extend(b"\r\n\r\n");
+        let _ = s.write_all(&head);
+        let mut answer = Vec::new();
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let _ = s.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let (status, _, _) = get(h.port, "/metrics").expect("a scrape after the 1 MiB head");
+    assert_eq!(status, 200);
+    drop(held);
+}
+
+/// Seconds since the Unix epoch, as Prometheus's `time` parameter takes.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}
+
+/// One instant-vector query at `time`: the first result's value.
+fn query_at(prom_port: u16, q: &str, time: f64) -> Option<f64> {
+    let (_, _, body) = get(
+        prom_port,
+        &format!("/api/v1/query?query={}&time={time:.3}", url_encode(q)),
+    )?;
+    let v: Value = serde_json::from_str(&body).ok()?;
+    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+/// Issue 13, the attack as filed: a real Prometheus scraping while another
+/// client holds 80 idle connections (re-opening at once any the server
+/// closes) and re-opens all of them every 3 s. Eight
+/// scrape jobs every 6 s: longer than the idle timeout, so each scrape opens
+/// a new connection, as with Prometheus's default 15 s. Before the fix
+/// (refuse at 64) most of those scrapes failed (`up` == 0).
+#[test]
+fn a_real_prometheus_keeps_scraping_while_80_idle_connections_are_held_open() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let h = Headroom::start();
+    let p = Prometheus::start_jobs(h.port, 8, 6, 2);
+    let all_up = "count(up{job=~\"headroom.*\"} == 1)";
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while query_at(p.port, all_up, unix_now()) != Some(8.0) {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never scraped headroom from all 8 jobs; stderr:\n{}",
+            std::fs::read_to_string(&p.stderr).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let port = h.port;
+    let attacker = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            // Non-blocking, so a poll can tell a socket the server closed.
+            let open = || {
+                idle(port).inspect(|s| {
+                    s.set_nonblocking(true).expect("nonblocking");
+                })
+            };
+            let mut held: Vec<Option<TcpStream>> = (0..80).map(|_| open()).collect();
+            let (mut rounds, mut reopened) = (1u32, 0u32);
+            let mut round = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                if round.elapsed() >= Duration::from_secs(3) {
+                    held = (0..80).map(|_| open()).collect();
+                    rounds += 1;
+                    round = Instant::now();
+                }
+                // Every socket the server closed is opened again at once.
+                for h in held.iter_mut() {
+                    let mut buf = [0u8; 16];
+                    let gone = match h.as_mut().map(|s| s.read(&mut buf)) {
+                        None | Some(Ok(0)) => true,
+                        Some(Ok(_)) => false,
+                        Some(Err(e)) => e.kind() != std::io::ErrorKind::WouldBlock,
+                    };
+                    if gone {
+                        *h = open();
+                        reopened += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (rounds, reopened)
+        })
+    };
+    let started = unix_now();
+    std::thread::sleep(Duration::from_secs(48));
+    let ended = unix_now();
+    stop.store(true, Ordering::Relaxed);
+    let (rounds, reopened) = attacker.join().expect("attacker");
+    assert!(rounds >= 10, "only {rounds} rounds of 80 connections");
+    // Let the last scrapes land.
+    std::thread::sleep(Duration::from_secs(3));
+
+    let window = (ended - started).floor() as u64 - 1;
+    let q = |f: &str| {
+        let expr = format!("sum({f}(up{{job=~\"headroom.*\"}}[{window}s]))");
+        query_at(p.port, &expr, ended).unwrap_or_else(|| panic!("{expr}: no answer"))
+    };
+    let scrapes = q("count_over_time");
+    let ok = q("sum_over_time");
+    let ratio = ok / scrapes;
+    eprintln!(
+        "scrape success under 80 idle connections: {ok} of {scrapes} scrapes ({ratio:.3}) in {window} s, {rounds} rounds of 80, {reopened} closed sockets re-opened"
+    );
+    assert!(scrapes >= 40.0, "only {scrapes} scrapes in {window} s");
+    assert!(
+        ratio >= 0.95,
+        "only {ok} of {scrapes} scrapes succeeded while 80 idle connections were held"
+    );
+    assert!(
+        get(h.port, "/metrics").is_some_and(|r| r.0 == 200),
+        "headroom stopped serving"
+    );
 }

@@ -141,25 +141,10 @@ fn run(rx: Receiver<Msg>) {
 
 /// Text a notification service accepts and shows as written: D-Bus strings
 /// may not hold NUL, and escape sequences have no business in a bubble.
-/// Control characters other than newline and tab become '?'; at most `max`
+/// The one rule of src/text.rs with newline and tab kept; at most `max`
 /// chars, cut on a char boundary and marked with '…'.
 pub fn printable(s: &str, max: usize) -> String {
-    let mut out: String = s
-        .chars()
-        .take(max)
-        .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
-                '?'
-            } else {
-                c
-            }
-        })
-        .collect();
-    if s.chars().nth(max).is_some() {
-        out.pop();
-        out.push('…');
-    }
-    out
+    crate::text::cap(&crate::text::lines(s), max)
 }
 
 #[cfg(target_os = "macos")]

@@ -102,7 +102,7 @@ pub fn key_flags_of(program: &str, cmdline: &str) -> String {
             out.push_str(v);
         }
     }
-    cap(&clean(&out), KEY_FLAGS_MAX_CHARS)
+    crate::text::line_capped(&out, KEY_FLAGS_MAX_CHARS)
 }
 
 /// The short name people know a process by (`mlx_lm.lora`, `train.py`),
@@ -112,13 +112,13 @@ pub fn program_name(cmdline: &str, fallback: &str) -> String {
     let words: Vec<&str> = cmdline.split_whitespace().collect();
     let name = short_name(&words);
     let name = if name.is_empty() { fallback } else { &name };
-    cap(&clean(name), KEY_FLAGS_MAX_CHARS)
+    crate::text::line_capped(name, KEY_FLAGS_MAX_CHARS)
 }
 
 /// A process name made safe and short for a notice or a log reason:
 /// control characters and bidi overrides replaced, at most ~120 chars.
 pub fn printable(name: &str) -> String {
-    cap(&clean(name), KEY_FLAGS_MAX_CHARS)
+    crate::text::line_capped(name, KEY_FLAGS_MAX_CHARS)
 }
 
 /// The flags of a planned or running `mlx_lm.lora` that the guide's
@@ -339,7 +339,7 @@ fn four_bit(model: &str) -> String {
     }
     format!(
         "a 4-bit model (e.g. {}-4bit)",
-        cap(&clean(base), MODEL_NAME_MAX_CHARS)
+        crate::text::line_capped(base, MODEL_NAME_MAX_CHARS)
     )
 }
 
@@ -375,28 +375,6 @@ fn with_subcommand(words: &[&str], i: usize) -> String {
         Some(sub) if name == "mlx_lm" && !sub.starts_with('-') => format!("{name} {sub}"),
         _ => name.to_string(),
     }
-}
-
-/// Control characters and bidi overrides (which could make a notification
-/// read differently from the command line) become '?'.
-fn clean(s: &str) -> String {
-    let misleading = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
-    s.chars()
-        .map(|c| if misleading(c) { '?' } else { c })
-        .collect()
-}
-
-/// At most `max` chars, cut on a char boundary and marked with '…'.
-fn cap(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
 }
 
 #[cfg(test)]

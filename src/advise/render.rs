@@ -8,7 +8,14 @@ fn gb(b: u64) -> String {
     format!("{:.1} GB", b as f64 / GB)
 }
 
+/// The report as text. Model names and sources come from the user's folder,
+/// `config.json` or a pasted command line: the whole text goes through the
+/// one rule of src/text.rs (line breaks kept).
 pub fn render(r: &Report) -> String {
+    crate::text::lines(&render_raw(r))
+}
+
+fn render_raw(r: &Report) -> String {
     let mut o = String::new();
     let m = &r.machine;
     let _ = writeln!(o, "chip:      {}", m.chip.as_deref().unwrap_or("unknown"));
