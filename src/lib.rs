@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod discover;
 pub mod engine;
 pub mod explain;
+pub mod input;
 pub mod log;
 pub mod macos_vm;
 pub mod metrics;

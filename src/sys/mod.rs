@@ -4,4 +4,5 @@
 #[cfg(target_os = "macos")]
 pub mod macos;
 
+pub mod fs;
 pub mod unix;
