@@ -114,7 +114,7 @@ impl fmt::Display for InputError {
 
 /// "1 MiB", "1024 MiB", "100 B": caps are whole MiB in practice.
 fn size(bytes: u64) -> String {
-    if bytes >= MIB && bytes % MIB == 0 {
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
         format!("{} MiB", bytes / MIB)
     } else {
         format!("{bytes} B")
