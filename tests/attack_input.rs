@@ -51,16 +51,21 @@ fn max_rss_of_children() -> u64 {
 /// Run headroom with `args` (and `stdin`), with no user config, killed
 /// and failed if it runs past `HANG`.
 fn run(args: &[&str], stdin: Stdio) -> Ran {
-    let _one = ONE_CHILD.lock().unwrap_or_else(|p| p.into_inner());
     let home = tempfile::tempdir().expect("tempdir");
+    run_in(home.path(), args, stdin)
+}
+
+/// `run` with `home` as HOME (and `home/.config` as XDG_CONFIG_HOME).
+fn run_in(home: &Path, args: &[&str], stdin: Stdio) -> Ran {
+    let _one = ONE_CHILD.lock().unwrap_or_else(|p| p.into_inner());
     let out = tempfile::tempfile().expect("tempfile");
     let err = tempfile::tempfile().expect("tempfile");
     let start = Instant::now();
     let mut child = Command::new(bin())
         .args(args)
         .env_remove("HEADROOM_CONFIG")
-        .env("HOME", home.path())
-        .env("XDG_CONFIG_HOME", home.path())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
         .stdin(stdin)
         .stdout(out.try_clone().expect("dup"))
         .stderr(err.try_clone().expect("dup"))
@@ -420,6 +425,48 @@ fn endless_and_huge_inputs_exit_65_naming_the_line() {
         &run(&["check-config", "--config", "/dev/zero"], Stdio::null()),
         78,
         &["/dev/zero:1: line longer than the 1 MiB line cap"],
+    );
+}
+
+#[test]
+fn status_reads_only_the_tail_of_a_log_that_never_ends() {
+    // Before the bound, the log tail was read to its end: /dev/zero has none.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = tmp.path().join("config.toml");
+    std::fs::write(&cfg, "[log]\npath = \"/dev/zero\"\n").expect("write");
+    let r = run(
+        &["status", "--config", cfg.to_str().expect("utf-8")],
+        Stdio::null(),
+    );
+    eprintln!(
+        "status with log /dev/zero: exit {:?} in {:.3} s, max child RSS so far {} KiB",
+        r.code,
+        r.elapsed.as_secs_f64(),
+        r.max_rss / 1024
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains("/dev/zero"), "{}", r.stdout);
+    assert!(r.max_rss < RSS_CAP, "peak RSS {} KiB", r.max_rss / 1024);
+}
+
+#[test]
+fn install_does_not_wait_on_a_fifo_at_the_service_file_path() {
+    // Before, `install` read whatever was there to see whether it was its
+    // own file: a FIFO with no writer blocked it for ever.
+    let home = tempfile::tempdir().expect("tempdir");
+    let unit = home.path().join(".config/systemd/user/headroom.service");
+    std::fs::create_dir_all(unit.parent().expect("parent")).expect("mkdir");
+    mkfifo(&unit);
+    let r = run_in(
+        home.path(),
+        &["install", "--manager", "systemd", "--dry-run"],
+        Stdio::null(),
+    );
+    refused(
+        "install over a FIFO",
+        &r,
+        73,
+        &["headroom.service", "not written by headroom install"],
     );
 }
 
