@@ -414,6 +414,14 @@ mod tests {
         let e = parse_safetensors_header(h, 2000).expect_err("offsets beyond data");
         assert!(e.contains("outside the 2000 data bytes"), "{e}");
         assert!(parse_safetensors_header(b"{not json", 0).is_err());
+        // Issue 13: shapes summing past 2^64 wrapped to "0.00B params … FITS".
+        let e = parse_safetensors_header(
+            br#"{"a": {"dtype": "F16", "shape": [9223372036854775808], "data_offsets": [0, 0]},
+                 "b": {"dtype": "F16", "shape": [9223372036854775808], "data_offsets": [0, 0]}}"#,
+            0,
+        )
+        .expect_err("past 2^64");
+        assert!(e.contains("add up past 2^64"), "{e}");
         assert!(parse_safetensors_header(
             br#"{"a": {"dtype": "F16", "shape": [2], "data_offsets": [4, 0]}}"#,
             8
