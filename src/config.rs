@@ -798,8 +798,14 @@ impl Config {
     /// Load `path` over the embedded defaults.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Invalid(format!("{name}: cannot read: {e}")))?;
+        use crate::input::{read_text, InputError, CONFIG};
+        let text = std::fs::File::open(path)
+            .map_err(InputError::Io)
+            .and_then(|f| read_text(f, CONFIG))
+            .map_err(|e| match e {
+                InputError::Io(e) => ConfigError::Invalid(format!("{name}: cannot read: {e}")),
+                e => ConfigError::Invalid(e.at(&name)),
+            })?;
         Config::from_text(&name, &text)
     }
 

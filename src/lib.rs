@@ -13,6 +13,7 @@ pub mod discover;
 pub mod engine;
 pub mod explain;
 pub mod fsafe;
+pub mod input;
 pub mod log;
 pub mod macos_vm;
 pub mod metrics;

@@ -20,13 +20,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn read_stdin() -> Result<String, Error> {
-    use std::io::Read;
-    let mut s = String::new();
-    std::io::stdin()
-        .read_to_string(&mut s)
-        .map_err(|e| Error::Input(format!("standard input: {e}")))?;
-    Ok(s)
+/// `explain`'s input, FILE or `-` (standard input), within its caps.
+fn read_explain_input(file: Option<&std::path::Path>) -> Result<String, Error> {
+    use headroom::input::{read_text, EXPLAIN};
+    match file.filter(|p| p.as_os_str() != "-") {
+        None => read_text(std::io::stdin().lock(), EXPLAIN).map_err(|e| e.error("standard input")),
+        Some(p) => {
+            let name = p.display().to_string();
+            let f = std::fs::File::open(p).map_err(|e| Error::Input(format!("{name}: {e}")))?;
+            read_text(f, EXPLAIN).map_err(|e| e.error(&name))
+        }
+    }
 }
 
 fn dispatch(cmd: Command) -> Result<(), Error> {
@@ -60,12 +64,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             json,
         } => {
             let cfg = Config::load(config.as_deref())?;
-            let text = match file.as_deref() {
-                None => read_stdin()?,
-                Some(p) if p.as_os_str() == "-" => read_stdin()?,
-                Some(p) => std::fs::read_to_string(p)
-                    .map_err(|e| Error::Input(format!("{}: {e}", p.display())))?,
-            };
+            let text = read_explain_input(file.as_deref())?;
             let out = headroom::explain::run_explain(&text, total_bytes, &cfg, json)
                 .map_err(|e| Error::Data(e.to_string()))?;
             print!("{out}");

@@ -9,13 +9,14 @@ use crate::classify::Classification;
 use crate::config::Config;
 use crate::discover::Scope;
 use crate::engine::{action_fields, level_changed_fields, Engine};
+use crate::input::{self, Lines};
 use crate::model::secs;
 use crate::model::{KernelLevel, Level, Pid, Snapshot};
 use crate::policy::{Action, Sig};
 use crate::sample::SampleError;
 use crate::Error;
 use serde_json::{json, Value};
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -109,22 +110,13 @@ pub fn parse_line(text: &str) -> Result<TraceLine, String> {
 /// Read a whole trace, line by line; the first malformed line is an error
 /// naming the file and line, and nothing of the trace is used.
 pub fn read_trace(path: &Path) -> Result<Vec<TraceLine>, Error> {
-    let name = path.display();
+    let name = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| Error::Input(format!("{name}: {e}")))?;
-    let mut reader = std::io::BufReader::new(file);
+    let mut lines = Lines::new(std::io::BufReader::new(file), input::REPLAY);
     let mut out = Vec::new();
     let mut buf = Vec::new();
     let mut last_at: Option<Duration> = None;
-    for lineno in 1.. {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| Error::Input(format!("{name}: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        let text = std::str::from_utf8(&buf)
-            .map_err(|_| Error::Data(format!("{name}:{lineno}: not UTF-8 text")))?;
+    while let Some((lineno, text)) = lines.next_str(&mut buf).map_err(|e| e.error(&name))? {
         let line = parse_line(text).map_err(|e| Error::Data(format!("{name}:{lineno}: {e}")))?;
         match &line {
             TraceLine::Started => last_at = None,

@@ -12,6 +12,7 @@ use regex::Regex;
 use std::sync::OnceLock;
 
 pub mod estimate;
+pub mod folder;
 pub mod machine;
 pub mod model;
 pub mod render;

@@ -3,8 +3,12 @@
 //! guide's table ("7B", "llama-13b", "nemotron-253b").
 
 use super::estimate::Shape;
+use super::folder::Folder;
+use crate::input::{read_text, MODEL_CONFIG_JSON};
 use crate::Error;
 use serde::Serialize;
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
@@ -172,13 +176,24 @@ pub struct TensorSums {
     pub data_bytes: u64,
 }
 
+/// The largest safetensors header the format itself accepts (huggingface
+/// safetensors `MAX_HEADER_SIZE`; bigger is `HeaderTooLarge`).
+pub const MAX_SAFETENSORS_HEADER: u64 = 100_000_000;
+
 /// Check and sum a safetensors JSON header; `data_len` is the file size
 /// minus the 8-byte length and the header.
 pub fn parse_safetensors_header(header: &[u8], data_len: u64) -> Result<TensorSums, String> {
     let v: serde_json::Value =
         serde_json::from_slice(header).map_err(|e| format!("header is not JSON: {e}"))?;
+    sum_tensors(&v, data_len)
+}
+
+/// Check and sum a parsed safetensors header. Sums that pass 2^64 are an
+/// error, never a wrapped (tiny) count.
+pub fn sum_tensors(v: &serde_json::Value, data_len: u64) -> Result<TensorSums, String> {
     let obj = v.as_object().ok_or("header is not a JSON object")?;
     let mut sums = TensorSums::default();
+    let overflow = || "the tensors' sizes add up past 2^64".to_string();
     for (name, t) in obj {
         if name == "__metadata__" {
             continue;
@@ -212,73 +227,91 @@ pub fn parse_safetensors_header(header: &[u8], data_len: u64) -> Result<TensorSu
                 "data_offsets [{a}, {b}] outside the {data_len} data bytes"
             )));
         }
-        sums.data_bytes += b - a;
+        sums.data_bytes = sums.data_bytes.checked_add(b - a).ok_or_else(overflow)?;
         // Group scales and biases are overhead, not parameters.
         if name.ends_with(".scales") || name.ends_with(".biases") {
             continue;
         }
-        if dtype == "U32" {
-            sums.packed_elements += elements;
+        let sum = if dtype == "U32" {
+            &mut sums.packed_elements
         } else {
-            sums.weight_elements += elements;
-        }
+            &mut sums.weight_elements
+        };
+        *sum = sum.checked_add(elements).ok_or_else(overflow)?;
     }
     Ok(sums)
 }
 
-/// Read only the 8-byte length and the JSON header of one file.
-fn read_header(path: &Path) -> Result<(TensorSums, u64), Error> {
-    let name = path.display();
-    let io = |e: std::io::Error| Error::Input(format!("{name}: {e}"));
-    let mut f = std::fs::File::open(path).map_err(io)?;
-    let len = f.metadata().map_err(io)?.len();
+/// Read only the 8-byte length and the JSON header of one open file
+/// (`name` for messages). Memory: the parsed header, never the declared
+/// length before it is checked against the file and the format's cap.
+fn read_header(f: File, name: &Path) -> Result<(TensorSums, u64), Error> {
+    let name = name.display();
+    let corrupt = |why: String| Error::Data(format!("{name}: corrupt safetensors header: {why}"));
+    let len = f
+        .metadata()
+        .map_err(|e| Error::Input(format!("{name}: {e}")))?
+        .len();
+    let mut reader = std::io::BufReader::new(f);
     let mut n = [0u8; 8];
-    f.read_exact(&mut n).map_err(|_| {
-        Error::Data(format!(
-            "{name}: corrupt safetensors header: shorter than 8 bytes"
-        ))
-    })?;
+    reader
+        .read_exact(&mut n)
+        .map_err(|_| corrupt("shorter than 8 bytes".into()))?;
     let n = u64::from_le_bytes(n);
-    if n > len - 8 {
-        return Err(Error::Data(format!(
-            "{name}: corrupt safetensors header: length {n} beyond the {len}-byte file"
+    let room = len
+        .checked_sub(8)
+        .ok_or_else(|| corrupt("shorter than 8 bytes".into()))?;
+    if n > room {
+        return Err(corrupt(format!("length {n} beyond the {len}-byte file")));
+    }
+    if n > MAX_SAFETENSORS_HEADER {
+        return Err(corrupt(format!(
+            "length {n} over the format's cap of {MAX_SAFETENSORS_HEADER} bytes"
         )));
     }
-    let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header).map_err(io)?;
-    let sums = parse_safetensors_header(&header, len - 8 - n)
-        .map_err(|e| Error::Data(format!("{name}: corrupt safetensors header: {e}")))?;
+    // Parsed as it is read: a header of zeros fails at its first byte.
+    let v: serde_json::Value = serde_json::from_reader(reader.take(n))
+        .map_err(|e| corrupt(format!("header is not JSON: {e}")))?;
+    let sums = sum_tensors(&v, room - n).map_err(corrupt)?;
     Ok((sums, len))
 }
 
 pub fn read_folder(dir: &Path) -> Result<ModelInfo, Error> {
+    let folder = Folder::open(dir)?;
     let cfg_path = dir.join("config.json");
-    let text = std::fs::read_to_string(&cfg_path)
-        .map_err(|e| Error::Input(format!("{}: {e}", cfg_path.display())))?;
-    let cfg = parse_config_json(&text)
-        .map_err(|e| Error::Data(format!("{}: {e}", cfg_path.display())))?;
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| Error::Input(format!("{}: {e}", dir.display())))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    files.sort();
+    let cfg_name = cfg_path.display().to_string();
+    let text = read_text(
+        folder.open_file(OsStr::new("config.json"))?,
+        MODEL_CONFIG_JSON,
+    )
+    .map_err(|e| e.error(&cfg_name))?;
+    let cfg = parse_config_json(&text).map_err(|e| Error::Data(format!("{cfg_name}: {e}")))?;
+    let files = folder.names_with_extension("safetensors")?;
     if files.is_empty() {
         return Err(Error::Input(format!(
             "{}: no *.safetensors files",
             dir.display()
         )));
     }
+    let overflow = || {
+        Error::Data(format!(
+            "{}: the *.safetensors sizes add up past 2^64",
+            dir.display()
+        ))
+    };
     let (mut disk, mut data, mut plain, mut packed) = (0u64, 0u64, 0u64, 0u64);
     for f in &files {
-        let (s, len) = read_header(f)?;
-        disk += len;
-        data += s.data_bytes;
-        plain += s.weight_elements;
-        packed += s.packed_elements;
+        let (s, len) = read_header(folder.open_file(f)?, &dir.join(f))?;
+        disk = disk.checked_add(len).ok_or_else(overflow)?;
+        data = data.checked_add(s.data_bytes).ok_or_else(overflow)?;
+        plain = plain.checked_add(s.weight_elements).ok_or_else(overflow)?;
+        packed = packed.checked_add(s.packed_elements).ok_or_else(overflow)?;
     }
     let per_u32 = cfg.quantization.map_or(1, |q| 32 / q.bits.max(1));
-    let params = (plain + packed * u64::from(per_u32)) as f64;
+    let params = packed
+        .checked_mul(u64::from(per_u32))
+        .and_then(|p| p.checked_add(plain))
+        .ok_or_else(overflow)? as f64;
     // The path as given: it goes into the suggested `--model`.
     let name = dir.display().to_string();
     Ok(ModelInfo {
@@ -381,6 +414,14 @@ mod tests {
         let e = parse_safetensors_header(h, 2000).expect_err("offsets beyond data");
         assert!(e.contains("outside the 2000 data bytes"), "{e}");
         assert!(parse_safetensors_header(b"{not json", 0).is_err());
+        // Issue 13: shapes summing past 2^64 wrapped to "0.00B params … FITS".
+        let e = parse_safetensors_header(
+            br#"{"a": {"dtype": "F16", "shape": [9223372036854775808], "data_offsets": [0, 0]},
+                 "b": {"dtype": "F16", "shape": [9223372036854775808], "data_offsets": [0, 0]}}"#,
+            0,
+        )
+        .expect_err("past 2^64");
+        assert!(e.contains("add up past 2^64"), "{e}");
         assert!(parse_safetensors_header(
             br#"{"a": {"dtype": "F16", "shape": [2], "data_offsets": [4, 0]}}"#,
             8

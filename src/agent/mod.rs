@@ -240,6 +240,10 @@ impl Layout {
     }
 }
 
+/// The most of an existing plist or unit read to tell whether it is ours
+/// (ours is ~2 KiB).
+const SERVICE_FILE_MAX_BYTES: u64 = 1 << 20;
+
 /// What is at the service-file path now.
 #[derive(Debug, PartialEq, Eq)]
 enum Existing {
@@ -250,11 +254,21 @@ enum Existing {
 }
 
 fn existing(l: &Layout, force: bool) -> Result<Existing, AgentError> {
+    use std::io::Read;
     let p = &l.service_file;
     if std::fs::symlink_metadata(p).is_err() {
         return Ok(Existing::Nothing);
     }
-    let ours = std::fs::read(p).map(|t| l.is_ours(&t)).unwrap_or(false);
+    // Only a regular file can be ours, and ours is a few KiB: a FIFO is not
+    // opened (it would wait for a writer) and a huge file is not read whole.
+    let ours = std::fs::metadata(p).is_ok_and(|m| m.is_file())
+        && std::fs::File::open(p)
+            .and_then(|f| {
+                let mut text = Vec::new();
+                f.take(SERVICE_FILE_MAX_BYTES).read_to_end(&mut text)?;
+                Ok(text)
+            })
+            .is_ok_and(|t| l.is_ours(&t));
     match (ours, force) {
         (true, _) => Ok(Existing::Ours),
         (false, true) => Ok(Existing::Forced),

@@ -108,7 +108,9 @@ pub fn last_level_change(path: &Path) -> Option<Value> {
     let start = len.saturating_sub(LOG_TAIL_BYTES);
     f.seek(SeekFrom::Start(start)).ok()?;
     let mut buf = Vec::new();
-    f.read_to_end(&mut buf).ok()?;
+    // The tail as it was measured: a log still growing (or a device named
+    // as the log) is not read past it.
+    f.take(LOG_TAIL_BYTES).read_to_end(&mut buf).ok()?;
     let text = String::from_utf8_lossy(&buf);
     text.lines()
         .rev()
