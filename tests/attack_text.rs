@@ -51,8 +51,17 @@ fn hostile_process(dir: &Path) -> Kid {
         .spawn()
         .expect("start the hostile process");
     let kid = Kid::new(child);
-    let comm = std::fs::read_to_string(format!("/proc/{}/comm", kid.pid())).expect("comm");
-    assert_eq!(comm.trim_end_matches('\n'), NAME, "the kernel's name");
+    // Right after spawn the child may not have exec'd yet (its comm is
+    // still the test thread's): wait, bounded, for the kernel's name.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", kid.pid())).expect("comm");
+        if comm.trim_end_matches('\n') == NAME {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the kernel's name: {comm:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     kid
 }
 
