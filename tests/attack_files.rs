@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{bin, is, wait_bounded, wait_for_event, Daemon};
+use common::{bin, is, need_root, wait_bounded, wait_for_event, Daemon};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -15,20 +15,6 @@ use std::time::Duration;
 
 const NOBODY: u32 = 65534;
 const LONG: Duration = Duration::from_secs(60);
-
-/// Root, or a loud skip (never silent); under CI (which runs as root) a
-/// missing root is a failure.
-fn root_or_skip(why: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI runs as root, but this test is not root: {why}"
-    );
-    eprintln!("!!!!!!!! SKIPPED: not root: {why} !!!!!!!!");
-    false
-}
 
 fn chmod(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
@@ -142,7 +128,7 @@ fn root_config(dir: &Path, log: &Path, extra: &str) -> PathBuf {
 
 #[test]
 fn a_log_symlink_planted_in_a_sticky_dir_is_refused_and_the_target_unchanged() {
-    if !root_or_skip("nobody plants the log for root's headroom") {
+    if !need_root("nobody plants the log for root's headroom") {
         return;
     }
     let safe = tempfile::tempdir().expect("tempdir");
@@ -209,7 +195,7 @@ fn a_log_symlink_planted_in_a_sticky_dir_is_refused_and_the_target_unchanged() {
 
 #[test]
 fn without_home_root_logs_under_var_log_and_anyone_else_exits_71() {
-    if !root_or_skip("compares root and nobody without HOME") {
+    if !need_root("compares root and nobody without HOME") {
         return;
     }
     let no_home: &[(&str, Option<&str>)] = &[
@@ -296,7 +282,7 @@ fn without_home_root_logs_under_var_log_and_anyone_else_exits_71() {
 
 #[test]
 fn record_out_never_writes_through_a_symlink_and_force_replaces_only_a_regular_file() {
-    if !root_or_skip("nobody plants record's --out for root") {
+    if !need_root("nobody plants record's --out for root") {
         return;
     }
     let safe = tempfile::tempdir().expect("tempdir");
@@ -371,7 +357,7 @@ fn record_out_never_writes_through_a_symlink_and_force_replaces_only_a_regular_f
 
 #[test]
 fn a_world_writable_config_owned_by_nobody_is_refused_and_its_hook_never_runs() {
-    if !root_or_skip("root must refuse nobody's config") {
+    if !need_root("root must refuse nobody's config") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -446,7 +432,7 @@ fn a_world_writable_config_owned_by_nobody_is_refused_and_its_hook_never_runs() 
 
 #[test]
 fn a_config_in_a_directory_others_can_write_is_refused() {
-    if !root_or_skip("root's config trust") {
+    if !need_root("root's config trust") {
         return;
     }
     let top = tempfile::tempdir().expect("tempdir");
@@ -505,7 +491,7 @@ fn a_config_in_a_directory_others_can_write_is_refused() {
 
 #[test]
 fn hooks_run_by_root_must_be_absolute_and_root_s_alone() {
-    if !root_or_skip("root's hook trust") {
+    if !need_root("root's hook trust") {
         return;
     }
     let top = tempfile::tempdir().expect("tempdir");
@@ -577,7 +563,7 @@ fn hooks_run_by_root_must_be_absolute_and_root_s_alone() {
 
 #[test]
 fn a_reload_of_a_config_made_untrusted_keeps_the_old_one() {
-    if !root_or_skip("root's config trust on SIGHUP") {
+    if !need_root("root's config trust on SIGHUP") {
         return;
     }
     let d = Daemon::start("[poll]\ninterval = \"200ms\"\n", &["--dry-run"]);

@@ -11,6 +11,7 @@
 
 mod common;
 
+use common::lookalikes::{alive, signalled, Lookalikes};
 use common::{is, python3, wait_bounded, Daemon, Kid};
 use headroom::act::Outcome;
 use headroom::classify::Classifier;
@@ -135,6 +136,17 @@ fn position(events: &[Value], pred: impl Fn(&Value) -> bool) -> Option<usize> {
 #[test]
 fn samples_and_sighup_go_on_while_a_pre_terminate_hook_runs() {
     let work = tempfile::tempdir().expect("tempdir");
+    // Beside the victim: the lookalikes of issue 12, and a process whose
+    // argument names the victim's program. The SIGTERM sent after the
+    // hook reaches the victim only.
+    let look_dir = tempfile::tempdir().expect("tempdir");
+    let look = Lookalikes::start(look_dir.path());
+    let namer = Kid::new(
+        std::process::Command::new("bash")
+            .args(["-c", "sleep 600; echo hk-victim-a"])
+            .spawn()
+            .expect("bash"),
+    );
     let mut victim = spawn_victim(work.path(), "hk-victim-a");
     let pidfile = work.path().join("hook.pid");
     let hook = sh(&format!("echo $$ > {}; sleep 12", pidfile.display()));
@@ -189,6 +201,12 @@ fn samples_and_sighup_go_on_while_a_pre_terminate_hook_runs() {
         during.len() >= 10 && span >= 10.0,
         "sampling went on through the 12 s hook: {} samples over {span:.1} s",
         during.len()
+    );
+    assert_eq!(signalled(&events), vec![victim.pid()], "the victim only");
+    look.assert_untouched(&events);
+    assert!(
+        alive(namer.pid()),
+        "the process naming the victim in an argument"
     );
     let (status, err) = d.stop();
     assert!(status.success(), "{status:?} {err}");

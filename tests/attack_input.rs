@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{bin, wait_bounded, MIB};
+use common::{bin, need_root, wait_bounded, MIB};
 use nix::sys::resource::{getrusage, UsageWho};
 use std::fs::File;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -476,19 +476,6 @@ fn install_does_not_wait_on_a_fifo_at_the_service_file_path() {
         73,
         &["headroom.service", "not written by headroom install"],
     );
-}
-
-/// Loudly skip what needs root, except in CI, where it fails.
-fn need_root(what: &str) -> bool {
-    if nix::unistd::Uid::current().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{what} needs root, and CI runs as root"
-    );
-    eprintln!("!!!!!!!! SKIPPED: {what} needs root (run the tests as root) !!!!!!!!");
-    false
 }
 
 /// Run `script` with sh as user nobody (uid 65534).

@@ -35,22 +35,6 @@ fn config(yellow: u64, red: u64, floor: u64, kill_after: &str, extra: &str) -> S
     )
 }
 
-/// Allocate `total` in `step` chunks after the file `go` appears.
-fn grower(total: u64, step: u64, pause: f64, ignore_term: bool, go: &Path) -> String {
-    let ignore = if ignore_term {
-        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-    } else {
-        ""
-    };
-    format!(
-        "import os, signal, time\n{ignore}print('ready', flush=True)\n\
-         while not os.path.exists({go:?}):\n    time.sleep(0.05)\n\
-         held = []\nn = 0\nwhile n < {total}:\n    held.append(b'\\x01' * {step})\n    n += {step}\n    time.sleep({pause})\n\
-         print('done', flush=True)\ntime.sleep(600)\n",
-        go = go.display().to_string()
-    )
-}
-
 fn go(path: &Path) {
     std::fs::write(path, "go").expect("go file");
 }
@@ -95,7 +79,7 @@ impl Scene {
         ignore_term: bool,
         args: &[&str],
     ) -> (Kid, i64) {
-        let body = grower(total, step, pause, ignore_term, &self.gofile);
+        let body = grower_py(total, step, pause, ignore_term, &self.gofile);
         let mut kid = spawn_fake_mlx(self.work.path(), module, &body, args);
         kid.wait_line("ready", LONG);
         let pid = kid.pid();

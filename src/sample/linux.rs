@@ -7,7 +7,7 @@
 use crate::config::Config;
 use crate::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource, ProcessEvent, Scope};
 use crate::model::{Bytes, Pid, Pressure, Snapshot, SystemMemory};
-use crate::sample::{SampleError, Sampler, TopCache, MAX_ANCESTORS};
+use crate::sample::{SampleError, Sampler, TopCache};
 use nix::unistd::SysconfVar;
 use std::fs::File;
 use std::io::Read;
@@ -549,19 +549,6 @@ impl LinuxSampler {
         })
     }
 
-    /// headroom's parent, grandparent, … up to (not including) pid 1.
-    fn read_ancestors(&mut self) {
-        self.ancestors.clear();
-        let mut pid = nix::unistd::getppid().as_raw();
-        while pid > 1 && self.ancestors.len() < MAX_ANCESTORS {
-            self.ancestors.push(Pid(pid));
-            match self.procs.stat_any(Pid(pid)) {
-                Some(st) => pid = st.ppid,
-                None => break,
-            }
-        }
-    }
-
     /// Read proc_dir/`name` into the reused text buffer.
     fn read_text(&mut self, name: &str) -> Result<&str, SampleError> {
         self.text.clear();
@@ -595,7 +582,12 @@ impl Sampler for LinuxSampler {
                         path: self.proc_dir.clone(),
                         source,
                     })?;
-            self.read_ancestors();
+            let procs = &mut self.procs;
+            crate::sample::read_ancestors(
+                &mut self.ancestors,
+                nix::unistd::getppid().as_raw(),
+                |pid| procs.stat_any(Pid(pid)).map(|st| st.ppid),
+            );
             found
         } else {
             self.discovery.remeasure_tracked(&mut self.procs, at)

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource, ProcessEvent, Scope};
 use crate::macos_vm::{self, RateTracker};
 use crate::model::{Bytes, KernelLevel, Pid, Pressure, Snapshot};
-use crate::sample::{SampleError, Sampler, TopCache, MAX_ANCESTORS};
+use crate::sample::{SampleError, Sampler, TopCache};
 use crate::sys::macos as sys;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -74,19 +74,6 @@ impl MacSampler {
             ancestors: Vec::new(),
         })
     }
-
-    /// headroom's parent, grandparent, … up to (not including) pid 1.
-    fn read_ancestors(&mut self) {
-        self.ancestors.clear();
-        let mut pid = i32::try_from(std::os::unix::process::parent_id()).unwrap_or(0);
-        while pid > 1 && self.ancestors.len() < MAX_ANCESTORS {
-            self.ancestors.push(Pid(pid));
-            match sys::bsd_info(pid) {
-                Some(b) => pid = i32::try_from(b.ppid).unwrap_or(0),
-                None => break,
-            }
-        }
-    }
 }
 
 impl Sampler for MacSampler {
@@ -125,7 +112,11 @@ impl Sampler for MacSampler {
                 .discovery
                 .scan(&mut self.source, at)
                 .map_err(|e| io_err("proc_listallpids", e))?;
-            self.read_ancestors();
+            crate::sample::read_ancestors(
+                &mut self.ancestors,
+                i32::try_from(std::os::unix::process::parent_id()).unwrap_or(0),
+                |pid| sys::bsd_info(pid).map(|b| i32::try_from(b.ppid).unwrap_or(0)),
+            );
             found
         } else {
             self.discovery.remeasure_tracked(&mut self.source, at)

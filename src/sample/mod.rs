@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::discover::{Discovery, ProcSource, ProcessEvent, Scope};
-use crate::model::{Snapshot, TopProcess};
+use crate::model::{Pid, Snapshot, TopProcess};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,23 @@ pub const TOP_PROCESSES: usize = 3;
 pub const TOP_EVERY: Duration = Duration::from_secs(1);
 /// The parent chain is followed at most this far.
 pub const MAX_ANCESTORS: usize = 64;
+
+/// headroom's parent, grandparent, … up to (not including) pid 1, into
+/// `out`: the walk both platforms share; `parent_of` is the OS's read.
+pub fn read_ancestors(
+    out: &mut Vec<Pid>,
+    mut pid: i32,
+    mut parent_of: impl FnMut(i32) -> Option<i32>,
+) {
+    out.clear();
+    while pid > 1 && out.len() < MAX_ANCESTORS {
+        out.push(Pid(pid));
+        match parent_of(pid) {
+            Some(p) => pid = p,
+            None => break,
+        }
+    }
+}
 
 /// The top list, read while wanted, at most every TOP_EVERY, only on a
 /// sample that listed pids; the last list is repeated in between.

@@ -2,6 +2,8 @@
 //! follow its JSON log, read /proc/meminfo, make a venv with real MLX.
 #![allow(dead_code)]
 
+pub mod lookalikes;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -286,6 +288,38 @@ pub fn allocator_py(total: u64, step: u64, pause: f64) -> String {
     format!(
         "import time, sys\nheld = []\nn = 0\nprint('ready', flush=True)\nwhile n < {total}:\n    held.append(b'\\x01' * {step})\n    n += {step}\n    print('step', n, flush=True)\n    time.sleep({pause})\nprint('done', flush=True)\ntime.sleep(600)\n"
     )
+}
+
+/// Python code that, once the file `go` exists, fills `total` bytes in
+/// `step` chunks every `pause` seconds (ignoring SIGTERM if asked), prints
+/// "done" and holds it; it prints "ready" first.
+pub fn grower_py(total: u64, step: u64, pause: f64, ignore_term: bool, go: &Path) -> String {
+    let ignore = if ignore_term {
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    } else {
+        ""
+    };
+    format!(
+        "import os, signal, time\n{ignore}print('ready', flush=True)\n\
+         while not os.path.exists({go:?}):\n    time.sleep(0.05)\n\
+         held = []\nn = 0\nwhile n < {total}:\n    held.append(b'\\x01' * {step})\n    n += {step}\n    time.sleep({pause})\n\
+         print('done', flush=True)\ntime.sleep(600)\n",
+        go = go.display().to_string()
+    )
+}
+
+/// Root, or a loud skip (never silent); under CI (which runs as root) a
+/// missing root is a failure.
+pub fn need_root(what: &str) -> bool {
+    if nix::unistd::Uid::current().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} needs root, and CI runs as root"
+    );
+    eprintln!("!!!!!!!! SKIPPED: {what} needs root (run the tests as root) !!!!!!!!");
+    false
 }
 
 /// `python3 -m mlx_lm.<module> <args>` running `body`: a real process with
