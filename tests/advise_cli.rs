@@ -76,7 +76,10 @@ fn reads_a_real_mlx_model_folder() {
     let dir = tempfile::tempdir().expect("tempdir");
     let model = dir.path().join("tiny-llama-4bit");
     std::fs::create_dir(&model).expect("mkdir");
-    let out = std::process::Command::new(common::mlx_python())
+    let Some(py) = common::need::mlx("reads_a_real_mlx_model_folder") else {
+        return;
+    };
+    let out = std::process::Command::new(py)
         .arg("-c")
         .arg(MAKE_MODEL)
         .arg(&model)

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{bin, is, need_root, wait_bounded, wait_for_event, Daemon};
+use common::{bin, is, need, wait_bounded, wait_for_event, Daemon};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -128,7 +128,7 @@ fn root_config(dir: &Path, log: &Path, extra: &str) -> PathBuf {
 
 #[test]
 fn a_log_symlink_planted_in_a_sticky_dir_is_refused_and_the_target_unchanged() {
-    if !need_root("nobody plants the log for root's headroom") {
+    if !need::root("nobody plants the log for root's headroom") {
         return;
     }
     let safe = tempfile::tempdir().expect("tempdir");
@@ -195,7 +195,7 @@ fn a_log_symlink_planted_in_a_sticky_dir_is_refused_and_the_target_unchanged() {
 
 #[test]
 fn without_home_root_logs_under_var_log_and_anyone_else_exits_71() {
-    if !need_root("compares root and nobody without HOME") {
+    if !need::root("compares root and nobody without HOME") {
         return;
     }
     let no_home: &[(&str, Option<&str>)] = &[
@@ -244,9 +244,12 @@ fn without_home_root_logs_under_var_log_and_anyone_else_exits_71() {
     // without HOME logs there (and creates the directory 0700).
     let dir = Path::new(root_log).parent().expect("dir");
     if dir.exists() {
-        eprintln!(
-            "!!!!!!!! SKIPPED (part): {} exists already; not running a daemon into it !!!!!!!!",
-            dir.display()
+        need::skip(
+            "compares root and nobody without HOME (the daemon part)",
+            &format!(
+                "needs {} not to exist (not running a daemon into it)",
+                dir.display()
+            ),
         );
         return;
     }
@@ -282,7 +285,7 @@ fn without_home_root_logs_under_var_log_and_anyone_else_exits_71() {
 
 #[test]
 fn record_out_never_writes_through_a_symlink_and_force_replaces_only_a_regular_file() {
-    if !need_root("nobody plants record's --out for root") {
+    if !need::root("nobody plants record's --out for root") {
         return;
     }
     let safe = tempfile::tempdir().expect("tempdir");
@@ -357,7 +360,7 @@ fn record_out_never_writes_through_a_symlink_and_force_replaces_only_a_regular_f
 
 #[test]
 fn a_world_writable_config_owned_by_nobody_is_refused_and_its_hook_never_runs() {
-    if !need_root("root must refuse nobody's config") {
+    if !need::root("root must refuse nobody's config") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -432,7 +435,7 @@ fn a_world_writable_config_owned_by_nobody_is_refused_and_its_hook_never_runs() 
 
 #[test]
 fn a_config_in_a_directory_others_can_write_is_refused() {
-    if !need_root("root's config trust") {
+    if !need::root("root's config trust") {
         return;
     }
     let top = tempfile::tempdir().expect("tempdir");
@@ -491,7 +494,7 @@ fn a_config_in_a_directory_others_can_write_is_refused() {
 
 #[test]
 fn hooks_run_by_root_must_be_absolute_and_root_s_alone() {
-    if !need_root("root's hook trust") {
+    if !need::root("root's hook trust") {
         return;
     }
     let top = tempfile::tempdir().expect("tempdir");
@@ -563,7 +566,7 @@ fn hooks_run_by_root_must_be_absolute_and_root_s_alone() {
 
 #[test]
 fn a_reload_of_a_config_made_untrusted_keeps_the_old_one() {
-    if !need_root("root's config trust on SIGHUP") {
+    if !need::root("root's config trust on SIGHUP") {
         return;
     }
     let d = Daemon::start("[poll]\ninterval = \"200ms\"\n", &["--dry-run"]);

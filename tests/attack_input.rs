@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{bin, need_root, wait_bounded, MIB};
+use common::{bin, need, wait_bounded, MIB};
 use nix::sys::resource::{getrusage, UsageWho};
 use std::fs::File;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -498,7 +498,7 @@ fn as_nobody(script: &str, cwd: &Path) {
 
 #[test]
 fn root_advise_never_reads_a_root_only_file_through_nobodys_links() {
-    if !need_root("advise on a folder made by user nobody") {
+    if !need::root("advise on a folder made by user nobody") {
         return;
     }
     // A sticky world-writable place, like /tmp, that nobody can write in.

@@ -7,11 +7,12 @@
 
 mod common;
 
+use common::tmux::Tmux;
 use common::{bin, read_events, wait_for_event, Kid};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The kernel's name for the hostile process: 13 bytes, under comm's 15.
@@ -110,84 +111,6 @@ fn status_shows_the_hostile_name_and_argv_cleaned() {
     assert!(text.contains("?]0;pwned??gnp.exe?[31mred"), "{text}");
 }
 
-/// A private tmux server (its own socket, no user config), killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn new(tag: &str) -> Tmux {
-        let ok = Command::new("tmux")
-            .arg("-V")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        assert!(
-            ok,
-            "tmux is not installed: this test needs the Debian package 'tmux' (apt-get install tmux; .ci/run installs it)"
-        );
-        Tmux {
-            socket: format!("headroom-attack-text-{tag}-{}", std::process::id()),
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
-            .args(args)
-            .output()
-            .expect("tmux runs")
-    }
-
-    /// A detached 200×50 session `s` running `command` through sh.
-    fn start(&self, command: &str) {
-        let o = self.cmd(&[
-            "new-session",
-            "-d",
-            "-s",
-            "s",
-            "-x",
-            "200",
-            "-y",
-            "50",
-            command,
-        ]);
-        assert!(
-            o.status.success(),
-            "tmux new-session: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        self.cmd(&["set-option", "-w", "-t", "s", "remain-on-exit", "on"]);
-    }
-
-    /// The visible screen as text (what a person sees).
-    fn capture(&self) -> String {
-        let o = self.cmd(&["capture-pane", "-p", "-t", "s"]);
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn wait_screen(&self, secs: u64, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let screen = self.capture();
-            if ok(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; the screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["kill-server"]);
-    }
-}
-
 /// A port nobody listens on right now.
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
@@ -222,12 +145,21 @@ fn daemon_stderr_on_a_terminal_and_prometheus_labels_are_cleaned_and_the_json_lo
     );
     let kid = hostile_process(dir.path());
     let pid = kid.pid();
-    let t = Tmux::new("daemon");
-    t.start(&format!(
-        "env -u HEADROOM_CONFIG '{}' run --config '{}'",
-        bin().display(),
-        cfg.display()
-    ));
+    let Some(t) = Tmux::new(
+        "daemon_stderr_on_a_terminal_and_prometheus_labels_are_cleaned_and_the_json_log_is_exact",
+        "attack-text-daemon",
+    ) else {
+        return;
+    };
+    t.start(
+        200,
+        50,
+        &format!(
+            "env -u HEADROOM_CONFIG '{}' run --config '{}'",
+            bin().display(),
+            cfg.display()
+        ),
+    );
     let log = dir.path().join("logs/headroom.log");
 
     // The JSON log: the exact name, escaped by JSON only.
@@ -284,12 +216,21 @@ fn top_on_a_terminal_shows_the_hostile_process_cleaned() {
     let cfg = config(dir.path(), "");
     let kid = hostile_process(dir.path());
     let pid = kid.pid();
-    let t = Tmux::new("top");
-    t.start(&format!(
-        "env -u HEADROOM_CONFIG '{}' top --config '{}'",
-        bin().display(),
-        cfg.display()
-    ));
+    let Some(t) = Tmux::new(
+        "top_on_a_terminal_shows_the_hostile_process_cleaned",
+        "attack-text-top",
+    ) else {
+        return;
+    };
+    t.start(
+        200,
+        50,
+        &format!(
+            "env -u HEADROOM_CONFIG '{}' top --config '{}'",
+            bin().display(),
+            cfg.display()
+        ),
+    );
     let screen = t.wait_screen(90, "the hostile process in top", |s| {
         s.lines()
             .any(|l| l.contains(&pid.to_string()) && l.contains("atk13"))

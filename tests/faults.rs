@@ -142,7 +142,10 @@ fn a_read_only_log_dir_is_said_once_and_the_log_resumes_when_writable() {
     // root ignores permission bits, so the directory is a tmpfs mounted read-only.
     let dir = tempfile::tempdir().expect("tempdir");
     let Some(fs) = Tmpfs::mount(&dir.path().join("ro"), "1m") else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        need::skip(
+            "a_read_only_log_dir_is_said_once_and_the_log_resumes_when_writable",
+            "needs to mount a tmpfs (root with CAP_SYS_ADMIN)",
+        );
         return;
     };
     std::fs::create_dir(dir.path().join("ro/logs")).expect("mkdir");
@@ -180,7 +183,10 @@ fn a_read_only_log_dir_is_said_once_and_the_log_resumes_when_writable() {
 fn a_full_log_disk_is_said_once_leaves_no_torn_line_and_the_log_resumes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let Some(_fs) = Tmpfs::mount(&dir.path().join("small"), "64k") else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        need::skip(
+            "a_full_log_disk_is_said_once_leaves_no_torn_line_and_the_log_resumes",
+            "needs to mount a tmpfs (root with CAP_SYS_ADMIN)",
+        );
         return;
     };
     // Most of the 64 KiB taken by a filler, so the log fills it within seconds.
@@ -655,10 +661,9 @@ fn sigterm_stops_a_daemon_whose_proc_read_never_returns() {
 #[test]
 fn as_an_ordinary_user_another_users_mlx_job_is_never_signalled() {
     use std::os::unix::fs::PermissionsExt;
-    assert!(
-        nix::unistd::Uid::current().is_root(),
-        "this test runs headroom as nobody and needs root to do so"
-    );
+    if !need::root("as_an_ordinary_user_another_users_mlx_job_is_never_signalled") {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let job = tempfile::tempdir().expect("tempdir");
     let mut theirs = spawn_fake_mlx(

@@ -38,7 +38,7 @@ fn mlx_lm_job(dir: &Path, module: &str, total: u64, go: &Path, args: &[&str]) ->
 }
 
 /// Python importing real MLX, growing 256 MiB arrays to `gib` GiB once `go` exists.
-fn real_mlx_job(dir: &Path, gib: u64, go: &Path) -> Kid {
+fn real_mlx_job(py: &Path, dir: &Path, gib: u64, go: &Path) -> Kid {
     let script = dir.join("train.py");
     write_file(
         &script,
@@ -52,7 +52,7 @@ fn real_mlx_job(dir: &Path, gib: u64, go: &Path) -> Kid {
         ),
     );
     let mut kid = Kid::new(
-        Command::new(mlx_python())
+        Command::new(py)
             .arg(&script)
             .stdout(Stdio::piped())
             .spawn()
@@ -76,7 +76,9 @@ fn lookalikes_and_a_small_mlx_job_beside_a_non_mlx_hog_nothing_is_signalled_and_
         &go,
         &["--max-tokens", "64"],
     );
-    let avail0 = settled_mem_available();
+    let Some(avail0) = need::memory("lookalikes_and_a_small_mlx_job_beside_a_non_mlx_hog_nothing_is_signalled_and_the_hog_is_named", 8 * GIB) else {
+        return;
+    };
     let d = Daemon::start(&config(avail0 - GIB, avail0 - 2 * GIB, ""), &[]);
     d.wait_for("started", LONG, |e| is(e, "started"));
     let found = d.wait_for("the small MLX job found", LONG, |e| {
@@ -139,13 +141,19 @@ fn lookalikes_and_a_small_mlx_job_beside_a_non_mlx_hog_nothing_is_signalled_and_
 
 #[test]
 fn among_lookalikes_only_the_real_mlx_job_is_stopped() {
+    let Some(py) = need::mlx("among_lookalikes_only_the_real_mlx_job_is_stopped") else {
+        return;
+    };
     let _heavy = MEMORY_HEAVY.lock().unwrap_or_else(|p| p.into_inner());
     let work = tempfile::tempdir().expect("tempdir");
     let look = Lookalikes::start(work.path());
     let go = work.path().join("go");
-    let mut job = real_mlx_job(work.path(), 5, &go);
+    let mut job = real_mlx_job(&py, work.path(), 5, &go);
     let pid = job.pid();
-    let avail0 = settled_mem_available();
+    let Some(avail0) = need::memory("among_lookalikes_only_the_real_mlx_job_is_stopped", 8 * GIB)
+    else {
+        return;
+    };
     let d = Daemon::start(&config(avail0 - GIB, avail0 - 2 * GIB, ""), &[]);
     let found = d.wait_for("the MLX job found", LONG, |e| {
         is(e, "mlx_process_found") && e["pid"] == pid
@@ -187,7 +195,12 @@ fn among_lookalikes_only_the_python_m_mlx_lm_lora_job_is_stopped() {
         &["--train", "--batch-size", "4"],
     );
     let pid = job.pid();
-    let avail0 = settled_mem_available();
+    let Some(avail0) = need::memory(
+        "among_lookalikes_only_the_python_m_mlx_lm_lora_job_is_stopped",
+        8 * GIB,
+    ) else {
+        return;
+    };
     let d = Daemon::start(&config(avail0 - GIB, avail0 - 2 * GIB, ""), &[]);
     let found = d.wait_for("the job found", LONG, |e| {
         is(e, "mlx_process_found") && e["pid"] == pid
@@ -239,7 +252,12 @@ fn a_termination_that_frees_nothing_is_not_followed_by_a_second_one() {
     );
     let mut first = spawn_fake_mlx(work.path(), "lora", &first_body, &["--train"]);
     first.wait_line("ready", LONG);
-    let avail0 = settled_mem_available();
+    let Some(avail0) = need::memory(
+        "a_termination_that_frees_nothing_is_not_followed_by_a_second_one",
+        8 * GIB,
+    ) else {
+        return;
+    };
     // Red only once the first has more than the second's 1 GiB.
     let red = avail0 - 3 * GIB;
     let d = Daemon::start(&config(red + GIB, red, ""), &[]);
@@ -282,11 +300,21 @@ fn a_termination_that_frees_nothing_is_not_followed_by_a_second_one() {
 
 #[test]
 fn headroom_never_stops_its_own_ancestors_even_an_mlx_one_under_a_shell_named_for_mlx_lm() {
+    let Some(py) = need::mlx(
+        "headroom_never_stops_its_own_ancestors_even_an_mlx_one_under_a_shell_named_for_mlx_lm",
+    ) else {
+        return;
+    };
     let _heavy = MEMORY_HEAVY.lock().unwrap_or_else(|p| p.into_inner());
     let work = tempfile::tempdir().expect("tempdir");
     let repo = work.path().join("src/mlx-lm");
     std::fs::create_dir_all(&repo).expect("mkdir mlx-lm");
-    let avail0 = settled_mem_available();
+    let Some(avail0) = need::memory(
+        "headroom_never_stops_its_own_ancestors_even_an_mlx_one_under_a_shell_named_for_mlx_lm",
+        8 * GIB,
+    ) else {
+        return;
+    };
     let log = work.path().join("logs/headroom.log");
     let cfg = work.path().join("config.toml");
     write_file(
@@ -323,7 +351,7 @@ fn headroom_never_stops_its_own_ancestors_even_an_mlx_one_under_a_shell_named_fo
                 &format!(
                     "cd {} && {} {} --note mlx_lm.lora; true",
                     repo.display(),
-                    mlx_python().display(),
+                    py.display(),
                     parent.display()
                 ),
             ])
@@ -399,7 +427,7 @@ fn headroom_never_stops_its_own_ancestors_even_an_mlx_one_under_a_shell_named_fo
 
 #[test]
 fn as_root_another_users_mlx_job_is_reported_not_signalled_until_actions_users_names_them() {
-    if !need_root("running an MLX job as nobody") {
+    if !need::root("running an MLX job as nobody") {
         return;
     }
     let _heavy = MEMORY_HEAVY.lock().unwrap_or_else(|p| p.into_inner());
@@ -429,7 +457,12 @@ fn as_root_another_users_mlx_job_is_reported_not_signalled_until_actions_users_n
     );
     theirs.wait_line("ready", LONG);
     let pid = theirs.pid();
-    let avail0 = settled_mem_available();
+    let Some(avail0) = need::memory(
+        "as_root_another_users_mlx_job_is_reported_not_signalled_until_actions_users_names_them",
+        8 * GIB,
+    ) else {
+        return;
+    };
     let d = Daemon::start(&config(avail0 - GIB, avail0 - 2 * GIB, ""), &[]);
     let scope = d.wait_for("scope", LONG, |e| is(e, "scope"));
     assert_eq!(

@@ -97,8 +97,15 @@ impl Scene {
 #[test]
 fn real_mlx_child_gets_sigterm_and_nothing_else_is_signalled() {
     let _heavy = MEMORY_HEAVY.lock().unwrap_or_else(|p| p.into_inner());
-    let py = mlx_python();
-    let avail0 = settled_mem_available();
+    let Some(py) = need::mlx("real_mlx_child_gets_sigterm_and_nothing_else_is_signalled") else {
+        return;
+    };
+    let Some(avail0) = need::memory(
+        "real_mlx_child_gets_sigterm_and_nothing_else_is_signalled",
+        8 * GIB,
+    ) else {
+        return;
+    };
     let (yellow, red) = (avail0 - GIB, avail0 - 2 * GIB);
     let d = Daemon::start(&config(yellow, red, MIB, "30s", ""), &[]);
     d.wait_for("started", LONG, |e| is(e, "started"));
@@ -182,7 +189,12 @@ fn real_mlx_child_gets_sigterm_and_nothing_else_is_signalled() {
 #[test]
 fn a_child_that_ignores_sigterm_is_killed_after_kill_after() {
     let _heavy = MEMORY_HEAVY.lock().unwrap_or_else(|p| p.into_inner());
-    let avail0 = settled_mem_available();
+    let Some(avail0) = need::memory(
+        "a_child_that_ignores_sigterm_is_killed_after_kill_after",
+        8 * GIB,
+    ) else {
+        return;
+    };
     let scene = Scene::new(&config(avail0 - GIB, avail0 - 2 * GIB, MIB, "2s", ""));
     let (mut kid, pid) = scene.child("lora", 5 * GIB, 256 * MIB, 0.05, true, &["--train"]);
     scene.go();
@@ -204,18 +216,21 @@ fn a_child_that_ignores_sigterm_is_killed_after_kill_after() {
 #[test]
 fn a_child_that_ignores_sigterm_and_keeps_growing_is_killed_below_half_the_floor() {
     let _heavy = MEMORY_HEAVY.lock().unwrap_or_else(|p| p.into_inner());
-    let avail0 = settled_mem_available();
+    let Some(avail0) = need::memory(
+        "a_child_that_ignores_sigterm_and_keeps_growing_is_killed_below_half_the_floor",
+        8 * GIB,
+    ) else {
+        return;
+    };
     // SIGTERM at once below the floor (avail0 − 1 GiB); SIGKILL at once below
     // half of it, long before kill_after. Reaching half the floor takes about
     // half of today's available memory.
     let floor = avail0 - GIB;
     // MemAvailable falls by less than what is allocated while page cache is
-    // reclaimed: the child grows 3 GiB past the mark (it is killed on the way).
-    let need = avail0 - floor / 2 + 3 * GIB;
-    assert!(
-        need < avail0 * 3 / 4,
-        "machine too small for this scenario: needs {need} of {avail0}"
-    );
+    // reclaimed: the child may grow 3 GiB past the mark (it is killed on the
+    // way), but never closer than 1.5 GiB to what was available (on a small
+    // machine the mark is reached long before that cap).
+    let need = (avail0 - floor / 2 + 3 * GIB).min(avail0 - 3 * GIB / 2);
     let scene = Scene::new(&config(
         avail0 - GIB / 2,
         avail0 - GIB / 2 - MIB,
@@ -233,7 +248,10 @@ fn a_child_that_ignores_sigterm_and_keeps_growing_is_killed_below_half_the_floor
 #[test]
 fn a_non_mlx_hog_is_reported_and_never_signalled() {
     let _heavy = MEMORY_HEAVY.lock().unwrap_or_else(|p| p.into_inner());
-    let avail0 = settled_mem_available();
+    let Some(avail0) = need::memory("a_non_mlx_hog_is_reported_and_never_signalled", 8 * GIB)
+    else {
+        return;
+    };
     let d = Daemon::start(&config(avail0 - GIB, avail0 - 2 * GIB, MIB, "2s", ""), &[]);
     d.wait_for("started", LONG, |e| is(e, "started"));
     let work = tempfile::tempdir().expect("tempdir");
@@ -270,7 +288,10 @@ fn a_non_mlx_hog_is_reported_and_never_signalled() {
 #[test]
 fn of_two_mlx_children_only_the_larger_is_stopped() {
     let _heavy = MEMORY_HEAVY.lock().unwrap_or_else(|p| p.into_inner());
-    let avail0 = settled_mem_available();
+    let Some(avail0) = need::memory("of_two_mlx_children_only_the_larger_is_stopped", 8 * GIB)
+    else {
+        return;
+    };
     let scene = Scene::new(&config(avail0 - 2 * GIB, avail0 - 3 * GIB, MIB, "5s", ""));
     let (mut small, _) = scene.child(
         "generate",
@@ -312,7 +333,12 @@ fn hooks_run_without_a_shell_with_the_victims_details_and_a_hanging_one_is_kille
         pre = out.display(),
         pw = work.path().join("pwned").display()
     );
-    let avail0 = settled_mem_available();
+    let Some(avail0) = need::memory(
+        "hooks_run_without_a_shell_with_the_victims_details_and_a_hanging_one_is_killed",
+        8 * GIB,
+    ) else {
+        return;
+    };
     let scene = Scene::new(&config(avail0 - GIB, avail0 - 2 * GIB, MIB, "30s", &hooks));
     let (mut kid, pid) = scene.child(
         "lora",

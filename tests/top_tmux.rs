@@ -2,86 +2,26 @@
 //! pane; the test reads the screen with capture-pane, starts a real process
 //! whose command line matches an MLX pattern and waits for its pid in the
 //! table, quits with `q` through send-keys, and checks the process exited 0
-//! and left the alternate screen. Needs the Debian package `tmux`.
+//! and left the alternate screen. Needs the Debian package `tmux` (a loud skip without it).
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use common::tmux::Tmux;
+use common::{bin, Kid};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_headroom"))
-}
-
-/// A private tmux server (its own socket, no user config), killed on drop
-/// together with the fake MLX process.
-struct Tmux {
-    socket: String,
-    fake: Option<Child>,
-}
-
-impl Tmux {
-    fn cmd(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
-            .args(args)
-            .output()
-            .expect("tmux runs")
-    }
-
-    fn capture(&self) -> String {
-        let o = self.cmd(&["capture-pane", "-p", "-t", "top"]);
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    /// Poll the screen until `ok` holds, at most `secs` seconds.
-    fn wait_screen(&self, secs: u64, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let screen = self.capture();
-            if ok(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; the screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["kill-server"]);
-        if let Some(c) = self.fake.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn require_tmux() {
-    let ok = Command::new("tmux")
-        .arg("-V")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "tmux is not installed: this test needs the Debian package 'tmux' (apt-get install tmux; .ci/run installs it)"
-    );
-}
 
 #[test]
 fn top_draws_level_memory_and_a_new_mlx_process_then_q_restores_the_terminal() {
-    require_tmux();
+    let Some(t) = Tmux::new(
+        "top_draws_level_memory_and_a_new_mlx_process_then_q_restores_the_terminal",
+        "top-test",
+    ) else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("config.toml");
     std::fs::write(&cfg, "[poll]\ninterval = \"1s\"\n").expect("config");
-    let mut t = Tmux {
-        socket: format!("headroom-top-test-{}", std::process::id()),
-        fake: None,
-    };
     // The shell records top's own exit status (128+n for a signal) in a
     // file: tmux 3.3 does not always fill #{pane_dead_status}.
     let status_file = dir.path().join("status");
@@ -91,24 +31,7 @@ fn top_draws_level_memory_and_a_new_mlx_process_then_q_restores_the_terminal() {
         cfg.display(),
         status_file.display()
     );
-    let o = t.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "top",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        &command,
-    ]);
-    assert!(
-        o.status.success(),
-        "tmux new-session: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    // Keep the pane after the process exits, to read the screen it left.
-    t.cmd(&["set-option", "-w", "-t", "top", "remain-on-exit", "on"]);
+    t.start(120, 40, &command);
 
     let screen = t.wait_screen(90, "the first frame", |s| {
         s.contains("available") && ["GREEN", "YELLOW", "RED"].iter().any(|l| s.contains(l))
@@ -124,8 +47,8 @@ fn top_draws_level_memory_and_a_new_mlx_process_then_q_restores_the_terminal() {
         .stdin(Stdio::null())
         .spawn()
         .expect("spawn the fake MLX process");
-    let pid = fake.id().to_string();
-    t.fake = Some(fake);
+    let fake = Kid::new(fake);
+    let pid = fake.pid().to_string();
     let screen = t.wait_screen(90, "the MLX process in the table", |s| {
         s.lines()
             .any(|l| l.split_whitespace().next() == Some(pid.as_str()) && l.contains("mlx_lm.lora"))
@@ -136,7 +59,7 @@ fn top_draws_level_memory_and_a_new_mlx_process_then_q_restores_the_terminal() {
     );
     assert!(screen.lines().count() <= 40);
 
-    t.cmd(&["send-keys", "-t", "top", "q"]);
+    t.cmd(&["send-keys", "-t", "s", "q"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(s) = std::fs::read_to_string(&status_file)

@@ -37,7 +37,8 @@ pub fn alive(pid: i64) -> bool {
 pub struct Lookalikes {
     kids: Vec<(String, Kid)>,
     tmux_socket: PathBuf,
-    tmux_server: i64,
+    /// None when tmux is missing (a loud skip of that one lookalike).
+    tmux_server: Option<i64>,
 }
 
 impl Lookalikes {
@@ -146,23 +147,11 @@ impl Lookalikes {
         }
         // A real tmux server for a session named mlx-lm.
         let tmux_socket = dir.join("tmux.sock");
-        let st = Command::new("tmux")
-            .arg("-S")
-            .arg(&tmux_socket)
-            .args(["new-session", "-d", "-s", "mlx-lm", "sleep 600"])
-            .status()
-            .expect("tmux (apt-get install tmux)");
-        assert!(st.success(), "tmux new-session");
-        let out = Command::new("tmux")
-            .arg("-S")
-            .arg(&tmux_socket)
-            .args(["display-message", "-p", "#{pid}"])
-            .output()
-            .expect("tmux display-message");
-        let tmux_server: i64 = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("tmux server pid");
+        let tmux_server = super::need::programs(
+            "the tmux session named mlx-lm among the lookalikes",
+            &[("tmux", "tmux")],
+        )
+        .then(|| tmux_session(&tmux_socket));
         let l = Lookalikes {
             kids,
             tmux_socket,
@@ -182,7 +171,9 @@ impl Lookalikes {
             .iter()
             .map(|(w, k)| (w.clone(), k.pid()))
             .collect();
-        v.push(("tmux server (session mlx-lm)".into(), self.tmux_server));
+        if let Some(pid) = self.tmux_server {
+            v.push(("tmux server (session mlx-lm)".into(), pid));
+        }
         v
     }
 
@@ -214,6 +205,27 @@ impl Lookalikes {
             assert!(alive(pid), "{what} (pid {pid}) is not alive");
         }
     }
+}
+
+/// A tmux server on `socket` with a session named mlx-lm; its pid.
+fn tmux_session(socket: &Path) -> i64 {
+    let st = Command::new("tmux")
+        .arg("-S")
+        .arg(socket)
+        .args(["new-session", "-d", "-s", "mlx-lm", "sleep 600"])
+        .status()
+        .expect("tmux runs");
+    assert!(st.success(), "tmux new-session");
+    let out = Command::new("tmux")
+        .arg("-S")
+        .arg(socket)
+        .args(["display-message", "-p", "#{pid}"])
+        .output()
+        .expect("tmux display-message");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("tmux server pid")
 }
 
 impl Drop for Lookalikes {

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod lookalikes;
+pub mod need;
+pub mod tmux;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -308,20 +310,6 @@ pub fn grower_py(total: u64, step: u64, pause: f64, ignore_term: bool, go: &Path
     )
 }
 
-/// Root, or a loud skip (never silent); under CI (which runs as root) a
-/// missing root is a failure.
-pub fn need_root(what: &str) -> bool {
-    if nix::unistd::Uid::current().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{what} needs root, and CI runs as root"
-    );
-    eprintln!("!!!!!!!! SKIPPED: {what} needs root (run the tests as root) !!!!!!!!");
-    false
-}
-
 /// `python3 -m mlx_lm.<module> <args>` running `body`: a real process with
 /// a real MLX command line (the pattern is what is under test, not mlx_lm
 /// itself, so a fake `mlx_lm` package in `dir` provides the module).
@@ -365,42 +353,6 @@ pub fn spawn_hog(dir: &Path, total: u64) -> Kid {
             .spawn()
             .expect("start the hog"),
     )
-}
-
-/// The Python interpreter of a venv with real `mlx[cpu]`: $HEADROOM_TEST_PYTHON,
-/// else <target>/test-venv, created here (python3 -m venv + pip) if missing.
-pub fn mlx_python() -> PathBuf {
-    if let Some(p) = std::env::var_os("HEADROOM_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv");
-    let py = venv.join("bin/python");
-    let ok = |py: &Path| {
-        Command::new(py)
-            .args(["-c", "import mlx.core"])
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    if py.exists() && ok(&py) {
-        return py;
-    }
-    let st = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .expect("python3 -m venv");
-    assert!(st.success(), "python3 -m venv {} failed", venv.display());
-    let st = Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "mlx[cpu]"])
-        .status()
-        .expect("pip install mlx[cpu]");
-    assert!(st.success(), "pip install mlx[cpu] failed");
-    assert!(ok(&py), "mlx does not import in {}", venv.display());
-    py
 }
 
 pub fn write_file(path: &Path, text: &str) {
