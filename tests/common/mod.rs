@@ -4,6 +4,7 @@
 
 pub mod lookalikes;
 pub mod need;
+pub mod swap;
 pub mod tmux;
 
 use serde_json::Value;
