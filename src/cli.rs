@@ -25,6 +25,18 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Check this machine and headroom's setup, each figure beside the system tool's
+    /// (free / vm_stat / sysctl); exit 1 when a check fails (docs/doctor.md).
+    Doctor {
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a report.
+        #[arg(long)]
+        json: bool,
+        /// Also post one test notification through the real path.
+        #[arg(long)]
+        notify: bool,
+    },
     /// Take one sample and show the level, the reasons and the MLX processes.
     Status {
         #[arg(long, value_name = "PATH")]

@@ -10,6 +10,7 @@ pub mod cmdline;
 pub mod config;
 pub mod daemon;
 pub mod discover;
+pub mod doctor;
 pub mod engine;
 pub mod explain;
 pub mod fsafe;

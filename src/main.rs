@@ -52,6 +52,23 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             rt.shutdown_background();
             done
         }
+        Command::Doctor {
+            config,
+            json,
+            notify,
+        } => {
+            let opts = headroom::doctor::Options {
+                config: config.as_deref(),
+                notify,
+            };
+            let (report, failed) = headroom::doctor::run(&opts, json);
+            print!("{report}");
+            if failed {
+                // Exit 1: a check failed (the report says which).
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Status { config, json } => {
             let cfg = Config::load(config.as_deref())?;
             print!("{}", headroom::status::status(&cfg, json)?);

@@ -913,3 +913,52 @@ fn without_any_bus_the_daemon_keeps_running_and_logs_the_error_once() {
     let (status, err) = d.stop();
     assert!(status.success(), "SIGTERM → exit 0, got {status:?}: {err}");
 }
+
+/// `headroom doctor` (issue 17) asks the real notification server for its
+/// name without sending anything; `--notify` sends one real notice.
+#[test]
+fn doctor_finds_the_notification_server_and_sends_only_when_asked() {
+    let _g = serial();
+    let Some(mut session) =
+        Session::start("doctor_finds_the_notification_server_and_sends_only_when_asked")
+    else {
+        return;
+    };
+    let state = tempfile::tempdir().expect("tempdir");
+    let doctor = |extra: &[&str]| {
+        let o = Command::new(common::bin())
+            .args(["doctor", "--json"])
+            .args(extra)
+            .env("DBUS_SESSION_BUS_ADDRESS", &session.addr)
+            .env("XDG_STATE_HOME", state.path())
+            .env_remove("HEADROOM_CONFIG")
+            .output()
+            .expect("doctor runs");
+        let r: Value = serde_json::from_slice(&o.stdout).expect("json");
+        let c = r["checks"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == "notifications").cloned())
+            .expect("a notifications check");
+        (o.status.code(), c)
+    };
+    let (code, c) = doctor(&[]);
+    assert_eq!(code, Some(0), "{c}");
+    assert_eq!(c["status"], "ok", "{c}");
+    let detail = c["detail"].as_str().unwrap_or("");
+    assert!(detail.contains("dunst"), "{c}");
+    assert!(!detail.contains("sent"), "{c}");
+    assert!(
+        !session.monitored().contains("headroom doctor"),
+        "doctor sent a notice without --notify"
+    );
+    let (code, c) = doctor(&["--notify"]);
+    assert_eq!(code, Some(0), "{c}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("test notice was sent")),
+        "{c}"
+    );
+    let captured = session.wait_for_notify_call("string \"headroom doctor\"");
+    assert!(captured.contains("string \"headroom\""), "{captured}");
+}
