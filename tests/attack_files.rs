@@ -4,6 +4,7 @@
 //! hook root would run, untrusted hook programs — and the five lethal
 //! configs `check-config` must reject. Real processes, files, symlinks,
 //! FIFOs and users; tests that need root say so loudly when skipped.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -8,6 +8,7 @@
 //! `mlx.patterns` accepts (the program rule, as for `mlx_lm.lora`), with
 //! `detect_library = false`: on a machine shared with other tests, no
 //! other process can ever be this daemon's victim.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -4,6 +4,7 @@
 //! sparse 2 GiB files) and must end at once with exit 65 (78 for a config),
 //! one line naming the file and the line or reason, and a small peak RSS —
 //! never a hang, an abort or gigabytes of memory.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -4,6 +4,7 @@
 //! daemon's stderr line on a real terminal (tmux), `headroom top` (tmux) and
 //! the Prometheus text show it through the one rule of src/text.rs; the JSON
 //! log keeps the exact name. Needs the Debian package `tmux`.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! /proc/PID/status and /proc/PID/fd (as earlyoom's own tests cap its RSS).
 //! Not timing-sensitive: the numbers are read after the daemon has run a
 //! few cycles, whatever their pace. Why these budgets: docs/performance.md.
+#![cfg(target_os = "linux")]
 
 mod common;
 

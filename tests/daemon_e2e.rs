@@ -1,6 +1,7 @@
 //! The real `headroom run` against real processes that really allocate
 //! memory, judged from its JSON log. Thresholds are set relative to this
 //! machine's MemAvailable at test start, so the test works on any size.
+#![cfg(target_os = "linux")]
 
 mod common;
 

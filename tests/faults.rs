@@ -9,6 +9,7 @@
 //! another user. Covered elsewhere, not repeated:
 //! no D-Bus / a hung notification service (tests/notify_dbus.rs), a hook
 //! that hangs and hooks without a shell (tests/terminate_e2e.rs).
+#![cfg(target_os = "linux")]
 
 mod common;
 

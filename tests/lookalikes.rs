@@ -7,6 +7,7 @@
 //!
 //! The lookalikes themselves, and what stands in for which, are in
 //! tests/common/lookalikes.rs (tests/attack_hooks.rs runs them too).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! A real Python process that imports real MLX (`mlx[cpu]` in a venv) under
 //! a script name with no "mlx" in it is found through its mapped libmlx.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -12,6 +12,7 @@
 //!
 //! The environment is process-global and notify-rust reads the bus address
 //! from it, so every test here holds `SERIAL` while it runs.
+#![cfg(target_os = "linux")]
 
 mod common;
 

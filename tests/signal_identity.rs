@@ -2,6 +2,7 @@
 //! a pid whose start time differs from the victim's is never signalled
 //! (pids are reused), a fresh reading above the red line stands down, and
 //! pid 1 is refused outright.
+#![cfg(target_os = "linux")]
 
 mod common;
 

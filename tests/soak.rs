@@ -11,6 +11,7 @@
 //! ```
 //!
 //! (default 600 s); its figures are recorded in docs/reliability.md.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! real SIGTERM/SIGKILL. Thresholds are relative to this machine's
 //! MemAvailable at the start of each scenario; every wait is on a log event
 //! with a generous bound, never on a fixed sleep.
+#![cfg(target_os = "linux")]
 
 mod common;
 
