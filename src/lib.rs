@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod model;
 pub mod pace;
 pub mod policy;
+pub mod rate;
 pub mod sample;
 pub mod status;
 pub mod sys;
