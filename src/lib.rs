@@ -4,6 +4,7 @@
 pub mod act;
 pub mod advise;
 pub mod agent;
+pub mod check_config;
 pub mod classify;
 pub mod cli;
 pub mod cmdline;

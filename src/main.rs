@@ -100,7 +100,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
         }
         Command::CheckConfig { config } => {
             let cfg = headroom::daemon::load_for_this_machine(config.as_deref())?;
-            print!("{}", headroom::status::effective_config(&cfg));
+            print!("{}", headroom::check_config::effective_config(&cfg));
             Ok(())
         }
         Command::Install {
@@ -125,10 +125,10 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             config: None,
         }),
         Command::Completions { shell } => {
-            headroom::agent::completions(shell);
+            headroom::cli::completions(shell);
             Ok(())
         }
-        Command::Man => headroom::agent::man(),
+        Command::Man => headroom::cli::man(),
         Command::Record {
             out,
             force,
