@@ -73,3 +73,11 @@ impl From<fsafe::FileError> for Error {
         }
     }
 }
+
+/// The single-threaded tokio runtime every async part runs on (the daemon's
+/// loop, `record`, the metrics server's thread): timers and I/O enabled.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}

@@ -42,10 +42,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             let start = std::time::Instant::now();
             let log = headroom::log::init(&cfg.log.path, cfg.log.max_size.0, cfg.log.keep, start);
             let daemon = headroom::daemon::Daemon::new(cfg, config, dry_run, log, start)?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(Error::Io)?;
+            let rt = headroom::runtime().map_err(Error::Io)?;
             let done = rt.block_on(daemon.run());
             // A sample stuck in the kernel (a read under /proc that never
             // returns) must not hold up the exit: don't wait for it.

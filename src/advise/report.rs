@@ -388,7 +388,7 @@ mod tests {
     fn mac(gb: u64) -> Machine {
         Machine {
             chip: Some("Apple M1".into()),
-            chip_info: machine::chip_info("Apple M1"),
+            chip_info: super::super::machine::chip_info("Apple M1"),
             total_bytes: gb * est::GIB,
             available_bytes: gb * est::GIB / 2,
             level: "green".into(),
