@@ -198,7 +198,7 @@ impl std::fmt::Display for Size {
 }
 
 /// Parse "4GiB", "512MiB", "2GB", "1024", "10%". Returns a reason on failure.
-pub fn parse_size(s: &str) -> Result<Size, &'static str> {
+fn parse_size(s: &str) -> Result<Size, &'static str> {
     let t = s.trim();
     if let Some(p) = t.strip_suffix('%') {
         let v: f64 = p
@@ -875,7 +875,7 @@ pub fn locate(cli_path: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> {
 /// `metrics.listen`: empty = off, else an IP address and a non-zero port.
 /// Any address the user writes is taken as meant (the daemon warns at start
 /// when it is not loopback); host names are not resolved.
-pub fn parse_listen(s: &str) -> Result<Option<SocketAddr>, &'static str> {
+fn parse_listen(s: &str) -> Result<Option<SocketAddr>, &'static str> {
     let t = s.trim();
     if t.is_empty() {
         return Ok(None);
@@ -929,6 +929,29 @@ mod tests {
         assert!(parse_size("4 parsecs").is_err());
         assert!(parse_size("").is_err());
         assert_eq!(Size::Percent(10.0).resolve(Bytes::gib(100)), Bytes::gib(10));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            failure_persistence: None,
+            cases: if std::env::var_os("PROPTEST_CASES").is_some() {
+                proptest::test_runner::Config::default().cases
+            } else {
+                2000
+            },
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// Sizes and listen addresses as a user might mistype them (the
+        /// rest of the config's fuzzing is tests/props.rs).
+        #[test]
+        fn size_and_listen_parsers_never_panic(
+            size in "[0-9.\\-]{0,12}[ ]?(B|KiB|MiB|GiB|TiB|%|kb|x)?",
+            listen in "[0-9.:\\[\\]a-f]{0,30}",
+        ) {
+            let _ = parse_size(&size);
+            let _ = parse_listen(&listen);
+        }
     }
 
     #[test]

@@ -36,7 +36,7 @@ const CHIPS: &[(&str, Option<f64>, Option<&str>, f64)] = &[
 ];
 
 /// The chip family in a brand string ("Apple M3 Ultra" → "M3 Ultra").
-pub fn chip_family(brand: &str) -> Option<&'static str> {
+fn chip_family(brand: &str) -> Option<&'static str> {
     let words: Vec<&str> = brand.split_whitespace().collect();
     CHIPS.iter().map(|c| c.0).find(|fam| {
         let f: Vec<&str> = fam.split_whitespace().collect();
@@ -56,7 +56,7 @@ pub fn chip_info(brand: &str) -> Option<ChipInfo> {
 
 /// The CPU model from /proc/cpuinfo ("model name", or "Hardware"/"Model"
 /// on ARM boards that have no model name).
-pub fn parse_cpuinfo_model(text: &str) -> Option<String> {
+fn parse_cpuinfo_model(text: &str) -> Option<String> {
     for key in ["model name", "Hardware", "Model"] {
         let found = text.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
