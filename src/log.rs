@@ -94,6 +94,22 @@ struct Sink {
 }
 
 impl Sink {
+    /// Nothing opened yet: the first line opens the file.
+    fn new(path: &Path, max_size: u64, keep: u32, human: bool, start: Instant) -> Sink {
+        Sink {
+            path: path.to_path_buf(),
+            max_size,
+            keep,
+            file: None,
+            id: None,
+            written: 0,
+            failed_at: None,
+            reported: false,
+            human,
+            start,
+        }
+    }
+
     fn open(&mut self) -> std::io::Result<&mut File> {
         if self.file.is_none() {
             let f = crate::fsafe::open_log(&self.path)?;
@@ -277,18 +293,13 @@ pub struct JsonLayer {
 /// errors always.
 pub fn init(path: &Path, max_size: u64, keep: u32, start: Instant) -> LogHandle {
     use tracing_subscriber::prelude::*;
-    let sink = Arc::new(Mutex::new(Sink {
-        path: path.to_path_buf(),
+    let sink = Arc::new(Mutex::new(Sink::new(
+        path,
         max_size,
         keep,
-        file: None,
-        id: None,
-        written: 0,
-        failed_at: None,
-        reported: false,
-        human: std::io::stderr().is_terminal(),
+        std::io::stderr().is_terminal(),
         start,
-    }));
+    )));
     let layer = JsonLayer { sink: sink.clone() };
     let _ = tracing_subscriber::registry().with(layer).try_init();
     LogHandle { sink }
@@ -444,18 +455,7 @@ mod tests {
     use super::*;
 
     fn sink(path: &Path, max: u64, keep: u32) -> Sink {
-        Sink {
-            path: path.to_path_buf(),
-            max_size: max,
-            keep,
-            file: None,
-            id: None,
-            written: 0,
-            failed_at: None,
-            reported: false,
-            human: false,
-            start: Instant::now(),
-        }
+        Sink::new(path, max, keep, false, Instant::now())
     }
 
     #[test]
