@@ -56,7 +56,7 @@ pub fn chip_info(brand: &str) -> Option<ChipInfo> {
 
 /// The CPU model from /proc/cpuinfo ("model name", or "Hardware"/"Model"
 /// on ARM boards that have no model name).
-fn parse_cpuinfo_model(text: &str) -> Option<String> {
+pub fn parse_cpuinfo_model(text: &str) -> Option<String> {
     for key in ["model name", "Hardware", "Model"] {
         let found = text.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
