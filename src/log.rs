@@ -41,13 +41,13 @@ pub mod severity {
 /// Write one event to the JSON log installed as the current tracing
 /// subscriber (`init`); without one (a command other than `run`) it goes
 /// nowhere, as a tracing event would.
-pub fn emit<T: Serialize + ?Sized>(level: Level, event: &str, fields: &T) {
+pub fn emit<T: Serialize + ?Sized>(level: Level, event: impl AsRef<str>, fields: &T) {
     tracing::dispatcher::get_default(|d| {
         let Some(layer) = d.downcast_ref::<JsonLayer>() else {
             return;
         };
         let mut m = Map::new();
-        m.insert("event".into(), event.into());
+        m.insert("event".into(), event.as_ref().into());
         match serde_json::to_value(fields) {
             Ok(Value::Object(f)) => m.extend(f),
             Ok(v) => {
