@@ -1,4 +1,5 @@
-//! Command-line interface (clap definitions only; dispatch is in main.rs).
+//! Command-line interface: the clap definitions, and what is printed from
+//! them alone (`completions`, `man`); dispatch is in main.rs.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -172,4 +173,19 @@ pub enum Command {
     },
     /// Print the man page (roff).
     Man,
+}
+
+/// `headroom completions <shell>`.
+pub fn completions(shell: clap_complete::Shell) {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    clap_complete::generate(shell, &mut cmd, "headroom", &mut std::io::stdout());
+}
+
+/// `headroom man`: the man page, roff, on stdout.
+pub fn man() -> Result<(), crate::Error> {
+    use clap::CommandFactory;
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut std::io::stdout())
+        .map_err(crate::Error::Io)
 }

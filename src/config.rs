@@ -42,85 +42,85 @@ fn err(file: &str, key: &str, value: &str, why: &str) -> ConfigError {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    pub poll: Option<RawPoll>,
-    pub thresholds: Option<RawThresholds>,
-    pub mlx: Option<RawMlx>,
-    pub actions: Option<RawActions>,
-    pub log: Option<RawLog>,
-    pub metrics: Option<RawMetrics>,
+struct RawConfig {
+    poll: Option<RawPoll>,
+    thresholds: Option<RawThresholds>,
+    mlx: Option<RawMlx>,
+    actions: Option<RawActions>,
+    log: Option<RawLog>,
+    metrics: Option<RawMetrics>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawPoll {
-    pub interval: Option<String>,
-    pub min_interval: Option<String>,
-    pub max_interval: Option<String>,
-    pub psi_trigger: Option<bool>,
+struct RawPoll {
+    interval: Option<String>,
+    min_interval: Option<String>,
+    max_interval: Option<String>,
+    psi_trigger: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawThresholds {
-    pub yellow_below: Option<String>,
-    pub red_below: Option<String>,
-    pub hysteresis: Option<String>,
-    pub dwell: Option<String>,
-    pub swapout_rate: Option<String>,
-    pub swapout_hold: Option<String>,
-    pub psi_full_avg10: Option<f64>,
-    pub projection_horizon: Option<String>,
+struct RawThresholds {
+    yellow_below: Option<String>,
+    red_below: Option<String>,
+    hysteresis: Option<String>,
+    dwell: Option<String>,
+    swapout_rate: Option<String>,
+    swapout_hold: Option<String>,
+    psi_full_avg10: Option<f64>,
+    projection_horizon: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawMlx {
-    pub patterns: Option<Vec<String>>,
-    pub detect_library: Option<bool>,
+struct RawMlx {
+    patterns: Option<Vec<String>>,
+    detect_library: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum RawNeverKill {
+enum RawNeverKill {
     Pid(i64),
     Pattern(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawActions {
-    pub notify: Option<bool>,
-    pub terminate: Option<bool>,
-    pub dry_run: Option<bool>,
-    pub terminate_after: Option<String>,
-    pub kill_after: Option<String>,
-    pub kill_floor: Option<String>,
-    pub min_victim_footprint: Option<String>,
-    pub never_kill: Option<Vec<RawNeverKill>>,
-    pub users: Option<Vec<String>>,
-    pub pre_terminate: Option<Vec<String>>,
-    pub post_terminate: Option<Vec<String>>,
-    pub hook_timeout: Option<String>,
+struct RawActions {
+    notify: Option<bool>,
+    terminate: Option<bool>,
+    dry_run: Option<bool>,
+    terminate_after: Option<String>,
+    kill_after: Option<String>,
+    kill_floor: Option<String>,
+    min_victim_footprint: Option<String>,
+    never_kill: Option<Vec<RawNeverKill>>,
+    users: Option<Vec<String>>,
+    pre_terminate: Option<Vec<String>>,
+    post_terminate: Option<Vec<String>>,
+    hook_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawLog {
-    pub path: Option<String>,
-    pub sample_every: Option<String>,
-    pub max_size: Option<String>,
-    pub keep: Option<u32>,
+struct RawLog {
+    path: Option<String>,
+    sample_every: Option<String>,
+    max_size: Option<String>,
+    keep: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawMetrics {
-    pub listen: Option<String>,
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 /// Parse TOML text into a RawConfig; errors name the file and the key path.
-pub fn parse_raw(file: &str, text: &str) -> Result<RawConfig, ConfigError> {
+fn parse_raw(file: &str, text: &str) -> Result<RawConfig, ConfigError> {
     let de = toml::Deserializer::new(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -143,83 +143,31 @@ pub fn parse_raw(file: &str, text: &str) -> Result<RawConfig, ConfigError> {
     })
 }
 
-macro_rules! merge_section {
-    ($user:expr, $def:expr, $ty:ident { $($f:ident),* }) => {{
-        let u = $user.unwrap_or_default();
-        let d = $def.unwrap_or_default();
-        $ty { $($f: u.$f.or(d.$f)),* }
-    }};
+/// `user` laid over `base`, both as TOML tables: within each section the
+/// user's keys win and every key the user leaves out keeps the base's value.
+/// (Sections hold no tables of their own, so one level is the whole merge.)
+fn overlay(base: &mut toml::Table, user: toml::Table) {
+    for (section, value) in user {
+        match (base.get_mut(&section), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(u)) => b.extend(u),
+            (_, value) => {
+                base.insert(section, value);
+            }
+        }
+    }
 }
 
-/// Keys in `user` win; every key it leaves out comes from `defaults`.
-pub fn merge(user: RawConfig, defaults: RawConfig) -> RawConfig {
-    RawConfig {
-        poll: Some(merge_section!(
-            user.poll,
-            defaults.poll,
-            RawPoll {
-                interval,
-                min_interval,
-                max_interval,
-                psi_trigger
-            }
-        )),
-        thresholds: Some(merge_section!(
-            user.thresholds,
-            defaults.thresholds,
-            RawThresholds {
-                yellow_below,
-                red_below,
-                hysteresis,
-                dwell,
-                swapout_rate,
-                swapout_hold,
-                psi_full_avg10,
-                projection_horizon
-            }
-        )),
-        mlx: Some(merge_section!(
-            user.mlx,
-            defaults.mlx,
-            RawMlx {
-                patterns,
-                detect_library
-            }
-        )),
-        actions: Some(merge_section!(
-            user.actions,
-            defaults.actions,
-            RawActions {
-                notify,
-                terminate,
-                dry_run,
-                terminate_after,
-                kill_after,
-                kill_floor,
-                min_victim_footprint,
-                never_kill,
-                users,
-                pre_terminate,
-                post_terminate,
-                hook_timeout
-            }
-        )),
-        log: Some(merge_section!(
-            user.log,
-            defaults.log,
-            RawLog {
-                path,
-                sample_every,
-                max_size,
-                keep
-            }
-        )),
-        metrics: Some(merge_section!(
-            user.metrics,
-            defaults.metrics,
-            RawMetrics { listen }
-        )),
-    }
+/// The user's `text` over the embedded defaults, as one RawConfig.
+fn merged(file: &str, text: &str) -> Result<RawConfig, ConfigError> {
+    let table = |name: &str, text: &str| {
+        text.parse::<toml::Table>()
+            .map_err(|e| ConfigError::Invalid(format!("{name}: {}", e.message())))
+    };
+    let mut all = table(EMBEDDED, DEFAULT_TOML)?;
+    overlay(&mut all, table(file, text)?);
+    toml::Value::Table(all)
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Invalid(format!("{file}: {}", e.message())))
 }
 
 // ---------------------------------------------------------- validated form
@@ -250,7 +198,7 @@ impl std::fmt::Display for Size {
 }
 
 /// Parse "4GiB", "512MiB", "2GB", "1024", "10%". Returns a reason on failure.
-pub fn parse_size(s: &str) -> Result<Size, &'static str> {
+fn parse_size(s: &str) -> Result<Size, &'static str> {
     let t = s.trim();
     if let Some(p) = t.strip_suffix('%') {
         let v: f64 = p
@@ -479,275 +427,41 @@ fn expand_tilde(p: &str) -> PathBuf {
 }
 
 impl Config {
-    /// Validate a merged RawConfig. `file` names the user's file in errors.
-    pub fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
-        let missing =
-            |k: &str| ConfigError::Invalid(format!("{file}: '{k}' is missing and has no default"));
-        let poll = raw.poll.unwrap_or_default();
-        let th = raw.thresholds.unwrap_or_default();
+    /// Validate a merged RawConfig, section by section. `file` names the
+    /// user's file in errors.
+    fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
+        let c = Check { file };
+        let poll = c.poll(raw.poll.unwrap_or_default())?;
+        let red_raw = raw
+            .thresholds
+            .as_ref()
+            .and_then(|t| t.red_below.clone())
+            .unwrap_or_default();
+        let thresholds = c.thresholds(raw.thresholds.unwrap_or_default())?;
         let mlx = raw.mlx.unwrap_or_default();
-        let act = raw.actions.unwrap_or_default();
-        let log = raw.log.unwrap_or_default();
-        let metrics_raw = raw.metrics.unwrap_or_default().listen.unwrap_or_default();
-
-        let dur = |key: &str, v: Option<String>| -> Result<Duration, ConfigError> {
-            let v = v.ok_or_else(|| missing(key))?;
-            let d = parse_duration(&v).map_err(|why| err(file, key, &v, &why))?;
-            match duration_cap(key) {
-                Some((lo, hi)) if d < lo || d > hi => Err(err(
-                    file,
-                    key,
-                    &v,
-                    &format!(
-                        "must be between {} and {}",
-                        humantime::format_duration(lo),
-                        humantime::format_duration(hi)
-                    ),
-                )),
-                _ => Ok(d),
-            }
-        };
-        let size = |key: &str, v: Option<String>| -> Result<Size, ConfigError> {
-            let v = v.ok_or_else(|| missing(key))?;
-            parse_size(&v).map_err(|why| err(file, key, &v, why))
-        };
-
-        let poll_interval = dur("poll.interval", poll.interval.clone())?;
-        if poll_interval < Duration::from_millis(10) || poll_interval > Duration::from_secs(3600) {
-            let v = poll.interval.unwrap_or_default();
-            return Err(err(
-                file,
-                "poll.interval",
-                &v,
-                "must be between 10ms and 1h",
-            ));
-        }
-        // Unset, the adaptive range follows `poll.interval`, so a config
-        // that only sets the interval (say "5s" or "20ms") stays valid.
-        let poll_min_interval = match poll.min_interval.clone() {
-            Some(v) => dur("poll.min_interval", Some(v))?,
-            None => DEFAULT_MIN_INTERVAL.min(poll_interval),
-        };
-        let poll_max_interval = match poll.max_interval.clone() {
-            Some(v) => dur("poll.max_interval", Some(v))?,
-            None => DEFAULT_MAX_INTERVAL.max(poll_interval),
-        };
-        if poll_min_interval < Duration::from_millis(10) || poll_min_interval > poll_interval {
-            let v = poll.min_interval.unwrap_or_default();
-            return Err(err(
-                file,
-                "poll.min_interval",
-                &v,
-                "must be at least 10ms and at most 'poll.interval'",
-            ));
-        }
-        if poll_max_interval < poll_interval || poll_max_interval > Duration::from_secs(3600) {
-            let v = poll.max_interval.unwrap_or_default();
-            return Err(err(
-                file,
-                "poll.max_interval",
-                &v,
-                "must be at least 'poll.interval' and at most 1h",
-            ));
-        }
-
-        let yellow_raw = th.yellow_below.clone().unwrap_or_default();
-        let red_raw = th.red_below.clone().unwrap_or_default();
-        let yellow_below = size("thresholds.yellow_below", th.yellow_below)?;
-        let red_below = size("thresholds.red_below", th.red_below)?;
-        if let Some(false) = size_lt(red_below, yellow_below) {
-            return Err(ConfigError::Invalid(format!(
-                "{file}: 'thresholds.red_below' ('{red_raw}') must be below 'thresholds.yellow_below' ('{yellow_raw}')"
-            )));
-        }
-        let swap_raw = th.swapout_rate.clone().unwrap_or_default();
-        let swapout_rate = match size("thresholds.swapout_rate", th.swapout_rate)? {
-            Size::Bytes(b) => b,
-            Size::Percent(_) => {
-                return Err(err(
-                    file,
-                    "thresholds.swapout_rate",
-                    &swap_raw,
-                    "must be bytes per second, not a share",
-                ))
-            }
-        };
-        let psi = th
-            .psi_full_avg10
-            .ok_or_else(|| missing("thresholds.psi_full_avg10"))?;
-        if !(0.0..=100.0).contains(&psi) || !psi.is_finite() {
-            return Err(err(
-                file,
-                "thresholds.psi_full_avg10",
-                &psi.to_string(),
-                "must be a percentage between 0 and 100",
-            ));
-        }
-        let thresholds = Thresholds {
-            yellow_below,
-            red_below,
-            hysteresis: size("thresholds.hysteresis", th.hysteresis)?,
-            dwell: dur("thresholds.dwell", th.dwell)?,
-            swapout_rate,
-            swapout_hold: dur("thresholds.swapout_hold", th.swapout_hold)?,
-            psi_full_avg10: psi,
-            projection_horizon: dur("thresholds.projection_horizon", th.projection_horizon)?,
-        };
-
-        let mut patterns = Vec::new();
-        for (i, p) in mlx
-            .patterns
-            .ok_or_else(|| missing("mlx.patterns"))?
-            .iter()
-            .enumerate()
-        {
-            let re = Regex::new(p).map_err(|e| {
-                let first = e
-                    .to_string()
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-                    .trim()
-                    .to_string();
-                err(
-                    file,
-                    &format!("mlx.patterns[{i}]"),
-                    p,
-                    &format!("is not a valid regular expression: {first}"),
-                )
-            })?;
-            if re.is_match("") {
-                return Err(err(file, &format!("mlx.patterns[{i}]"), p, MATCHES_EMPTY));
-            }
-            patterns.push(re);
-        }
-
-        let mut never_kill = Vec::new();
-        for (i, n) in act.never_kill.unwrap_or_default().into_iter().enumerate() {
-            let key = format!("actions.never_kill[{i}]");
-            never_kill.push(match n {
-                RawNeverKill::Pid(p) if p > 0 && p <= i32::MAX as i64 => NeverKill::Pid(p as i32),
-                RawNeverKill::Pid(p) => {
-                    return Err(err(file, &key, &p.to_string(), "is not a valid pid"))
-                }
-                RawNeverKill::Pattern(s) => {
-                    let re = Regex::new(&s)
-                        .map_err(|_| err(file, &key, &s, "is not a valid regular expression"))?;
-                    if re.is_match("") {
-                        return Err(err(file, &key, &s, MATCHES_EMPTY));
-                    }
-                    NeverKill::Pattern(re)
-                }
-            });
-        }
-        let users = act.users.unwrap_or_default();
-        for (i, u) in users.iter().enumerate() {
-            if u.is_empty() || u.contains(|c: char| c.is_whitespace() || c == ':' || c == '/') {
-                return Err(err(
-                    file,
-                    &format!("actions.users[{i}]"),
-                    u,
-                    "is not a valid user name",
-                ));
-            }
-        }
-        for (key, argv) in [
-            ("actions.pre_terminate", &act.pre_terminate),
-            ("actions.post_terminate", &act.post_terminate),
-        ] {
-            if let Some(first) = argv.as_ref().and_then(|a| a.first()) {
-                if first.trim().is_empty() {
-                    return Err(err(
-                        file,
-                        &format!("{key}[0]"),
-                        first,
-                        "must name a program (argv, run without a shell)",
-                    ));
-                }
-            }
-        }
-        let floor_raw = act.kill_floor.clone().unwrap_or_default();
-        let kill_floor = size("actions.kill_floor", act.kill_floor)?;
-        if let Some(false) = size_lt(kill_floor, red_below) {
-            return Err(ConfigError::Invalid(format!(
-                "{file}: 'actions.kill_floor' ('{floor_raw}') must be below 'thresholds.red_below' ('{red_raw}')"
-            )));
-        }
-        let actions = Actions {
-            notify: act.notify.ok_or_else(|| missing("actions.notify"))?,
-            terminate: act.terminate.ok_or_else(|| missing("actions.terminate"))?,
-            dry_run: act.dry_run.ok_or_else(|| missing("actions.dry_run"))?,
-            terminate_after: dur("actions.terminate_after", act.terminate_after)?,
-            kill_after: dur("actions.kill_after", act.kill_after)?,
-            kill_floor,
-            min_victim_footprint: size("actions.min_victim_footprint", act.min_victim_footprint)?,
-            never_kill,
-            users,
-            pre_terminate: act.pre_terminate.unwrap_or_default(),
-            post_terminate: act.post_terminate.unwrap_or_default(),
-            hook_timeout: dur("actions.hook_timeout", act.hook_timeout)?,
-        };
-
-        let path_raw = log.path.unwrap_or_default();
-        let path = if path_raw.trim().is_empty() {
-            default_log_path()?
-        } else {
-            let p = expand_tilde(path_raw.trim());
-            if !p.is_absolute() {
-                return Err(err(
-                    file,
-                    "log.path",
-                    &path_raw,
-                    "must be an absolute path (or start with ~/)",
-                ));
-            }
-            p
-        };
-        let max_raw = log.max_size.clone().unwrap_or_default();
-        let max_size = match size("log.max_size", log.max_size)? {
-            Size::Bytes(b) if b.0 >= 4096 => b,
-            _ => {
-                return Err(err(
-                    file,
-                    "log.max_size",
-                    &max_raw,
-                    "must be at least 4096 bytes",
-                ))
-            }
-        };
-        let keep = log.keep.ok_or_else(|| missing("log.keep"))?;
-        if keep > 100 {
-            return Err(err(
-                file,
-                "log.keep",
-                &keep.to_string(),
-                "must be at most 100",
-            ));
-        }
-        let log = LogConfig {
-            path,
-            sample_every: dur("log.sample_every", log.sample_every)?,
-            max_size,
-            keep,
-        };
-
+        let patterns = c.patterns(mlx.patterns)?;
+        let detect_library = c.given("mlx.detect_library", mlx.detect_library)?;
+        let actions = c.actions(
+            raw.actions.unwrap_or_default(),
+            thresholds.red_below,
+            &red_raw,
+        )?;
+        let log = c.log(raw.log.unwrap_or_default())?;
+        let listen = raw.metrics.unwrap_or_default().listen.unwrap_or_default();
+        let metrics_listen =
+            parse_listen(&listen).map_err(|why| err(file, "metrics.listen", &listen, why))?;
         Ok(Config {
             source: file.to_string(),
-            poll_interval,
-            poll_min_interval,
-            poll_max_interval,
-            psi_trigger: poll
-                .psi_trigger
-                .ok_or_else(|| missing("poll.psi_trigger"))?,
+            poll_interval: poll.interval,
+            poll_min_interval: poll.min_interval,
+            poll_max_interval: poll.max_interval,
+            psi_trigger: poll.psi_trigger,
             thresholds,
             patterns,
-            detect_library: mlx
-                .detect_library
-                .ok_or_else(|| missing("mlx.detect_library"))?,
+            detect_library,
             actions,
             log,
-            metrics_listen: parse_listen(&metrics_raw)
-                .map_err(|why| err(file, "metrics.listen", &metrics_raw, why))?,
+            metrics_listen,
         })
     }
 
@@ -811,9 +525,10 @@ impl Config {
 
     /// Parse `text` (named `name` in errors) over the embedded defaults.
     pub fn from_text(name: &str, text: &str) -> Result<Config, ConfigError> {
-        let user = parse_raw(name, text)?;
-        let defaults = parse_raw(EMBEDDED, DEFAULT_TOML)?;
-        Config::validate(merge(user, defaults), name)
+        // The user's file alone first, so a mistyped key or a wrong type is
+        // reported with its line; then it is laid over the defaults.
+        parse_raw(name, text)?;
+        Config::validate(merged(name, text)?, name)
     }
 
     /// Find and load the config: `--config`, else `$HEADROOM_CONFIG`, else
@@ -863,6 +578,278 @@ impl Config {
     }
 }
 
+/// `[poll]`, validated.
+struct Poll {
+    interval: Duration,
+    min_interval: Duration,
+    max_interval: Duration,
+    psi_trigger: bool,
+}
+
+/// Reads the sections of a merged RawConfig into validated values; every
+/// error names `file`, the key and the value as written.
+struct Check<'a> {
+    file: &'a str,
+}
+
+impl Check<'_> {
+    fn bad(&self, key: &str, value: &str, why: &str) -> ConfigError {
+        err(self.file, key, value, why)
+    }
+
+    /// A key the merged config must have (the embedded defaults give it).
+    fn given<T>(&self, key: &str, v: Option<T>) -> Result<T, ConfigError> {
+        v.ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "{}: '{key}' is missing and has no default",
+                self.file
+            ))
+        })
+    }
+
+    /// A duration, within its `DURATION_CAPS` if it has any.
+    fn dur(&self, key: &str, v: Option<String>) -> Result<Duration, ConfigError> {
+        let v = self.given(key, v)?;
+        let d = parse_duration(&v).map_err(|why| self.bad(key, &v, &why))?;
+        match duration_cap(key) {
+            Some((lo, hi)) if d < lo || d > hi => Err(self.bad(
+                key,
+                &v,
+                &format!(
+                    "must be between {} and {}",
+                    humantime::format_duration(lo),
+                    humantime::format_duration(hi)
+                ),
+            )),
+            _ => Ok(d),
+        }
+    }
+
+    fn size(&self, key: &str, v: Option<String>) -> Result<Size, ConfigError> {
+        let v = self.given(key, v)?;
+        parse_size(&v).map_err(|why| self.bad(key, &v, why))
+    }
+
+    /// `a` must be below `b` where that can be told without total RAM.
+    fn below(&self, a: (&str, Size, &str), b: (&str, Size, &str)) -> Result<(), ConfigError> {
+        match size_lt(a.1, b.1) {
+            Some(false) => Err(self.bad(a.0, a.2, &format!("must be below '{}' ('{}')", b.0, b.2))),
+            _ => Ok(()),
+        }
+    }
+
+    fn poll(&self, p: RawPoll) -> Result<Poll, ConfigError> {
+        let interval = self.dur("poll.interval", p.interval.clone())?;
+        if interval < Duration::from_millis(10) || interval > Duration::from_secs(3600) {
+            let v = p.interval.unwrap_or_default();
+            return Err(self.bad("poll.interval", &v, "must be between 10ms and 1h"));
+        }
+        // Unset, the adaptive range follows `poll.interval`, so a config
+        // that only sets the interval (say "5s" or "20ms") stays valid.
+        let min_interval = match p.min_interval.clone() {
+            Some(v) => self.dur("poll.min_interval", Some(v))?,
+            None => DEFAULT_MIN_INTERVAL.min(interval),
+        };
+        let max_interval = match p.max_interval.clone() {
+            Some(v) => self.dur("poll.max_interval", Some(v))?,
+            None => DEFAULT_MAX_INTERVAL.max(interval),
+        };
+        if min_interval < Duration::from_millis(10) || min_interval > interval {
+            let v = p.min_interval.unwrap_or_default();
+            return Err(self.bad(
+                "poll.min_interval",
+                &v,
+                "must be at least 10ms and at most 'poll.interval'",
+            ));
+        }
+        if max_interval < interval || max_interval > Duration::from_secs(3600) {
+            let v = p.max_interval.unwrap_or_default();
+            return Err(self.bad(
+                "poll.max_interval",
+                &v,
+                "must be at least 'poll.interval' and at most 1h",
+            ));
+        }
+        Ok(Poll {
+            interval,
+            min_interval,
+            max_interval,
+            psi_trigger: self.given("poll.psi_trigger", p.psi_trigger)?,
+        })
+    }
+
+    fn thresholds(&self, th: RawThresholds) -> Result<Thresholds, ConfigError> {
+        let yellow_raw = th.yellow_below.clone().unwrap_or_default();
+        let red_raw = th.red_below.clone().unwrap_or_default();
+        let yellow_below = self.size("thresholds.yellow_below", th.yellow_below)?;
+        let red_below = self.size("thresholds.red_below", th.red_below)?;
+        self.below(
+            ("thresholds.red_below", red_below, &red_raw),
+            ("thresholds.yellow_below", yellow_below, &yellow_raw),
+        )?;
+        let swap_raw = th.swapout_rate.clone().unwrap_or_default();
+        let swapout_rate = match self.size("thresholds.swapout_rate", th.swapout_rate)? {
+            Size::Bytes(b) => b,
+            Size::Percent(_) => {
+                return Err(self.bad(
+                    "thresholds.swapout_rate",
+                    &swap_raw,
+                    "must be bytes per second, not a share",
+                ))
+            }
+        };
+        let psi = self.given("thresholds.psi_full_avg10", th.psi_full_avg10)?;
+        if !(0.0..=100.0).contains(&psi) || !psi.is_finite() {
+            return Err(self.bad(
+                "thresholds.psi_full_avg10",
+                &psi.to_string(),
+                "must be a percentage between 0 and 100",
+            ));
+        }
+        Ok(Thresholds {
+            yellow_below,
+            red_below,
+            hysteresis: self.size("thresholds.hysteresis", th.hysteresis)?,
+            dwell: self.dur("thresholds.dwell", th.dwell)?,
+            swapout_rate,
+            swapout_hold: self.dur("thresholds.swapout_hold", th.swapout_hold)?,
+            psi_full_avg10: psi,
+            projection_horizon: self.dur("thresholds.projection_horizon", th.projection_horizon)?,
+        })
+    }
+
+    fn patterns(&self, patterns: Option<Vec<String>>) -> Result<Vec<Regex>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, p) in self.given("mlx.patterns", patterns)?.iter().enumerate() {
+            let key = format!("mlx.patterns[{i}]");
+            let re = Regex::new(p).map_err(|e| {
+                let first = e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                self.bad(
+                    &key,
+                    p,
+                    &format!("is not a valid regular expression: {first}"),
+                )
+            })?;
+            if re.is_match("") {
+                return Err(self.bad(&key, p, MATCHES_EMPTY));
+            }
+            out.push(re);
+        }
+        Ok(out)
+    }
+
+    fn never_kill(&self, list: Vec<RawNeverKill>) -> Result<Vec<NeverKill>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, n) in list.into_iter().enumerate() {
+            let key = format!("actions.never_kill[{i}]");
+            out.push(match n {
+                RawNeverKill::Pid(p) if p > 0 && p <= i32::MAX as i64 => NeverKill::Pid(p as i32),
+                RawNeverKill::Pid(p) => {
+                    return Err(self.bad(&key, &p.to_string(), "is not a valid pid"))
+                }
+                RawNeverKill::Pattern(s) => {
+                    let re = Regex::new(&s)
+                        .map_err(|_| self.bad(&key, &s, "is not a valid regular expression"))?;
+                    if re.is_match("") {
+                        return Err(self.bad(&key, &s, MATCHES_EMPTY));
+                    }
+                    NeverKill::Pattern(re)
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    /// `[actions]`; `kill_floor` is checked against the validated
+    /// `red_below` (written `red_raw`).
+    fn actions(&self, act: RawActions, red: Size, red_raw: &str) -> Result<Actions, ConfigError> {
+        let never_kill = self.never_kill(act.never_kill.unwrap_or_default())?;
+        let users = act.users.unwrap_or_default();
+        for (i, u) in users.iter().enumerate() {
+            if u.is_empty() || u.contains(|c: char| c.is_whitespace() || c == ':' || c == '/') {
+                return Err(self.bad(
+                    &format!("actions.users[{i}]"),
+                    u,
+                    "is not a valid user name",
+                ));
+            }
+        }
+        for (key, argv) in [
+            ("actions.pre_terminate", &act.pre_terminate),
+            ("actions.post_terminate", &act.post_terminate),
+        ] {
+            if let Some(first) = argv.as_ref().and_then(|a| a.first()) {
+                if first.trim().is_empty() {
+                    return Err(self.bad(
+                        &format!("{key}[0]"),
+                        first,
+                        "must name a program (argv, run without a shell)",
+                    ));
+                }
+            }
+        }
+        let floor_raw = act.kill_floor.clone().unwrap_or_default();
+        let kill_floor = self.size("actions.kill_floor", act.kill_floor)?;
+        self.below(
+            ("actions.kill_floor", kill_floor, &floor_raw),
+            ("thresholds.red_below", red, red_raw),
+        )?;
+        Ok(Actions {
+            notify: self.given("actions.notify", act.notify)?,
+            terminate: self.given("actions.terminate", act.terminate)?,
+            dry_run: self.given("actions.dry_run", act.dry_run)?,
+            terminate_after: self.dur("actions.terminate_after", act.terminate_after)?,
+            kill_after: self.dur("actions.kill_after", act.kill_after)?,
+            kill_floor,
+            min_victim_footprint: self
+                .size("actions.min_victim_footprint", act.min_victim_footprint)?,
+            never_kill,
+            users,
+            pre_terminate: act.pre_terminate.unwrap_or_default(),
+            post_terminate: act.post_terminate.unwrap_or_default(),
+            hook_timeout: self.dur("actions.hook_timeout", act.hook_timeout)?,
+        })
+    }
+
+    fn log(&self, log: RawLog) -> Result<LogConfig, ConfigError> {
+        let path_raw = log.path.unwrap_or_default();
+        let path = if path_raw.trim().is_empty() {
+            default_log_path()?
+        } else {
+            let p = expand_tilde(path_raw.trim());
+            if !p.is_absolute() {
+                return Err(self.bad(
+                    "log.path",
+                    &path_raw,
+                    "must be an absolute path (or start with ~/)",
+                ));
+            }
+            p
+        };
+        let max_raw = log.max_size.clone().unwrap_or_default();
+        let max_size = match self.size("log.max_size", log.max_size)? {
+            Size::Bytes(b) if b.0 >= 4096 => b,
+            _ => return Err(self.bad("log.max_size", &max_raw, "must be at least 4096 bytes")),
+        };
+        let keep = self.given("log.keep", log.keep)?;
+        if keep > 100 {
+            return Err(self.bad("log.keep", &keep.to_string(), "must be at most 100"));
+        }
+        Ok(LogConfig {
+            path,
+            sample_every: self.dur("log.sample_every", log.sample_every)?,
+            max_size,
+            keep,
+        })
+    }
+}
+
 /// The config file `load` would read, if any.
 pub fn locate(cli_path: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> {
     if let Some(p) = cli_path {
@@ -888,7 +875,7 @@ pub fn locate(cli_path: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> {
 /// `metrics.listen`: empty = off, else an IP address and a non-zero port.
 /// Any address the user writes is taken as meant (the daemon warns at start
 /// when it is not loopback); host names are not resolved.
-pub fn parse_listen(s: &str) -> Result<Option<SocketAddr>, &'static str> {
+fn parse_listen(s: &str) -> Result<Option<SocketAddr>, &'static str> {
     let t = s.trim();
     if t.is_empty() {
         return Ok(None);
@@ -944,12 +931,68 @@ mod tests {
         assert_eq!(Size::Percent(10.0).resolve(Bytes::gib(100)), Bytes::gib(10));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            failure_persistence: None,
+            cases: if std::env::var_os("PROPTEST_CASES").is_some() {
+                proptest::test_runner::Config::default().cases
+            } else {
+                2000
+            },
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// Sizes and listen addresses as a user might mistype them (the
+        /// rest of the config's fuzzing is tests/props.rs).
+        #[test]
+        fn size_and_listen_parsers_never_panic(
+            size in "[0-9.\\-]{0,12}[ ]?(B|KiB|MiB|GiB|TiB|%|kb|x)?",
+            listen in "[0-9.:\\[\\]a-f]{0,30}",
+        ) {
+            let _ = parse_size(&size);
+            let _ = parse_listen(&listen);
+        }
+    }
+
     #[test]
     fn partial_user_file_keeps_other_defaults() {
         let c = Config::from_text("u.toml", "[thresholds]\nred_below = \"3GiB\"\n").expect("valid");
         assert_eq!(c.thresholds.red_below, Size::Bytes(Bytes::gib(3)));
         assert_eq!(c.thresholds.yellow_below, Size::Bytes(Bytes::gib(4)));
         assert_eq!(c.source, "u.toml");
+    }
+
+    #[test]
+    fn a_user_file_is_laid_over_the_defaults_key_by_key() {
+        let c = Config::from_text(
+            "u.toml",
+            "[mlx]\npatterns = ['^train$']\n[actions]\nnever_kill = [7]\nnotify = false\n",
+        )
+        .expect("valid");
+        // A list the user gives replaces the default list whole …
+        let pats: Vec<&str> = c.patterns.iter().map(Regex::as_str).collect();
+        assert_eq!(pats, ["^train$"]);
+        assert!(matches!(c.actions.never_kill[..], [NeverKill::Pid(7)]));
+        // … and every key the user leaves out keeps its default.
+        assert!(c.detect_library && !c.actions.notify && c.actions.terminate);
+        assert_eq!(c.actions.kill_floor, Size::Bytes(Bytes::gib(1)));
+    }
+
+    #[test]
+    fn a_mistyped_key_is_reported_with_its_line() {
+        // The message docs/configuration.md shows, read off the user's own
+        // text (not the merged table, which has no lines).
+        let e = Config::from_text("my.toml", "# mine\n[poll]\nintervl = \"1s\"\n")
+            .expect_err("unknown key")
+            .to_string();
+        assert!(e.starts_with("my.toml (line "), "{e}");
+        assert!(
+            e.ends_with(
+                "): 'poll.intervl': unknown field `intervl`, expected one of \
+                 `interval`, `min_interval`, `max_interval`, `psi_trigger`"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

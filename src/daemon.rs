@@ -321,11 +321,9 @@ impl Daemon {
                             self.sampler = Some(s);
                         }
                         Err(e) => {
-                            log_event!(
-                                error,
-                                "error",
-                                json!({ "error": format!("config reload: {e}; keeping the old config") })
-                            );
+                            crate::log::error(format_args!(
+                                "config reload: {e}; keeping the old config"
+                            ));
                             self.metrics.count_error();
                             return;
                         }
@@ -344,11 +342,9 @@ impl Daemon {
                 );
             }
             Err(e) => {
-                log_event!(
-                    error,
-                    "error",
-                    json!({ "error": format!("config reload failed, keeping the old config: {e}") })
-                );
+                crate::log::error(format_args!(
+                    "config reload failed, keeping the old config: {e}"
+                ));
                 self.metrics.count_error();
             }
         }
@@ -474,7 +470,7 @@ impl Daemon {
     /// Report an error once, not every cycle, until it changes or clears.
     fn error_once(&mut self, msg: String) {
         if self.last_error.as_deref() != Some(msg.as_str()) {
-            log_event!(error, "error", json!({ "error": msg }));
+            crate::log::error(&msg);
             self.metrics.count_error();
             self.last_error = Some(msg);
         }

@@ -4,6 +4,7 @@
 pub mod act;
 pub mod advise;
 pub mod agent;
+pub mod check_config;
 pub mod classify;
 pub mod cli;
 pub mod cmdline;
@@ -73,4 +74,12 @@ impl From<fsafe::FileError> for Error {
             fsafe::FileError::Io(e) => Error::Io(e),
         }
     }
+}
+
+/// The single-threaded tokio runtime every async part runs on (the daemon's
+/// loop, `record`, the metrics server's thread): timers and I/O enabled.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }

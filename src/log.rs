@@ -4,35 +4,77 @@
 
 use crate::model::secs;
 use serde::Serialize;
+use serde_json::{Map, Value};
 use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 
-/// Fields whose name ends with this carry pre-serialised JSON: an object is
-/// merged into the line (keeping it flat), anything else is stored under the
-/// name without the suffix.
-const JSON_SUFFIX: &str = "_json";
 /// How long to wait before trying again to open a log that failed.
 const RETRY: Duration = Duration::from_secs(10);
 
 /// Log an event whose fields are `fields` (a struct or map serialising to a
-/// JSON object), flat on the line next to `event`.
+/// JSON object), flat on the line next to `event`. The fields are turned
+/// into JSON once and handed to the log's writer as they are (`emit`).
 #[macro_export]
 macro_rules! log_event {
     ($sev:ident, $event:expr, $fields:expr) => {{
-        let json = $crate::log::to_json(&$fields);
-        tracing::$sev!(event = $event, fields_json = json.as_str());
+        $crate::log::emit($crate::log::severity::$sev, $event, &$fields);
     }};
 }
 
-pub fn to_json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v)
-        .unwrap_or_else(|e| format!("{{\"serialise_error\":{:?}}}", e.to_string()))
+/// The severities `log_event!` takes, by the names of tracing's macros.
+#[allow(non_upper_case_globals)]
+pub mod severity {
+    use tracing::Level;
+    pub const error: Level = Level::ERROR;
+    pub const warn: Level = Level::WARN;
+    pub const info: Level = Level::INFO;
+    pub const debug: Level = Level::DEBUG;
+    pub const trace: Level = Level::TRACE;
+}
+
+/// Write one event to the JSON log installed as the current tracing
+/// subscriber (`init`); without one (a command other than `run`) it goes
+/// nowhere, as a tracing event would.
+pub fn emit<T: Serialize + ?Sized>(level: Level, event: impl AsRef<str>, fields: &T) {
+    tracing::dispatcher::get_default(|d| {
+        let Some(layer) = d.downcast_ref::<JsonLayer>() else {
+            return;
+        };
+        let mut m = Map::new();
+        m.insert("event".into(), event.as_ref().into());
+        match serde_json::to_value(fields) {
+            Ok(Value::Object(f)) => m.extend(f),
+            Ok(v) => {
+                m.insert("fields".into(), v);
+            }
+            Err(e) => {
+                m.insert("serialise_error".into(), e.to_string().into());
+            }
+        }
+        layer.write(level, m);
+    });
+}
+
+/// The one shape of an error event (STYLE rule 9): `event = "error"` at
+/// severity error, the message in `error`.
+pub fn error(message: impl std::fmt::Display) {
+    error_with(message, Value::Null);
+}
+
+/// `error`, with more fields (an object) after the message.
+pub fn error_with(message: impl std::fmt::Display, more: Value) {
+    let mut m = Map::new();
+    m.insert("error".into(), message.to_string().into());
+    if let Value::Object(more) = more {
+        m.extend(more);
+    }
+    emit(Level::ERROR, "error", &m);
 }
 
 struct Sink {
@@ -52,6 +94,22 @@ struct Sink {
 }
 
 impl Sink {
+    /// Nothing opened yet: the first line opens the file.
+    fn new(path: &Path, max_size: u64, keep: u32, human: bool, start: Instant) -> Sink {
+        Sink {
+            path: path.to_path_buf(),
+            max_size,
+            keep,
+            file: None,
+            id: None,
+            written: 0,
+            failed_at: None,
+            reported: false,
+            human,
+            start,
+        }
+    }
+
     fn open(&mut self) -> std::io::Result<&mut File> {
         if self.file.is_none() {
             let f = crate::fsafe::open_log(&self.path)?;
@@ -235,28 +293,24 @@ pub struct JsonLayer {
 /// errors always.
 pub fn init(path: &Path, max_size: u64, keep: u32, start: Instant) -> LogHandle {
     use tracing_subscriber::prelude::*;
-    let sink = Arc::new(Mutex::new(Sink {
-        path: path.to_path_buf(),
+    let sink = Arc::new(Mutex::new(Sink::new(
+        path,
         max_size,
         keep,
-        file: None,
-        id: None,
-        written: 0,
-        failed_at: None,
-        reported: false,
-        human: std::io::stderr().is_terminal(),
+        std::io::stderr().is_terminal(),
         start,
-    }));
+    )));
     let layer = JsonLayer { sink: sink.clone() };
     let _ = tracing_subscriber::registry().with(layer).try_init();
     LogHandle { sink }
 }
 
+/// The fields of a plain tracing event (`warn!(event = "error", …)`).
 #[derive(Default)]
-struct Fields(serde_json::Map<String, serde_json::Value>);
+struct Fields(Map<String, Value>);
 
 impl Fields {
-    fn put(&mut self, name: &str, v: serde_json::Value) {
+    fn put(&mut self, name: &str, v: Value) {
         let key = if name == "message" { "msg" } else { name };
         self.0.insert(key.to_string(), v);
     }
@@ -264,16 +318,7 @@ impl Fields {
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        let name = field.name();
-        if let Some(base) = name.strip_suffix(JSON_SUFFIX) {
-            match serde_json::from_str::<serde_json::Value>(value) {
-                Ok(serde_json::Value::Object(m)) => self.0.extend(m),
-                Ok(v) => self.put(base, v),
-                Err(_) => self.put(base, value.into()),
-            }
-        } else {
-            self.put(name, value.into());
-        }
+        self.put(field.name(), value.into());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         self.put(field.name(), format!("{value:?}").into());
@@ -298,48 +343,48 @@ fn now_rfc3339() -> String {
         .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
-impl<S: Subscriber> Layer<S> for JsonLayer {
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let mut f = Fields::default();
-        event.record(&mut f);
+impl JsonLayer {
+    /// One line: the fixed leading keys, then `fields` in their order; the
+    /// terminal's human line is read off the same map.
+    fn write(&self, level: Level, mut fields: Map<String, Value>) {
         let mut sink = lock(&self.sink);
         // Fixed leading keys so a person tailing the log reads them first.
-        let mut m = serde_json::Map::new();
+        let mut m = Map::new();
         m.insert("ts".into(), now_rfc3339().into());
-        let at =
-            f.0.shift_remove("at")
-                .unwrap_or_else(|| secs(sink.start.elapsed()).into());
+        let at = fields
+            .shift_remove("at")
+            .unwrap_or_else(|| secs(sink.start.elapsed()).into());
         m.insert("at".into(), at);
-        if let Some(e) = f.0.shift_remove("event") {
+        if let Some(e) = fields.shift_remove("event") {
             m.insert("event".into(), e);
         }
         m.insert(
             "severity".into(),
-            event
-                .metadata()
-                .level()
-                .as_str()
-                .to_ascii_lowercase()
-                .into(),
+            level.as_str().to_ascii_lowercase().into(),
         );
-        m.extend(f.0);
-        let mut line = serde_json::Value::Object(m).to_string();
+        m.extend(fields);
+        let mut line = serde_json::to_string(&m).unwrap_or_default();
         line.push('\n');
         sink.write_line(line.as_bytes());
-        let is_error = *event.metadata().level() == tracing::Level::ERROR;
-        if is_error || sink.human {
-            if let Ok(serde_json::Value::Object(m)) = serde_json::from_str(&line) {
-                if let Some(h) = human_line(&m) {
-                    // The JSON above keeps names exact; a terminal gets the one rule.
-                    eprintln!("{}", crate::text::line(&h));
-                }
+        if level == Level::ERROR || sink.human {
+            if let Some(h) = human_line(&m) {
+                // The JSON above keeps names exact; a terminal gets the one rule.
+                eprintln!("{}", crate::text::line(&h));
             }
         }
     }
 }
 
+impl<S: Subscriber> Layer<S> for JsonLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let mut f = Fields::default();
+        event.record(&mut f);
+        self.write(*event.metadata().level(), f.0);
+    }
+}
+
 /// A short line for a person watching the terminal; `None` for routine events.
-pub fn human_line(m: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+pub fn human_line(m: &Map<String, Value>) -> Option<String> {
     let s = |k: &str| {
         m.get(k)
             .map(|v| {
@@ -410,18 +455,7 @@ mod tests {
     use super::*;
 
     fn sink(path: &Path, max: u64, keep: u32) -> Sink {
-        Sink {
-            path: path.to_path_buf(),
-            max_size: max,
-            keep,
-            file: None,
-            id: None,
-            written: 0,
-            failed_at: None,
-            reported: false,
-            human: false,
-            start: Instant::now(),
-        }
+        Sink::new(path, max, keep, false, Instant::now())
     }
 
     #[test]
@@ -514,6 +548,103 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep\n");
         let e = preflight(&path).expect_err("refused");
         assert_eq!(e.exit_code(), 73, "{e}");
+    }
+
+    /// The log as installed by `init`, scoped to this thread: what
+    /// `log_event!`, `error` and a plain tracing event each write.
+    fn logged(path: &Path, f: impl FnOnce()) -> Vec<serde_json::Value> {
+        use tracing_subscriber::prelude::*;
+        let layer = JsonLayer {
+            sink: Arc::new(Mutex::new(sink(path, 1 << 20, 1))),
+        };
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
+        lines(path)
+    }
+
+    #[test]
+    fn an_event_is_one_flat_line_with_the_fixed_keys_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("headroom.log");
+        #[derive(Serialize)]
+        struct Found {
+            pid: u32,
+            name: &'static str,
+            footprint_bytes: u64,
+        }
+        let got = logged(&path, || {
+            crate::log_event!(
+                info,
+                "mlx_process_found",
+                Found {
+                    pid: 42,
+                    name: "python3",
+                    footprint_bytes: 1 << 30,
+                }
+            );
+            crate::log_event!(
+                warn,
+                "level_changed",
+                serde_json::json!({ "at": 2.5, "to": "red" })
+            );
+            error_with(
+                "hook failed",
+                serde_json::json!({ "hook": "pre_terminate" }),
+            );
+            error(format_args!("metrics: cannot serve: {}", "EADDRINUSE"));
+            tracing::warn!(event = "error", source = "sysctl", error = %"ENOENT");
+            crate::log_event!(info, "odd", 5);
+        });
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            v.as_object().expect("object").keys().cloned().collect()
+        };
+        assert_eq!(
+            keys(&got[0]),
+            [
+                "ts",
+                "at",
+                "event",
+                "severity",
+                "pid",
+                "name",
+                "footprint_bytes"
+            ]
+        );
+        assert_eq!(
+            (
+                &got[0]["event"],
+                &got[0]["severity"],
+                &got[0]["footprint_bytes"]
+            ),
+            (
+                &"mlx_process_found".into(),
+                &"info".into(),
+                &(1u64 << 30).into()
+            )
+        );
+        // An event's own `at` (the Snapshot's clock) is kept, in front.
+        assert_eq!(keys(&got[1]), ["ts", "at", "event", "severity", "to"]);
+        assert_eq!(got[1]["at"], 2.5);
+        assert_eq!(
+            keys(&got[2]),
+            ["ts", "at", "event", "severity", "error", "hook"]
+        );
+        assert_eq!(
+            (&got[2]["event"], &got[2]["severity"], &got[2]["error"]),
+            (&"error".into(), &"error".into(), &"hook failed".into())
+        );
+        assert_eq!(got[3]["error"], "metrics: cannot serve: EADDRINUSE");
+        assert_eq!(
+            keys(&got[4]),
+            ["ts", "at", "event", "severity", "source", "error"]
+        );
+        assert_eq!(
+            (&got[4]["severity"], &got[4]["error"]),
+            (&"warn".into(), &"ENOENT".into())
+        );
+        assert_eq!(
+            got[5]["fields"], 5,
+            "a value that is not an object keeps a name"
+        );
     }
 
     #[test]

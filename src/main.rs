@@ -42,10 +42,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             let start = std::time::Instant::now();
             let log = headroom::log::init(&cfg.log.path, cfg.log.max_size.0, cfg.log.keep, start);
             let daemon = headroom::daemon::Daemon::new(cfg, config, dry_run, log, start)?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(Error::Io)?;
+            let rt = headroom::runtime().map_err(Error::Io)?;
             let done = rt.block_on(daemon.run());
             // A sample stuck in the kernel (a read under /proc that never
             // returns) must not hold up the exit: don't wait for it.
@@ -117,7 +114,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
         }
         Command::CheckConfig { config } => {
             let cfg = headroom::daemon::load_for_this_machine(config.as_deref())?;
-            print!("{}", headroom::status::effective_config(&cfg));
+            print!("{}", headroom::check_config::effective_config(&cfg));
             Ok(())
         }
         Command::Install {
@@ -142,10 +139,10 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             config: None,
         }),
         Command::Completions { shell } => {
-            headroom::agent::completions(shell);
+            headroom::cli::completions(shell);
             Ok(())
         }
-        Command::Man => headroom::agent::man(),
+        Command::Man => headroom::cli::man(),
         Command::Record {
             out,
             force,

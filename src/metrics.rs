@@ -279,11 +279,9 @@ impl Metrics {
                 m.published = Some(published);
                 m.publish();
             }
-            Err(e) => log_event!(
-                error,
-                "error",
-                json!({ "error": format!("metrics: cannot listen on {addr}: {e}; running without the endpoint") })
-            ),
+            Err(e) => crate::log::error(format_args!(
+                "metrics: cannot listen on {addr}: {e}; running without the endpoint"
+            )),
         }
         m
     }
@@ -409,10 +407,7 @@ pub fn serve(addr: SocketAddr, published: Arc<Mutex<Bytes>>) -> std::io::Result<
     let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()?;
+    let rt = crate::runtime()?;
     std::thread::Builder::new()
         .name("headroom-metrics".into())
         .spawn(move || rt.block_on(accept_loop(listener, published)))?;
@@ -423,11 +418,7 @@ async fn accept_loop(listener: std::net::TcpListener, published: Arc<Mutex<Bytes
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
-            log_event!(
-                error,
-                "error",
-                json!({ "error": format!("metrics: cannot serve: {e}") })
-            );
+            crate::log::error(format_args!("metrics: cannot serve: {e}"));
             return;
         }
     };

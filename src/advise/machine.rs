@@ -36,7 +36,7 @@ const CHIPS: &[(&str, Option<f64>, Option<&str>, f64)] = &[
 ];
 
 /// The chip family in a brand string ("Apple M3 Ultra" → "M3 Ultra").
-pub fn chip_family(brand: &str) -> Option<&'static str> {
+fn chip_family(brand: &str) -> Option<&'static str> {
     let words: Vec<&str> = brand.split_whitespace().collect();
     CHIPS.iter().map(|c| c.0).find(|fam| {
         let f: Vec<&str> = fam.split_whitespace().collect();

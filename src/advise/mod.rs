@@ -18,7 +18,26 @@ pub mod model;
 pub mod render;
 pub mod report;
 
-pub use report::{run, Request};
+pub use report::Request;
+
+/// `headroom advise`: sample this machine, read the model, answer.
+pub fn run(req: &Request, cfg: &crate::config::Config, json: bool) -> Result<String, crate::Error> {
+    let flags = req.cmd.as_deref().map(TrainFlags::from_cmdline);
+    let (model, cmd_bits) = match (&req.model, &flags) {
+        (Some(m), _) => (Some(model::resolve(m)?), None),
+        (None, Some(f)) => report::model_from_cmd(f)?,
+        (None, None) => (None, None),
+    };
+    let mut checked = report::check(req, flags.as_ref())?;
+    checked.bits = checked.bits.or(cmd_bits);
+    let machine = machine::this_machine(cfg)?;
+    let answer = report::advise(machine, model, &checked, flags.as_ref());
+    if json {
+        let v = serde_json::to_value(&answer).map_err(|e| crate::Error::Data(e.to_string()))?;
+        return Ok(format!("{v:#}\n"));
+    }
+    Ok(render::render(&answer))
+}
 
 use estimate::{LORA_BATCH_SIZE, LORA_MAX_SEQ_LENGTH, LORA_NUM_LAYERS};
 /// What to suggest when a generation/serving job sets no KV-cache bound.

@@ -190,7 +190,7 @@ pub fn parse_safetensors_header(header: &[u8], data_len: u64) -> Result<TensorSu
 
 /// Check and sum a parsed safetensors header. Sums that pass 2^64 are an
 /// error, never a wrapped (tiny) count.
-pub fn sum_tensors(v: &serde_json::Value, data_len: u64) -> Result<TensorSums, String> {
+fn sum_tensors(v: &serde_json::Value, data_len: u64) -> Result<TensorSums, String> {
     let obj = v.as_object().ok_or("header is not a JSON object")?;
     let mut sums = TensorSums::default();
     let overflow = || "the tensors' sizes add up past 2^64".to_string();

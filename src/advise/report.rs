@@ -3,7 +3,7 @@
 //! checklist), as text or JSON. `advise()` is pure; `run()` does the I/O.
 
 use super::estimate::{self as est, Estimate, Plan, Tier, Verdict, GB};
-use super::machine::{self, Machine};
+use super::machine::Machine;
 use super::model::{self, ModelInfo};
 use super::TrainFlags;
 use crate::Error;
@@ -352,7 +352,9 @@ fn checklist(
 
 /// The model a `--cmd` names, when advise can size it: a folder, a known
 /// name, or a size in its name ("Mistral-7B-v0.1-4bit" → 7B, 4-bit).
-fn model_from_cmd(flags: &TrainFlags) -> Result<(Option<ModelInfo>, Option<u32>), Error> {
+pub(super) fn model_from_cmd(
+    flags: &TrainFlags,
+) -> Result<(Option<ModelInfo>, Option<u32>), Error> {
     let Some(name) = flags.model.as_deref() else {
         return Ok((None, None));
     };
@@ -379,25 +381,6 @@ fn model_from_cmd(flags: &TrainFlags) -> Result<(Option<ModelInfo>, Option<u32>)
     }
 }
 
-/// `headroom advise`: sample this machine, read the model, answer.
-pub fn run(req: &Request, cfg: &crate::config::Config, json: bool) -> Result<String, Error> {
-    let flags = req.cmd.as_deref().map(TrainFlags::from_cmdline);
-    let (model, cmd_bits) = match (&req.model, &flags) {
-        (Some(m), _) => (Some(model::resolve(m)?), None),
-        (None, Some(f)) => model_from_cmd(f)?,
-        (None, None) => (None, None),
-    };
-    let mut checked = check(req, flags.as_ref())?;
-    checked.bits = checked.bits.or(cmd_bits);
-    let machine = machine::this_machine(cfg)?;
-    let report = advise(machine, model, &checked, flags.as_ref());
-    if json {
-        let v = serde_json::to_value(&report).map_err(|e| Error::Data(e.to_string()))?;
-        return Ok(format!("{v:#}\n"));
-    }
-    Ok(super::render::render(&report))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,7 +388,7 @@ mod tests {
     fn mac(gb: u64) -> Machine {
         Machine {
             chip: Some("Apple M1".into()),
-            chip_info: machine::chip_info("Apple M1"),
+            chip_info: super::super::machine::chip_info("Apple M1"),
             total_bytes: gb * est::GIB,
             available_bytes: gb * est::GIB / 2,
             level: "green".into(),

@@ -1,7 +1,6 @@
 //! `headroom install` / `uninstall`: run the daemon as a launchd LaunchAgent
-//! (macOS) or a systemd user service (Linux), and the packaging helpers
-//! (`completions`, `man`). The service-manager commands are found on PATH,
-//! so tests put a recording stand-in first.
+//! (macOS) or a systemd user service (Linux). The service-manager commands
+//! are found on PATH, so tests put a recording stand-in first.
 
 pub mod launchd;
 pub mod report;
@@ -231,9 +230,12 @@ impl Layout {
             Manager::Systemd => systemd::render_unit(self),
         }
     }
+}
 
-    fn is_ours(&self, text: &[u8]) -> bool {
-        match self.manager {
+impl Manager {
+    /// Whether `text` is a plist or unit that `headroom install` wrote.
+    fn is_ours(self, text: &[u8]) -> bool {
+        match self {
             Manager::Launchd => launchd::is_ours(text),
             Manager::Systemd => systemd::is_ours(text),
         }
@@ -253,9 +255,8 @@ enum Existing {
     Forced,
 }
 
-fn existing(l: &Layout, force: bool) -> Result<Existing, AgentError> {
+fn existing(manager: Manager, p: &Path, force: bool) -> Result<Existing, AgentError> {
     use std::io::Read;
-    let p = &l.service_file;
     if std::fs::symlink_metadata(p).is_err() {
         return Ok(Existing::Nothing);
     }
@@ -268,7 +269,7 @@ fn existing(l: &Layout, force: bool) -> Result<Existing, AgentError> {
                 f.take(SERVICE_FILE_MAX_BYTES).read_to_end(&mut text)?;
                 Ok(text)
             })
-            .is_ok_and(|t| l.is_ours(&t));
+            .is_ok_and(|t| manager.is_ours(&t));
     match (ours, force) {
         (true, _) => Ok(Existing::Ours),
         (false, true) => Ok(Existing::Forced),
@@ -379,7 +380,7 @@ fn print_locations(l: &Layout) {
 pub fn install(opts: &Options) -> Result<(), crate::Error> {
     let l = Layout::resolve(opts.manager, opts.config.as_deref())?;
     let text = l.render()?;
-    let state = existing(&l, opts.force)?;
+    let state = existing(l.manager, &l.service_file, opts.force)?;
     if opts.dry_run {
         print!("{text}");
         eprintln!("# dry run: nothing was written and nothing was run. install would:");
@@ -523,23 +524,13 @@ pub fn uninstall(opts: &Options) -> Result<(), crate::Error> {
     let cfg = Config::load(None).ok();
     let file = service_file(opts.manager, &home);
     let uid = nix::unistd::getuid().as_raw();
-    let probe = Layout {
-        manager: opts.manager,
-        home: home.clone(),
-        uid,
-        binary: PathBuf::new(),
-        config: None,
-        service_file: file.clone(),
-        log_dir: home.join("Library/Logs/headroom"),
-        stdout_path: PathBuf::new(),
-        stderr_path: PathBuf::new(),
-        log_path: cfg
-            .as_ref()
-            .map(|c| log_path_for(opts.manager, c, &home))
-            .unwrap_or_default(),
-        config_file: None,
-    };
-    let state = existing(&probe, opts.force)?;
+    // The config may not load any more (that is no reason not to uninstall):
+    // then the log's place is not known and is shown as ''.
+    let log_path = cfg
+        .as_ref()
+        .map(|c| log_path_for(opts.manager, c, &home))
+        .unwrap_or_default();
+    let state = existing(opts.manager, &file, opts.force)?;
     let target = launchd::service_target(uid);
     if opts.dry_run {
         println!("# dry run: nothing was removed and nothing was run. uninstall would:");
@@ -609,24 +600,9 @@ pub fn uninstall(opts: &Options) -> Result<(), crate::Error> {
         "left in place: config {}, log {}",
         conf.map(|c| p(&c))
             .unwrap_or_else(|| "(none: embedded defaults)".into()),
-        p(&probe.log_path)
+        p(&log_path)
     );
     Ok(())
-}
-
-/// `headroom completions <shell>`.
-pub fn completions(shell: clap_complete::Shell) {
-    use clap::CommandFactory;
-    let mut cmd = crate::cli::Cli::command();
-    clap_complete::generate(shell, &mut cmd, "headroom", &mut std::io::stdout());
-}
-
-/// `headroom man`: the man page, roff, on stdout.
-pub fn man() -> Result<(), crate::Error> {
-    use clap::CommandFactory;
-    clap_mangen::Man::new(crate::cli::Cli::command())
-        .render(&mut std::io::stdout())
-        .map_err(crate::Error::Io)
 }
 
 #[cfg(test)]
