@@ -131,7 +131,14 @@ fn parse_raw(file: &str, text: &str) -> Result<RawConfig, ConfigError> {
             .map(|s| {
                 format!(
                     " (line {})",
-                    text[..s.start.min(text.len())].lines().count().max(1)
+                    // Lines before the error's first byte, plus its own: a
+                    // key that starts a line is on that line, not the one
+                    // before (`lines()` would not count the empty rest).
+                    text.as_bytes()[..s.start.min(text.len())]
+                        .iter()
+                        .filter(|b| **b == b'\n')
+                        .count()
+                        + 1
                 )
             })
             .unwrap_or_default();
@@ -985,7 +992,16 @@ mod tests {
         let e = Config::from_text("my.toml", "# mine\n[poll]\nintervl = \"1s\"\n")
             .expect_err("unknown key")
             .to_string();
-        assert!(e.starts_with("my.toml (line "), "{e}");
+        assert!(e.starts_with("my.toml (line 3): "), "{e}");
+        // The first line too (the old count said line 1 for the second line).
+        let e2 = Config::from_text("my.toml", "[poll]\nintervl = \"1s\"\n")
+            .expect_err("unknown key")
+            .to_string();
+        assert!(e2.starts_with("my.toml (line 2): "), "{e2}");
+        let e1 = Config::from_text("my.toml", "intervl = 1\n")
+            .expect_err("unknown key")
+            .to_string();
+        assert!(e1.starts_with("my.toml (line 1): "), "{e1}");
         assert!(
             e.ends_with(
                 "): 'poll.intervl': unknown field `intervl`, expected one of \
