@@ -4,7 +4,8 @@
 //! old one kept).
 
 use crate::act::pending::Finished;
-use crate::act::{Outcome, Poster, System};
+use crate::act::{Poster, System};
+use crate::action::{Action, Outcome};
 use crate::classify::{Classification, Lines};
 use crate::config::{Config, ConfigError};
 use crate::discover::{ProcessEvent, Scope};
@@ -13,7 +14,6 @@ use crate::log::LogHandle;
 use crate::log_event;
 use crate::model::{Level, Pid, Snapshot};
 use crate::pace;
-use crate::policy::Action;
 use crate::sample::psi_trigger::{self, PsiTrigger};
 use crate::sample::{self, Sampler};
 use serde_json::json;

@@ -3,13 +3,15 @@
 //! daemon runs it live; `replay` runs it on recorded Snapshots; both log
 //! decisions through the same functions, so their records compare.
 
-use crate::act::{Actuator, Outcome, Probe};
+use crate::act::Actuator;
+use crate::action::{Action, Outcome, Sig, SignalOrder};
 use crate::classify::{Classification, Classifier, Lines};
 use crate::config::Config;
 use crate::discover::Scope;
 use crate::model::secs;
 use crate::model::{Level, Pid, Snapshot};
-use crate::policy::{Action, Policy, Sig, SignalOrder};
+use crate::policy::Policy;
+use crate::sample::Probe;
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -2,6 +2,7 @@
 //! jobs run — sample → classify → policy → act → log.
 
 pub mod act;
+pub mod action;
 pub mod advise;
 pub mod agent;
 pub mod classify;

@@ -1,82 +1,17 @@
 //! Pure policy: Level + Snapshot → Actions. Owns incidents, grace periods,
 //! escalation and victim choice, all timed on `Snapshot::at`. No I/O.
 
-use crate::act::Outcome;
+use crate::action::{Action, Notice, NoticeKind, Outcome, Sig, SignalOrder};
 use crate::classify::Lines;
 use crate::classify::{Classification, Reason};
 use crate::config::{Config, NeverKill};
 use crate::discover::Scope;
 use crate::model::{Bytes, Level, MlxProcess, Pid, Snapshot, TopProcess};
-use serde::Serialize;
 use std::collections::HashMap;
 use std::time::Duration;
 
 /// The same kind of notice is not repeated across incidents faster than this.
 pub const NOTIFY_REPEAT: Duration = Duration::from_secs(60);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NoticeKind {
-    Yellow,
-    Red,
-    Terminated,
-    NoVictim,
-    Recovered,
-}
-
-/// A desktop notification to post.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Notice {
-    pub kind: NoticeKind,
-    pub title: String,
-    pub body: String,
-    /// The MLX process the notice is about, if any.
-    pub pid: Option<Pid>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Sig {
-    Term,
-    Kill,
-}
-
-/// A decision to signal one process, with everything needed to check,
-/// right before sending, that it is still the same process.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct SignalOrder {
-    pub signal: Sig,
-    pub process: MlxProcess,
-    pub available_bytes: Bytes,
-    /// Stand down if a fresh reading right before the signal is at or above this.
-    pub red_line_bytes: Bytes,
-    pub reason: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub enum Action {
-    Notify(Notice),
-    Signal(SignalOrder),
-    /// Red called for a termination but nobody may be stopped.
-    NoVictim {
-        reason: String,
-        mlx_processes: usize,
-    },
-    /// Red is held by processes headroom does not stop: the largest ones,
-    /// MLX or not, named so the user need not open Activity Monitor.
-    RedNotMlx {
-        reason: String,
-        top_processes: Vec<TopProcess>,
-    },
-    /// The victim has gone; memory before the SIGTERM and now.
-    VictimExited {
-        process: MlxProcess,
-        after_secs: f64,
-        available_before_bytes: Bytes,
-        available_after_bytes: Bytes,
-        killed: bool,
-    },
-}
 
 /// Who may never be signalled, whatever memory says (issue 12): pid 1,
 /// headroom itself and its ancestors, other users' processes out of scope,

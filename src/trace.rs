@@ -3,8 +3,8 @@
 //! Snapshots — through the real classifier and policy and reports every
 //! decision with its time and reason.
 
-use crate::act::signal::{stand_down, Fresh};
-use crate::act::{Actuator, Outcome, Probe, Recording};
+use crate::act::{Actuator, Recording};
+use crate::action::{stand_down, Action, Outcome, Sig};
 use crate::classify::Classification;
 use crate::config::Config;
 use crate::discover::Scope;
@@ -12,8 +12,8 @@ use crate::engine::{action_fields, level_changed_fields, Engine};
 use crate::input::{self, Lines};
 use crate::model::secs;
 use crate::model::{KernelLevel, Level, Pid, Snapshot};
-use crate::policy::{Action, Sig};
 use crate::sample::SampleError;
+use crate::sample::{Fresh, Probe};
 use crate::Error;
 use serde_json::{json, Value};
 use std::io::Write;

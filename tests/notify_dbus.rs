@@ -16,9 +16,8 @@
 mod common;
 
 use headroom::act::notify::Notifier;
-use headroom::act::Outcome;
+use headroom::action::{Notice, NoticeKind, Outcome};
 use headroom::model::Pid;
-use headroom::policy::{Notice, NoticeKind};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -6,14 +6,14 @@
 //! Case counts: `PROPTEST_CASES` overrides the defaults below (CI runs the
 //! defaults; docs/reliability.md records a longer run).
 
-use headroom::act::signal::Fresh;
-use headroom::act::{Outcome, Probe};
+use headroom::action::{Action, Outcome, Sig};
+
 use headroom::config::Config;
 use headroom::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource, Scope};
 use headroom::engine::Engine;
 use headroom::model::{Bytes, KernelLevel, Level, MlxProcess, Pid, Snapshot, SystemMemory};
-use headroom::policy::{is_gap, Action, Sig};
-use headroom::sample::SampleError;
+use headroom::policy::is_gap;
+use headroom::sample::{Fresh, Probe, SampleError};
 use headroom::trace::Replayed;
 use proptest::prelude::*;
 use std::collections::{HashMap, HashSet};

@@ -6,11 +6,11 @@
 mod common;
 
 use common::*;
-use headroom::act::signal::{deliver, stand_down, Fresh};
-use headroom::act::Outcome;
+use headroom::act::signal::deliver;
+use headroom::action::{stand_down, Outcome, Sig, SignalOrder};
 use headroom::model::{Bytes, MlxProcess, Pid};
-use headroom::policy::{Sig, SignalOrder};
 use headroom::sample::linux::parse_stat;
+use headroom::sample::Fresh;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 use std::time::Duration;

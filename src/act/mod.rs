@@ -6,52 +6,13 @@ pub mod notify;
 pub mod pending;
 pub mod signal;
 
+use crate::action::{Action, Notice, NoticeKind, Outcome, Sig, SignalOrder};
 use crate::config::Actions;
-use crate::model::{Level, Pid};
-use crate::policy::{Action, Notice, NoticeKind, Sig, SignalOrder};
-use crate::sample::SampleError;
+use crate::model::Level;
+use crate::sample::Probe;
 use pending::{Finished, Job, PendingTerm};
-use serde::Serialize;
-use signal::Fresh;
+
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
-
-/// What became of an action.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]
-pub enum Outcome {
-    /// Carried out.
-    Done,
-    /// Decided and logged, deliberately not carried out.
-    DryRun,
-    /// Not carried out because a last check said no (e.g. pid reused).
-    Skipped(String),
-    /// Tried and failed.
-    Failed(String),
-    /// Handed to a job that runs the `pre_terminate` hook first, off the
-    /// decision loop; what became of it is told later (`System::finished`).
-    Pending,
-}
-
-impl Outcome {
-    pub fn is_dry_run(&self) -> bool {
-        matches!(self, Outcome::DryRun)
-    }
-}
-
-/// The last readings an actuator takes right before a signal (the sampler
-/// provides them; tests can point them anywhere).
-pub trait Probe {
-    /// Available memory now, read afresh.
-    fn fresh(&mut self) -> Result<Fresh, SampleError>;
-    /// The start time of `pid` now; `None` if it is gone.
-    fn start_time(&mut self, pid: Pid) -> Option<u64>;
-    /// A probe reading the same sources that may move to another thread
-    /// (a pending SIGTERM's job takes its last checks there); `None` when
-    /// this one cannot, and the hook then runs where it is asked for.
-    fn detach(&self) -> Option<Box<dyn Probe + Send>> {
-        None
-    }
-}
 
 pub trait Actuator {
     fn act(&mut self, action: &Action, probe: &mut dyn Probe) -> Outcome;

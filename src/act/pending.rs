@@ -3,8 +3,9 @@
 //! the last checks (memory re-read, pid identity through a pidfd) and
 //! sends; the daemon is told what became of it, or cancels it on a stop.
 
-use super::{hook, signal, Outcome, Probe};
-use crate::policy::SignalOrder;
+use super::{hook, signal};
+use crate::action::{Outcome, SignalOrder};
+use crate::sample::Probe;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;

@@ -2,29 +2,10 @@
 //! the signal: memory re-read (stand down if it recovered) and the pid's
 //! identity confirmed through a handle that pins the process.
 
-use super::{Outcome, Probe};
-use crate::model::{Bytes, Pid};
-use crate::policy::{Sig, SignalOrder};
+use crate::action::{stand_down, Outcome, Sig, SignalOrder};
+use crate::model::Pid;
+use crate::sample::Probe;
 use crate::sys::unix::ProcessHandle;
-
-/// A fresh reading taken right before signalling.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Fresh {
-    pub available: Bytes,
-    /// The kernel says critical (macOS); red regardless of available memory.
-    pub kernel_critical: bool,
-}
-
-/// Why the signal should not be sent after all, given a fresh reading.
-pub fn stand_down(order: &SignalOrder, fresh: &Fresh) -> Option<String> {
-    if fresh.kernel_critical || fresh.available < order.red_line_bytes {
-        return None;
-    }
-    Some(format!(
-        "memory recovered before the signal: available {} is above the red line {}",
-        fresh.available, order.red_line_bytes
-    ))
-}
 
 /// The last checks right before a signal, then the signal: memory re-read
 /// (stand down if it recovered; a failed read acts on the decision already

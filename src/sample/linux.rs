@@ -623,8 +623,8 @@ impl Sampler for LinuxSampler {
     }
 }
 
-impl crate::act::Probe for LinuxSampler {
-    fn fresh(&mut self) -> Result<crate::act::signal::Fresh, SampleError> {
+impl crate::sample::Probe for LinuxSampler {
+    fn fresh(&mut self) -> Result<crate::sample::Fresh, SampleError> {
         ProcProbe::fresh_at(&self.proc_dir)
     }
 
@@ -632,7 +632,7 @@ impl crate::act::Probe for LinuxSampler {
         ProcProbe::start_time_at(&self.proc_dir, pid)
     }
 
-    fn detach(&self) -> Option<Box<dyn crate::act::Probe + Send>> {
+    fn detach(&self) -> Option<Box<dyn crate::sample::Probe + Send>> {
         Some(Box::new(ProcProbe {
             proc_dir: self.proc_dir.clone(),
         }))
@@ -647,12 +647,12 @@ pub struct ProcProbe {
 
 impl ProcProbe {
     /// MemAvailable read afresh (one small file).
-    fn fresh_at(proc_dir: &Path) -> Result<crate::act::signal::Fresh, SampleError> {
+    fn fresh_at(proc_dir: &Path) -> Result<crate::sample::Fresh, SampleError> {
         let path = proc_dir.join("meminfo");
         let text =
             std::fs::read_to_string(&path).map_err(|source| SampleError::Io { path, source })?;
         let mem = parse_meminfo(&text)?;
-        Ok(crate::act::signal::Fresh {
+        Ok(crate::sample::Fresh {
             available: mem.system_memory().available_bytes,
             kernel_critical: false,
         })
@@ -664,8 +664,8 @@ impl ProcProbe {
     }
 }
 
-impl crate::act::Probe for ProcProbe {
-    fn fresh(&mut self) -> Result<crate::act::signal::Fresh, SampleError> {
+impl crate::sample::Probe for ProcProbe {
+    fn fresh(&mut self) -> Result<crate::sample::Fresh, SampleError> {
         ProcProbe::fresh_at(&self.proc_dir)
     }
 

@@ -152,8 +152,8 @@ impl Sampler for MacSampler {
     }
 }
 
-impl crate::act::Probe for MacSampler {
-    fn fresh(&mut self) -> Result<crate::act::signal::Fresh, SampleError> {
+impl crate::sample::Probe for MacSampler {
+    fn fresh(&mut self) -> Result<crate::sample::Fresh, SampleError> {
         self.probe().fresh()
     }
 
@@ -161,7 +161,7 @@ impl crate::act::Probe for MacSampler {
         sys::start_time_us(pid.0)
     }
 
-    fn detach(&self) -> Option<Box<dyn crate::act::Probe + Send>> {
+    fn detach(&self) -> Option<Box<dyn crate::sample::Probe + Send>> {
         Some(Box::new(self.probe()))
     }
 }
@@ -182,11 +182,11 @@ pub struct MacProbe {
     total: Bytes,
 }
 
-impl crate::act::Probe for MacProbe {
+impl crate::sample::Probe for MacProbe {
     /// Available memory and the kernel level read afresh, for the last check
     /// before a signal. (Within a second of the last sample the kernel may
     /// answer host_statistics64 from its cache; the sysctl is always live.)
-    fn fresh(&mut self) -> Result<crate::act::signal::Fresh, SampleError> {
+    fn fresh(&mut self) -> Result<crate::sample::Fresh, SampleError> {
         let counters =
             sys::host_vm_counters().map_err(|e| io_err("host_statistics64(HOST_VM_INFO64)", e))?;
         let memory = macos_vm::breakdown(&counters, self.page_size, self.total);
@@ -194,7 +194,7 @@ impl crate::act::Probe for MacProbe {
             .ok()
             .and_then(|v| KernelLevel::from_sysctl(i64::from(v)))
             == Some(KernelLevel::Critical);
-        Ok(crate::act::signal::Fresh {
+        Ok(crate::sample::Fresh {
             available: memory.available_bytes,
             kernel_critical,
         })

@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::discover::{Discovery, ProcSource, ProcessEvent, Scope};
-use crate::model::{Pid, Snapshot, TopProcess};
+use crate::model::{Bytes, Pid, Snapshot, TopProcess};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -34,9 +34,32 @@ impl SampleError {
     }
 }
 
+/// A fresh reading taken right before signalling.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fresh {
+    pub available: Bytes,
+    /// The kernel says critical (macOS); red regardless of available memory.
+    pub kernel_critical: bool,
+}
+
+/// The last readings an actuator takes right before a signal (the sampler
+/// provides them; tests can point them anywhere).
+pub trait Probe {
+    /// Available memory now, read afresh.
+    fn fresh(&mut self) -> Result<Fresh, SampleError>;
+    /// The start time of `pid` now; `None` if it is gone.
+    fn start_time(&mut self, pid: Pid) -> Option<u64>;
+    /// A probe reading the same sources that may move to another thread
+    /// (a pending SIGTERM's job takes its last checks there); `None` when
+    /// this one cannot, and the hook then runs where it is asked for.
+    fn detach(&self) -> Option<Box<dyn Probe + Send>> {
+        None
+    }
+}
+
 /// A sampler is also the actuator's probe: it re-reads memory and a pid's
 /// start time right before a signal.
-pub trait Sampler: crate::act::Probe {
+pub trait Sampler: Probe {
     /// One Snapshot of system memory, pressure and MLX processes.
     fn sample(&mut self) -> Result<Snapshot, SampleError>;
     /// MLX processes found or exited since the last call.
