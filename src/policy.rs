@@ -117,7 +117,7 @@ fn not_the_eater<'a>(p: &'a MlxProcess, s: &Snapshot) -> Result<&'a MlxProcess, 
                 display_name(p),
                 p.pid,
                 p.footprint_bytes,
-                crate::advise::printable(&h.name),
+                crate::cmdline::printable(&h.name),
                 h.pid,
                 h.footprint_bytes
             ))
@@ -132,9 +132,9 @@ fn not_the_eater<'a>(p: &'a MlxProcess, s: &Snapshot) -> Result<&'a MlxProcess, 
 pub fn display_name(p: &MlxProcess) -> String {
     if p.program.is_empty() || p.program == "mlx_lm" {
         // Old traces carry no program; `mlx_lm lora` shows its subcommand.
-        return crate::advise::program_name(&p.cmdline, &p.name);
+        return crate::cmdline::program_name(&p.cmdline, &p.name);
     }
-    crate::advise::printable(&p.program)
+    crate::cmdline::printable(&p.program)
 }
 
 /// "firefox (pid 12, uid 1000) 2.60 GiB, mlx_lm.lora (pid 40) 1.10 GiB [MLX]".
@@ -144,7 +144,7 @@ pub fn name_top(top: &[TopProcess]) -> String {
         let mlx = if t.mlx { " [MLX]" } else { "" };
         format!(
             "{} (pid {}{uid}) {}{mlx}",
-            crate::advise::printable(&t.name),
+            crate::cmdline::printable(&t.name),
             t.pid,
             t.footprint_bytes
         )
@@ -232,12 +232,12 @@ fn describe(p: &MlxProcess) -> String {
     } else {
         String::new()
     };
-    let remedy = crate::advise::remedy(&p.cmdline)
+    let remedy = crate::cmdline::remedy(&p.cmdline)
         .map(|r| format!(". Next time: {r}"))
         .unwrap_or_default();
     format!(
         "{} (pid {}) uses {}{growth}{remedy}",
-        crate::advise::key_flags_of(&display_name(p), &p.cmdline),
+        crate::cmdline::key_flags_of(&display_name(p), &p.cmdline),
         p.pid,
         p.footprint_bytes
     )
