@@ -16,9 +16,9 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use headroom::act::DryRun;
 use headroom::config::Config;
-use headroom::discover::{Discovery, Scope};
+use headroom::discover::Discovery;
 use headroom::engine::Engine;
-use headroom::model::Pid;
+use headroom::model::{Pid, Scope};
 use headroom::sample::linux::{page_size, LinuxProcs, LinuxSampler};
 use headroom::sample::Sampler;
 use std::hint::black_box;

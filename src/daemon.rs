@@ -7,8 +7,8 @@ use crate::act::pending::Finished;
 use crate::act::{Poster, System};
 use crate::action::{Action, Outcome};
 use crate::classify::{Classification, Lines};
-use crate::config::{Config, ConfigError};
-use crate::discover::{ProcessEvent, Scope};
+use crate::config::{scope_for, Config};
+use crate::discover::ProcessEvent;
 use crate::engine::{action_fields, level_changed_fields, Engine};
 use crate::log::LogHandle;
 use crate::log_event;
@@ -19,29 +19,6 @@ use crate::sample::{self, Sampler};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// Whose processes are watched and may be signalled: a normal user only
-/// their own; root watches everyone's but signals only root's and those of
-/// the users opted in by `actions.users` (issue 12).
-pub fn scope_for(cfg: &Config) -> Result<Scope, ConfigError> {
-    let uid = nix::unistd::Uid::current();
-    if !uid.is_root() {
-        return Ok(Scope::user(uid.as_raw()));
-    }
-    let mut uids = Vec::new();
-    for (i, name) in cfg.actions.users.iter().enumerate() {
-        match nix::unistd::User::from_name(name) {
-            Ok(Some(u)) => uids.push(u.uid.as_raw()),
-            _ => {
-                return Err(ConfigError::Invalid(format!(
-                    "{}: 'actions.users[{i}]' ('{name}') is not a user on this machine",
-                    cfg.source
-                )))
-            }
-        }
-    }
-    Ok(Scope::root(uids))
-}
 
 /// Load the config (`Config::load`: found, validated, trusted as root) and
 /// check it against this machine's total RAM: what `run`, `check-config`
@@ -113,8 +90,7 @@ impl Daemon {
         log: LogHandle,
         start: Instant,
     ) -> Result<Daemon, crate::Error> {
-        let scope = scope_for(&cfg)?;
-        let sampler = sample::for_this_platform(&cfg, scope.clone(), start)?;
+        let (sampler, scope) = sample::open(&cfg, start)?;
         let self_pid = Pid(std::process::id() as i32);
         let dry_run = force_dry_run || cfg.actions.dry_run;
         let poster: Option<Box<dyn Poster>> = Some(Box::new(crate::act::notify::Notifier::start()));
@@ -312,13 +288,14 @@ impl Daemon {
                         .map(|r| r.as_str()))
                     || scope_for(&self.cfg).ok().as_ref() != Some(&scope);
                 if rebuild {
-                    match sample::for_this_platform(&cfg, scope.clone(), self.start) {
-                        Ok(s) => {
+                    let scope = match sample::open(&cfg, self.start) {
+                        Ok((s, scope)) => {
                             // A stuck sample of the old sampler is left to
                             // finish on its own; its result is not wanted.
                             self.pending = None;
                             self.last_discovery = None;
                             self.sampler = Some(s);
+                            scope
                         }
                         Err(e) => {
                             log_event!(
@@ -329,7 +306,7 @@ impl Daemon {
                             self.metrics.count_error();
                             return;
                         }
-                    }
+                    };
                     self.engine.rescope(Pid(std::process::id() as i32), scope);
                 }
                 self.log

@@ -6,9 +6,9 @@
 //! may exec into mlx_lm).
 
 use crate::cmdline::{basename, Program};
-use crate::model::{Bytes, MlxProcess, Pid, TopProcess};
+use crate::model::{Bytes, MlxProcess, Pid, Scope, TopProcess};
 use regex::Regex;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
@@ -97,70 +97,6 @@ pub fn may_host_mlx(name: &str, program: &Program) -> bool {
         || crate::cmdline::is_interpreter(name)
         || says_mlx(name)
         || says_mlx(&program.name)
-}
-
-/// Whose processes headroom watches, and whose it may signal.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Scope {
-    /// Watch (and report) every user's processes; else only `signal`'s.
-    watch_all: bool,
-    /// Signal any watched process (replay of a recorded log only).
-    signal_any: bool,
-    signal: BTreeSet<u32>,
-}
-
-impl Scope {
-    /// A normal user: watches and may signal only their own processes.
-    pub fn user(uid: u32) -> Scope {
-        Scope {
-            watch_all: false,
-            signal_any: false,
-            signal: BTreeSet::from([uid]),
-        }
-    }
-
-    /// Root: watches and reports every user's processes, but signals only
-    /// root's own and those of the users opted in (`actions.users`).
-    pub fn root(opted_in: impl IntoIterator<Item = u32>) -> Scope {
-        let mut signal: BTreeSet<u32> = opted_in.into_iter().collect();
-        signal.insert(0);
-        Scope {
-            watch_all: true,
-            signal_any: false,
-            signal,
-        }
-    }
-
-    /// Every process recorded: `replay` re-decides a log whose daemon
-    /// already applied its own scope.
-    pub fn anyone() -> Scope {
-        Scope {
-            watch_all: true,
-            signal_any: true,
-            signal: BTreeSet::new(),
-        }
-    }
-
-    pub fn watches(&self, uid: u32) -> bool {
-        self.watch_all || self.signal.contains(&uid)
-    }
-
-    pub fn may_signal(&self, uid: u32) -> bool {
-        self.signal_any || self.signal.contains(&uid)
-    }
-
-    /// For the `started` and `scope` events and `check-config`.
-    pub fn describe(&self) -> String {
-        let uids: Vec<String> = self.signal.iter().map(u32::to_string).collect();
-        match (self.watch_all, self.signal_any) {
-            (_, true) => "every recorded process".into(),
-            (true, false) => format!(
-                "watches all users; signals only uid {} (root and actions.users)",
-                uids.join(", ")
-            ),
-            (false, false) => format!("watches and signals only uid {}", uids.join(", ")),
-        }
-    }
 }
 
 /// An MLX process appeared or went away.
@@ -645,19 +581,6 @@ mod tests {
         for p in no {
             assert!(!is_mlx_library(p), "{p}");
         }
-    }
-
-    #[test]
-    fn root_watches_everyone_but_signals_only_root_and_opted_in_users() {
-        let me = Scope::user(501);
-        assert!(me.watches(501) && me.may_signal(501));
-        assert!(!me.watches(502) && !me.may_signal(502) && !me.may_signal(0));
-        let root = Scope::root([]);
-        assert!(root.watches(501) && root.watches(0));
-        assert!(root.may_signal(0) && !root.may_signal(501));
-        let root = Scope::root([501]);
-        assert!(root.may_signal(501) && !root.may_signal(502));
-        assert!(Scope::anyone().may_signal(502));
     }
 
     #[test]

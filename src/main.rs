@@ -37,7 +37,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
     match cmd {
         Command::Run { config, dry_run } => {
             let cfg = headroom::daemon::load_for_this_machine(config.as_deref())?;
-            headroom::daemon::scope_for(&cfg)?;
+            headroom::config::scope_for(&cfg)?;
             headroom::log::preflight(&cfg.log.path)?;
             let start = std::time::Instant::now();
             let log = headroom::log::init(&cfg.log.path, cfg.log.max_size.0, cfg.log.keep, start);

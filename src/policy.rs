@@ -5,7 +5,7 @@ use crate::action::{Action, Notice, NoticeKind, Outcome, Sig, SignalOrder};
 use crate::classify::Lines;
 use crate::classify::{Classification, Reason};
 use crate::config::{Config, NeverKill};
-use crate::discover::Scope;
+use crate::model::Scope;
 use crate::model::{Bytes, Level, MlxProcess, Pid, Snapshot, TopProcess};
 use std::collections::HashMap;
 use std::time::Duration;

@@ -11,8 +11,7 @@ use std::time::Instant;
 
 /// One sample, classified on its own, rendered as text or JSON.
 pub fn status(cfg: &Config, as_json: bool) -> Result<String, crate::Error> {
-    let scope = crate::daemon::scope_for(cfg)?;
-    let mut sampler = sample::for_this_platform(cfg, scope, Instant::now())?;
+    let (mut sampler, _) = sample::open(cfg, Instant::now())?;
     sampler.want_top_processes(true);
     let snap = sampler.sample()?;
     let agent = crate::agent::report::probe();
@@ -166,7 +165,7 @@ pub fn effective_config(cfg: &Config) -> String {
         "metrics": { "listen": cfg.metrics_listen.map(|a| a.to_string()).unwrap_or_default() },
     });
     let body = toml::to_string(&doc).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
-    let scope = crate::daemon::scope_for(cfg)
+    let scope = crate::config::scope_for(cfg)
         .map(|s| s.describe())
         .unwrap_or_else(|e| e.to_string());
     format!(

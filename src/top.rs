@@ -268,8 +268,7 @@ fn quits(ev: &Event) -> bool {
 
 /// Run the view until `q`, Esc or Ctrl-C.
 pub fn run(cfg: &Config) -> Result<(), Error> {
-    let scope = crate::daemon::scope_for(cfg)?;
-    let mut sampler = crate::sample::for_this_platform(cfg, scope, Instant::now())?;
+    let (mut sampler, _) = crate::sample::open(cfg, Instant::now())?;
     let io = |e: std::io::Error| Error::Io(std::io::Error::new(e.kind(), format!("terminal: {e}")));
     let _screen = Screen::enter().map_err(io)?;
     let mut out = std::io::stdout();

@@ -7,10 +7,10 @@ use crate::act::{Actuator, Recording};
 use crate::action::{stand_down, Action, Outcome, Sig};
 use crate::classify::Classification;
 use crate::config::Config;
-use crate::discover::Scope;
 use crate::engine::{action_fields, level_changed_fields, Engine};
 use crate::input::{self, Lines};
 use crate::model::secs;
+use crate::model::Scope;
 use crate::model::{KernelLevel, Level, Pid, Snapshot};
 use crate::sample::SampleError;
 use crate::sample::{Fresh, Probe};
@@ -377,9 +377,8 @@ pub fn record(
     force: bool,
     duration: Option<Duration>,
 ) -> Result<u64, Error> {
-    let scope = crate::daemon::scope_for(cfg)?;
     let start = std::time::Instant::now();
-    let sampler = crate::sample::for_this_platform(cfg, scope, start)?;
+    let (sampler, _) = crate::sample::open(cfg, start)?;
     // A trace names processes and their command lines: 0600, and never
     // written through a link someone planted (issue 13).
     let file = crate::fsafe::create_private(out, force)?;

@@ -16,7 +16,7 @@ use common::{is, python3, wait_bounded, Daemon, Kid};
 use headroom::action::{Action, Outcome, Sig, SignalOrder};
 use headroom::classify::Classifier;
 use headroom::config::Config;
-use headroom::discover::Scope;
+use headroom::model::Scope;
 use headroom::model::{Bytes, MlxProcess, Pid, Snapshot, SystemMemory};
 use headroom::policy::Policy;
 use nix::sys::signal::Signal;

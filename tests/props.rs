@@ -9,8 +9,9 @@
 use headroom::action::{Action, Outcome, Sig};
 
 use headroom::config::Config;
-use headroom::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource, Scope};
+use headroom::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource};
 use headroom::engine::Engine;
+use headroom::model::Scope;
 use headroom::model::{Bytes, KernelLevel, Level, MlxProcess, Pid, Snapshot, SystemMemory};
 use headroom::policy::is_gap;
 use headroom::sample::{Fresh, Probe, SampleError};

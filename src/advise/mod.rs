@@ -10,4 +10,3 @@ pub mod render;
 pub mod report;
 
 pub use report::{run, Request};
-

@@ -5,7 +5,8 @@
 //! root directory shaped like `/`, so tests point them at a fake /proc.
 
 use crate::config::Config;
-use crate::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource, ProcessEvent, Scope};
+use crate::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource, ProcessEvent};
+use crate::model::Scope;
 use crate::model::{Bytes, Pid, Pressure, Snapshot, SystemMemory};
 use crate::sample::{SampleError, Sampler, TopCache};
 use nix::unistd::SysconfVar;

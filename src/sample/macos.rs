@@ -5,8 +5,9 @@
 #![cfg(target_os = "macos")]
 
 use crate::config::Config;
-use crate::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource, ProcessEvent, Scope};
+use crate::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource, ProcessEvent};
 use crate::macos_vm::{self, RateTracker};
+use crate::model::Scope;
 use crate::model::{Bytes, KernelLevel, Pid, Pressure, Snapshot};
 use crate::sample::{SampleError, Sampler, TopCache};
 use crate::sys::macos as sys;

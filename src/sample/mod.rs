@@ -2,7 +2,8 @@
 //! Snapshot. A sampler only reads; it never decides.
 
 use crate::config::Config;
-use crate::discover::{Discovery, ProcSource, ProcessEvent, Scope};
+use crate::discover::{Discovery, ProcSource, ProcessEvent};
+use crate::model::Scope;
 use crate::model::{Bytes, Pid, Snapshot, TopProcess};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -159,9 +160,21 @@ pub fn total_ram() -> Result<crate::model::Bytes, SampleError> {
     }
 }
 
+/// The sampler for this OS and the scope it watches, from the config:
+/// what every command that samples opens (`run`, `record`, `status`,
+/// `top`, `advise`); `start` is time zero of the Snapshot clock.
+pub fn open(
+    cfg: &Config,
+    start: Instant,
+) -> Result<(Box<dyn Sampler + Send>, Scope), crate::Error> {
+    let scope = crate::config::scope_for(cfg)?;
+    let sampler = for_this_platform(cfg, scope.clone(), start)?;
+    Ok((sampler, scope))
+}
+
 /// The sampler for the OS this binary was built for; `start` is time zero
 /// of the Snapshot clock (`Snapshot::at`); `scope` says whose processes count.
-pub fn for_this_platform(
+fn for_this_platform(
     cfg: &Config,
     scope: Scope,
     start: Instant,
