@@ -18,6 +18,8 @@ use crate::sample::psi_trigger::{self, PsiTrigger};
 use crate::sample::{self, Sampler};
 use serde_json::json;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Load the config (`Config::load`: found, validated, trusted as root) and
@@ -50,6 +52,9 @@ pub struct Daemon {
     pending: Option<(PendingSample, Instant)>,
     /// When the last sample that listed every pid started.
     last_discovery: Option<Instant>,
+    /// The pid the sampler is reading now (0 between reads), for the error
+    /// about a sample that does not return; every sampler writes here.
+    reading: Arc<AtomicI32>,
 }
 
 type PendingSample = tokio::task::JoinHandle<(
@@ -90,7 +95,9 @@ impl Daemon {
         log: LogHandle,
         start: Instant,
     ) -> Result<Daemon, crate::Error> {
-        let (sampler, scope) = sample::open(&cfg, start)?;
+        let (mut sampler, scope) = sample::open(&cfg, start)?;
+        let reading = Arc::default();
+        sampler.report_reading_to(Arc::clone(&reading));
         let self_pid = Pid(std::process::id() as i32);
         let dry_run = force_dry_run || cfg.actions.dry_run;
         let poster: Option<Box<dyn Poster>> = Some(Box::new(crate::act::notify::Notifier::start()));
@@ -111,6 +118,7 @@ impl Daemon {
             last_available: None,
             pending: None,
             last_discovery: None,
+            reading,
         })
     }
 
@@ -289,7 +297,8 @@ impl Daemon {
                     || scope_for(&self.cfg).ok().as_ref() != Some(&scope);
                 if rebuild {
                     let scope = match sample::open(&cfg, self.start) {
-                        Ok((s, scope)) => {
+                        Ok((mut s, scope)) => {
+                            s.report_reading_to(Arc::clone(&self.reading));
                             // A stuck sample of the old sampler is left to
                             // finish on its own; its result is not wanted.
                             self.pending = None;
@@ -369,7 +378,7 @@ impl Daemon {
                 // in uninterruptible sleep holding its memory map lock. The
                 // loop goes on (signals, reloads, metrics) and takes the
                 // sample when it comes.
-                let pid = crate::discover::READING.load(std::sync::atomic::Ordering::Relaxed);
+                let pid = self.reading.load(Ordering::Relaxed);
                 let what = if pid > 0 {
                     format!("reading /proc/{pid} (a process in uninterruptible sleep?)")
                 } else {

@@ -10,12 +10,8 @@ use crate::model::{Bytes, MlxProcess, Pid, Scope, TopProcess};
 use regex::Regex;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
-
-/// The pid whose /proc entries a scan is reading right now, 0 between
-/// scans: when a read never returns (a process in uninterruptible sleep
-/// holding its memory map lock), the daemon names the pid in its error.
-pub static READING: AtomicI32 = AtomicI32::new(0);
 
 /// Who a process is: read once per new pid.
 #[derive(Clone, Debug, PartialEq)]
@@ -143,6 +139,8 @@ pub struct Discovery {
     seen: HashSet<Pid>,
     /// Reused by rechecks, so a steady-state cycle does not allocate.
     name_buf: String,
+    /// The pid being read now (`report_reading_to`).
+    reading: Arc<AtomicI32>,
 }
 
 /// Why a process is MLX, or `None`: the first pattern that matches its
@@ -184,7 +182,15 @@ impl Discovery {
             pids: Vec::new(),
             seen: HashSet::new(),
             name_buf: String::new(),
+            reading: Arc::default(),
         }
+    }
+
+    /// Where to say which pid a scan is reading right now (0 between
+    /// scans): when a read never returns (a process in uninterruptible
+    /// sleep holding its memory map lock), the daemon names the pid.
+    pub fn report_reading_to(&mut self, reading: Arc<AtomicI32>) {
+        self.reading = reading;
     }
 
     /// Look at the system once; returns the MLX processes now alive, largest first.
@@ -202,7 +208,7 @@ impl Discovery {
             if pid == self.self_pid || pid.0 <= 1 {
                 continue;
             }
-            READING.store(pid.0, Ordering::Relaxed);
+            self.reading.store(pid.0, Ordering::Relaxed);
             if self.mlx.contains_key(&pid) {
                 self.remeasure(src, pid, at);
             } else {
@@ -213,7 +219,7 @@ impl Discovery {
                 }
             }
         }
-        READING.store(0, Ordering::Relaxed);
+        self.reading.store(0, Ordering::Relaxed);
         self.pids = pids;
         // Pids no longer listed have exited.
         if self.mlx.keys().any(|p| !self.seen.contains(p)) {
@@ -241,10 +247,10 @@ impl Discovery {
         pids.clear();
         pids.extend(self.mlx.keys().copied());
         for &pid in &pids {
-            READING.store(pid.0, Ordering::Relaxed);
+            self.reading.store(pid.0, Ordering::Relaxed);
             self.remeasure(src, pid, at);
         }
-        READING.store(0, Ordering::Relaxed);
+        self.reading.store(0, Ordering::Relaxed);
         self.pids = pids;
         self.tracked()
     }
@@ -270,7 +276,7 @@ impl Discovery {
             if pid == self.self_pid || pid.0 <= 1 {
                 continue;
             }
-            READING.store(pid.0, Ordering::Relaxed);
+            self.reading.store(pid.0, Ordering::Relaxed);
             let Some(size) = src.usage(pid, &mut name) else {
                 continue;
             };
@@ -281,7 +287,7 @@ impl Discovery {
             top.insert(at, (size, pid, name.clone()));
             top.truncate(n);
         }
-        READING.store(0, Ordering::Relaxed);
+        self.reading.store(0, Ordering::Relaxed);
         self.name_buf = name;
         top.into_iter()
             .map(|(size, pid, kernel_name)| {

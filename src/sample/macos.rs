@@ -5,11 +5,11 @@
 #![cfg(target_os = "macos")]
 
 use crate::config::Config;
-use crate::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource, ProcessEvent};
+use crate::discover::{ProcIdentity, ProcMeasure, ProcSource};
 use crate::macos_vm::{self, RateTracker};
 use crate::model::Scope;
 use crate::model::{Bytes, KernelLevel, Pid, Pressure, Snapshot};
-use crate::sample::{SampleError, Sampler, TopCache};
+use crate::sample::{Processes, SampleError, Sampler};
 use crate::sys::macos as sys;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -29,16 +29,11 @@ pub struct MacSampler {
     page_size: u64,
     total: Bytes,
     rates: RateTracker,
-    discovery: Discovery,
+    processes: Processes,
     source: MacProcSource,
     /// Optional signals whose failure was already logged (log once, not every second).
     warned_swap: bool,
     warned_pressure: bool,
-    /// Set by `skip_discovery_once`, cleared by the next sample.
-    skip_discovery: bool,
-    top: TopCache,
-    /// headroom's parent chain, re-read on every sample that lists pids.
-    ancestors: Vec<Pid>,
 }
 
 fn io_err(what: &str, source: std::io::Error) -> SampleError {
@@ -66,13 +61,10 @@ impl MacSampler {
             page_size,
             total,
             rates: RateTracker::with_min_interval(RATE_WINDOW),
-            discovery: Discovery::new(cfg.patterns.clone(), cfg.detect_library, scope, self_pid),
+            processes: Processes::new(cfg, scope, self_pid),
             source: MacProcSource::default(),
             warned_swap: false,
             warned_pressure: false,
-            skip_discovery: false,
-            top: TopCache::default(),
-            ancestors: Vec::new(),
         })
     }
 }
@@ -107,24 +99,15 @@ impl Sampler for MacSampler {
         };
         let rates = self.rates.update(at, &counters, self.page_size);
 
-        let listed = !std::mem::take(&mut self.skip_discovery);
-        let mlx_processes = if listed {
-            let found = self
-                .discovery
-                .scan(&mut self.source, at)
-                .map_err(|e| io_err("proc_listallpids", e))?;
-            crate::sample::read_ancestors(
-                &mut self.ancestors,
+        let procs = self
+            .processes
+            .read(
+                &mut self.source,
+                at,
                 i32::try_from(std::os::unix::process::parent_id()).unwrap_or(0),
-                |pid| sys::bsd_info(pid).map(|b| i32::try_from(b.ppid).unwrap_or(0)),
-            );
-            found
-        } else {
-            self.discovery.remeasure_tracked(&mut self.source, at)
-        };
-        let top_processes = self
-            .top
-            .get(at, listed, &mut self.discovery, &mut self.source);
+                |_, pid| sys::bsd_info(pid).map(|b| i32::try_from(b.ppid).unwrap_or(0)),
+            )
+            .map_err(|e| io_err("proc_listallpids", e))?;
 
         Ok(Snapshot {
             at,
@@ -134,22 +117,14 @@ impl Sampler for MacSampler {
                 swapout_bytes_per_sec: rates.swapout_bytes_per_sec,
                 ..Default::default()
             },
-            mlx_processes,
-            top_processes,
-            ancestors: self.ancestors.clone(),
+            mlx_processes: procs.mlx_processes,
+            top_processes: procs.top_processes,
+            ancestors: procs.ancestors,
         })
     }
 
-    fn take_events(&mut self) -> Vec<ProcessEvent> {
-        self.discovery.take_events()
-    }
-
-    fn skip_discovery_once(&mut self) {
-        self.skip_discovery = true;
-    }
-
-    fn want_top_processes(&mut self, on: bool) {
-        self.top.wanted = on;
+    fn processes(&mut self) -> &mut Processes {
+        &mut self.processes
     }
 }
 

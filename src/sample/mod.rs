@@ -4,8 +4,10 @@
 use crate::config::Config;
 use crate::discover::{Discovery, ProcSource, ProcessEvent};
 use crate::model::Scope;
-use crate::model::{Bytes, Pid, Snapshot, TopProcess};
+use crate::model::{Bytes, MlxProcess, Pid, Snapshot, TopProcess};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicI32;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub mod linux;
@@ -59,20 +61,90 @@ pub trait Probe {
 }
 
 /// A sampler is also the actuator's probe: it re-reads memory and a pid's
-/// start time right before a signal.
+/// start time right before a signal. Each platform reads its own memory
+/// figures; what it does with processes is `Processes`, shared.
 pub trait Sampler: Probe {
     /// One Snapshot of system memory, pressure and MLX processes.
     fn sample(&mut self) -> Result<Snapshot, SampleError>;
+    /// The processes part of this sampler.
+    fn processes(&mut self) -> &mut Processes;
     /// MLX processes found or exited since the last call.
-    fn take_events(&mut self) -> Vec<ProcessEvent>;
+    fn take_events(&mut self) -> Vec<ProcessEvent> {
+        self.processes().discovery.take_events()
+    }
     /// Let the next `sample` skip listing pids and only re-measure the MLX
     /// processes already tracked (exits and reused pids are still seen; new
     /// processes wait for a full sample). Applies to one sample only.
-    fn skip_discovery_once(&mut self);
+    fn skip_discovery_once(&mut self) {
+        self.processes().skip_discovery = true;
+    }
     /// Fill `Snapshot::top_processes` from now on (`true`) or stop (`false`):
     /// the daemon asks while memory is red, so that red held by something
     /// other than MLX can be named.
-    fn want_top_processes(&mut self, on: bool);
+    fn want_top_processes(&mut self, on: bool) {
+        self.processes().top.wanted = on;
+    }
+    /// Where to say which pid is being read now (0 between reads), for the
+    /// daemon's error about a sample that does not return.
+    fn report_reading_to(&mut self, reading: Arc<AtomicI32>) {
+        self.processes().discovery.report_reading_to(reading);
+    }
+}
+
+/// What both samplers do with processes: list them (or, once when asked,
+/// only re-measure the MLX processes already tracked), read headroom's
+/// parent chain, and the top list while it is wanted.
+pub struct Processes {
+    discovery: Discovery,
+    /// Set by `skip_discovery_once`, cleared by the next sample.
+    skip_discovery: bool,
+    top: TopCache,
+    /// headroom's parent chain, re-read on every sample that lists pids.
+    ancestors: Vec<Pid>,
+}
+
+/// The process fields of a Snapshot.
+pub struct ProcessRead {
+    pub mlx_processes: Vec<MlxProcess>,
+    pub top_processes: Vec<TopProcess>,
+    pub ancestors: Vec<Pid>,
+}
+
+impl Processes {
+    pub fn new(cfg: &Config, scope: Scope, self_pid: Pid) -> Processes {
+        Processes {
+            discovery: Discovery::new(cfg.patterns.clone(), cfg.detect_library, scope, self_pid),
+            skip_discovery: false,
+            top: TopCache::default(),
+            ancestors: Vec::new(),
+        }
+    }
+
+    /// The processes at `at`, through `src`; `parent` is headroom's parent
+    /// and `parent_of` the OS's read of a pid's parent. An error is the
+    /// listing's (the caller names what it read).
+    pub fn read<S: ProcSource>(
+        &mut self,
+        src: &mut S,
+        at: Duration,
+        parent: i32,
+        mut parent_of: impl FnMut(&mut S, i32) -> Option<i32>,
+    ) -> std::io::Result<ProcessRead> {
+        let listed = !std::mem::take(&mut self.skip_discovery);
+        let mlx_processes = if listed {
+            let found = self.discovery.scan(src, at)?;
+            read_ancestors(&mut self.ancestors, parent, |pid| parent_of(src, pid));
+            found
+        } else {
+            self.discovery.remeasure_tracked(src, at)
+        };
+        let top_processes = self.top.get(at, listed, &mut self.discovery, src);
+        Ok(ProcessRead {
+            mlx_processes,
+            top_processes,
+            ancestors: self.ancestors.clone(),
+        })
+    }
 }
 
 /// How many of the largest processes a red snapshot names.
