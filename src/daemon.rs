@@ -6,7 +6,7 @@
 use crate::act::pending::Finished;
 use crate::act::{Poster, System};
 use crate::action::{Action, Outcome};
-use crate::classify::{Classification, Lines};
+use crate::classify::Classification;
 use crate::config::{scope_for, Config};
 use crate::discover::ProcessEvent;
 use crate::engine::{action_fields, level_changed_fields, Engine};
@@ -227,7 +227,7 @@ impl Daemon {
     }
 
     /// Remember how close red is and how fast memory goes, for `next_wait`.
-    fn observe_pace(&mut self, snap: &Snapshot, level: Level) {
+    fn observe_pace(&mut self, snap: &Snapshot, c: &Classification) {
         let now = (snap.at, snap.memory.available_bytes);
         let fall = self
             .last_available
@@ -239,9 +239,9 @@ impl Daemon {
             .map(|p| p.growth_bytes_per_sec)
             .fold(0.0, f64::max);
         self.pace = Some(pace::Reading {
-            level,
+            level: c.level,
             available: snap.memory.available_bytes,
-            red_line: Lines::resolve(&self.cfg.thresholds, snap.memory.total_bytes).red,
+            red_line: c.lines.red,
             fill_rate: growth.max(fall),
         });
     }
@@ -423,13 +423,9 @@ impl Daemon {
             .engine
             .step(&snap, &self.cfg, &mut self.actuator, probe);
         let c = &cycle.classification;
-        self.observe_pace(&snap, c.level);
+        self.observe_pace(&snap, c);
         if c.changed() {
-            log_event!(
-                warn,
-                "level_changed",
-                level_changed_fields(&snap, c, &self.cfg)
-            );
+            log_event!(warn, "level_changed", level_changed_fields(&snap, c));
         }
         for (a, outcome) in &cycle.actions {
             let (event, fields) = action_fields(a, outcome);

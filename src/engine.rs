@@ -5,7 +5,7 @@
 
 use crate::act::Actuator;
 use crate::action::{Action, Outcome, Sig, SignalOrder};
-use crate::classify::{Classification, Classifier, Lines};
+use crate::classify::{Classification, Classifier};
 use crate::config::Config;
 use crate::model::secs;
 use crate::model::Scope;
@@ -79,8 +79,8 @@ impl Engine {
 }
 
 /// The fields of a `level_changed` event.
-pub fn level_changed_fields(snap: &Snapshot, c: &Classification, cfg: &Config) -> Value {
-    let lines = Lines::resolve(&cfg.thresholds, snap.memory.total_bytes);
+pub fn level_changed_fields(snap: &Snapshot, c: &Classification) -> Value {
+    let lines = c.lines;
     let text: Vec<String> = c.reasons.iter().map(|r| r.to_string()).collect();
     json!({
         "at": secs(snap.at),

@@ -588,6 +588,7 @@ mod tests {
             level,
             previous: level,
             reasons: vec![],
+            lines: Default::default(),
         }
     }
 

@@ -2,7 +2,6 @@
 //! escalation and victim choice, all timed on `Snapshot::at`. No I/O.
 
 use crate::action::{Action, Notice, NoticeKind, Outcome, Sig, SignalOrder};
-use crate::classify::Lines;
 use crate::classify::{Classification, Reason};
 use crate::config::{Config, NeverKill};
 use crate::model::Scope;
@@ -272,7 +271,7 @@ impl Policy {
 
     pub fn step(&mut self, s: &Snapshot, c: &Classification, config: &Config) -> Vec<Action> {
         let cfg = &config.actions;
-        let red_line = Lines::resolve(&config.thresholds, s.memory.total_bytes).red;
+        let red_line = c.lines.red;
         let mut out = Vec::new();
         let gap = self.last_at.replace(s.at).is_some_and(|prev| {
             // The longest sleep the adaptive pace may take is not a gap.

@@ -1,7 +1,7 @@
 //! `headroom status` (one sample, for a person or as JSON) and
 //! `headroom check-config` (the effective config, as TOML).
 
-use crate::classify::{classify_once, Lines};
+use crate::classify::classify_once;
 use crate::config::{Config, NeverKill, Size};
 use crate::model::{Bytes, Snapshot};
 use crate::sample;
@@ -24,8 +24,8 @@ pub fn status(cfg: &Config, as_json: bool) -> Result<String, crate::Error> {
 }
 
 pub fn render(cfg: &Config, snap: &Snapshot, as_json: bool) -> String {
-    let (level, reasons) = classify_once(snap, &cfg.thresholds);
-    let lines = Lines::resolve(&cfg.thresholds, snap.memory.total_bytes);
+    let c = classify_once(snap, &cfg.thresholds);
+    let (level, reasons, lines) = (c.level, c.reasons, c.lines);
     if as_json {
         let mut v = serde_json::to_value(snap).unwrap_or_default();
         if let Some(m) = v.as_object_mut() {

@@ -219,16 +219,14 @@ pub fn replay(lines: &[TraceLine], cfg: &Config) -> Replay {
 
 /// A decision as a JSON object with the same event names and fields as the
 /// daemon's log line for it (docs/log.md), plus `at`.
-pub fn decision_json(d: &Decision, cfg: &Config) -> Value {
+pub fn decision_json(d: &Decision) -> Value {
     match d {
         Decision::LevelChanged {
             snapshot: s,
             classification: c,
         } => {
             let mut v = json!({ "event": "level_changed" });
-            if let (Some(m), Value::Object(f)) =
-                (v.as_object_mut(), level_changed_fields(s, c, cfg))
-            {
+            if let (Some(m), Value::Object(f)) = (v.as_object_mut(), level_changed_fields(s, c)) {
                 m.extend(f);
             }
             v
@@ -339,7 +337,7 @@ pub fn run_replay(path: &Path, cfg: &Config, as_json: bool) -> Result<String, Er
     let mut out = String::new();
     for d in &r.decisions {
         if as_json {
-            out.push_str(&decision_json(d, cfg).to_string());
+            out.push_str(&decision_json(d).to_string());
         } else {
             out.push_str(&decision_text(d));
         }

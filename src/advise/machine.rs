@@ -97,7 +97,7 @@ pub struct Machine {
 pub fn this_machine(cfg: &crate::config::Config) -> Result<Machine, crate::Error> {
     let (mut sampler, _) = crate::sample::open(cfg, std::time::Instant::now())?;
     let snap = sampler.sample()?;
-    let (level, _) = crate::classify::classify_once(&snap, &cfg.thresholds);
+    let level = crate::classify::classify_once(&snap, &cfg.thresholds).level;
     let chip = cpu_brand();
     Ok(Machine {
         chip_info: chip.as_deref().and_then(chip_info),
