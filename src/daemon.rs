@@ -4,7 +4,7 @@
 //! old one kept).
 
 use crate::act::pending::Finished;
-use crate::act::{Poster, System};
+use crate::act::{Actuator, Poster};
 use crate::action::{Action, Outcome};
 use crate::classify::Classification;
 use crate::config::{scope_for, Config};
@@ -31,6 +31,14 @@ pub fn load_for_this_machine(cli: Option<&std::path::Path>) -> Result<Config, cr
     Ok(cfg)
 }
 
+/// The config the loop runs on: `run --dry-run` is `actions.dry_run`, so
+/// the policy (which words its notices for a dry run) and the actuator
+/// read one setting.
+fn with_dry_run(mut cfg: Config, force: bool) -> Config {
+    cfg.actions.dry_run |= force;
+    cfg
+}
+
 /// Everything one cycle needs; owned by the loop, swapped whole on reload.
 pub struct Daemon {
     cfg: Config,
@@ -38,7 +46,7 @@ pub struct Daemon {
     force_dry_run: bool,
     sampler: Option<Box<dyn Sampler + Send>>,
     engine: Engine,
-    actuator: System,
+    actuator: Actuator,
     log: LogHandle,
     start: Instant,
     last_sample_logged: Option<Duration>,
@@ -101,9 +109,9 @@ impl Daemon {
         let self_pid = Pid(std::process::id() as i32);
         let dry_run = force_dry_run || cfg.actions.dry_run;
         let poster: Option<Box<dyn Poster>> = Some(Box::new(crate::act::notify::Notifier::start()));
-        let actuator = System::new(&cfg.actions, dry_run, poster);
+        let actuator = Actuator::new(&cfg.actions, dry_run, poster);
         Ok(Daemon {
-            cfg,
+            cfg: with_dry_run(cfg, force_dry_run),
             cli_config,
             force_dry_run,
             sampler: Some(sampler),
@@ -322,7 +330,7 @@ impl Daemon {
                     .reconfigure(&cfg.log.path, cfg.log.max_size.0, cfg.log.keep);
                 self.actuator
                     .reconfigure(&cfg.actions, self.force_dry_run || cfg.actions.dry_run);
-                self.cfg = cfg;
+                self.cfg = with_dry_run(cfg, self.force_dry_run);
                 log_event!(
                     info,
                     "config_reloaded",

@@ -58,7 +58,7 @@ impl Engine {
         &mut self,
         snap: &Snapshot,
         cfg: &Config,
-        actuator: &mut dyn Actuator,
+        actuator: &mut Actuator,
         probe: &mut dyn Probe,
     ) -> Cycle {
         let classification = self.classifier.step(snap, &cfg.thresholds);

@@ -388,7 +388,11 @@ impl Policy {
             );
             if let Some((p, reason)) = stopping {
                 let short = display_name(&p);
-                let title = format!("Stopping {short} (pid {})", p.pid);
+                let title = if cfg.dry_run {
+                    format!("Dry run: would stop {short} (pid {})", p.pid)
+                } else {
+                    format!("Stopping {short} (pid {})", p.pid)
+                };
                 let body = format!("{}. Why: {reason}.", describe(&p));
                 self.notice(
                     cfg,

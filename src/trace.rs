@@ -3,8 +3,8 @@
 //! Snapshots — through the real classifier and policy and reports every
 //! decision with its time and reason.
 
-use crate::act::{Actuator, Recording};
-use crate::action::{stand_down, Action, Outcome, Sig};
+use crate::act::Actuator;
+use crate::action::{Action, Outcome, Sig};
 use crate::classify::Classification;
 use crate::config::Config;
 use crate::engine::{action_fields, level_changed_fields, Engine};
@@ -40,36 +40,6 @@ impl Probe for TraceProbe<'_> {
             .iter()
             .find(|p| p.pid == pid)
             .map(|p| p.start_time)
-    }
-}
-
-/// Records every action and performs none; a signal goes through the same
-/// last checks as the real actuator (memory re-read, pid identity), answered
-/// by the probe, so a signal the daemon would have skipped is skipped here.
-#[derive(Default)]
-pub struct Replayed {
-    pub recording: Recording,
-}
-
-impl Actuator for Replayed {
-    fn act(&mut self, action: &Action, probe: &mut dyn Probe) -> Outcome {
-        let outcome = self.recording.act(action, probe);
-        let Action::Signal(o) = action else {
-            return outcome;
-        };
-        if let Ok(f) = probe.fresh() {
-            if let Some(why) = stand_down(o, &f) {
-                return Outcome::Skipped(why);
-            }
-        }
-        match probe.start_time(o.process.pid) {
-            Some(t) if t == o.process.start_time => outcome,
-            Some(_) => Outcome::Skipped(format!(
-                "pid {} now belongs to another process",
-                o.process.pid
-            )),
-            None => Outcome::Skipped(format!("pid {} has already exited", o.process.pid)),
-        }
     }
 }
 
@@ -165,9 +135,14 @@ pub struct Replay {
 /// pid is 0 (the policy never signals pid ≤ 1, so no traced pid collides
 /// with it) and every user is in scope, as for a daemon run as root.
 pub fn replay(lines: &[TraceLine], cfg: &Config) -> Replay {
+    // Replay performs nothing itself and words its notices as the daemon's
+    // live decisions, whatever `actions.dry_run` says.
+    let mut live = cfg.clone();
+    live.actions.dry_run = false;
+    let cfg = &live;
     let new_engine = || Engine::new(Pid(0), Scope::anyone());
     let mut engine = new_engine();
-    let mut actuator = Replayed::default();
+    let mut actuator = Actuator::replay();
     let mut r = Replay {
         decisions: Vec::new(),
         snapshots: 0,

@@ -8,6 +8,7 @@
 
 use headroom::action::{Action, Outcome, Sig};
 
+use headroom::act::Actuator;
 use headroom::config::Config;
 use headroom::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource};
 use headroom::engine::Engine;
@@ -15,7 +16,6 @@ use headroom::model::Scope;
 use headroom::model::{Bytes, KernelLevel, Level, MlxProcess, Pid, Snapshot, SystemMemory};
 use headroom::policy::is_gap;
 use headroom::sample::{Fresh, Probe, SampleError};
-use headroom::trace::Replayed;
 use proptest::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -167,7 +167,7 @@ proptest! {
 
 const ME: u32 = 501;
 /// The daemon's own pid in these timelines (never a real process here:
-/// Replayed performs nothing).
+/// the replay actuator performs nothing).
 const SELF_PID: i32 = 999;
 const NEVER_PID: i32 = 7;
 /// headroom's parent and grandparent in these timelines (when listed).
@@ -343,7 +343,7 @@ proptest! {
         // policy forgets its victim when memory turns green, so does this.
         let mut cascade_blocked = false;
         let mut policy_victim: Option<(Pid, u64)> = None;
-        let mut actuator = Replayed::default();
+        let mut actuator = Actuator::replay();
         // The victim signalled (SIGTERM went out) and not yet seen gone.
         let mut victim: Option<(Pid, u64)> = None;
         let mut termed: HashSet<(Pid, u64)> = HashSet::new();
@@ -504,7 +504,7 @@ fn no_sigkill_for_a_victim_put_in_never_kill_after_its_sigterm() {
         matched_by: "pattern:test".into(),
     };
     let mut engine = Engine::new(Pid(SELF_PID), Scope::user(ME));
-    let mut actuator = Replayed::default();
+    let mut actuator = Actuator::replay();
     let mut signals = Vec::new();
     for i in 0..60u64 {
         let step = Step {
@@ -704,7 +704,7 @@ proptest! {
         let mut table = Table(procs);
         let mut d = Discovery::new(cfg.patterns.clone(), true, Scope::user(ME), Pid(SELF_PID));
         let mut engine = Engine::new(Pid(SELF_PID), Scope::user(ME));
-        let mut actuator = Replayed::default();
+        let mut actuator = Actuator::replay();
         for i in 0..6u64 {
             let at = Duration::from_secs(i);
             let found = d.scan(&mut table, at).expect("scan");
@@ -740,7 +740,7 @@ proptest! {
         // Every real MLX process was found.
         let found = d.scan(&mut table, Duration::from_secs(7)).expect("scan");
         let n_real = table.0.iter().filter(|p| p.mlx).count();
-        // (the victim SIGTERMed is still listed: Replayed sends nothing)
+        // (the victim SIGTERMed is still listed: the replay actuator sends nothing)
         prop_assert_eq!(found.len(), n_real);
     }
 }

@@ -1,32 +1,40 @@
-//! Actuators: the only code with side effects. `DryRun` and `Recording`
-//! perform nothing, so the whole pipeline runs in tests with real decisions.
+//! The actuator: the only code with side effects. One code path for every
+//! run: notices go to a `Poster`, signals through the last checks
+//! (`signal::last_checks_then_send`) to a `Signaller` — the kernel's, or
+//! replay's, which performs nothing — so replay and tests run the very
+//! identity rule the daemon runs.
 
 pub mod hook;
 pub mod notify;
 pub mod pending;
 pub mod signal;
 
-use crate::action::{Action, Notice, NoticeKind, Outcome, Sig, SignalOrder};
+use crate::action::{Action, Notice, Outcome, Sig, SignalOrder};
 use crate::config::Actions;
 use crate::model::Level;
 use crate::sample::Probe;
 use pending::{Finished, Job, PendingTerm};
+use signal::{Kernel, Replay, Signaller};
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
-
-pub trait Actuator {
-    fn act(&mut self, action: &Action, probe: &mut dyn Probe) -> Outcome;
-    /// The level of the cycle whose actions follow (hooks report it).
-    fn set_level(&mut self, _level: Level) {}
-}
 
 /// Where notices go: the desktop notifier, or anything a test provides.
 pub trait Poster: Send {
     fn post(&self, n: &Notice) -> Outcome;
 }
 
-/// The real actuator: notifications, signals with their last checks, hooks.
-pub struct System {
+/// Notices that go nowhere: replay's (each says `dry_run`).
+pub struct NotPosted;
+
+impl Poster for NotPosted {
+    fn post(&self, _n: &Notice) -> Outcome {
+        Outcome::DryRun
+    }
+}
+
+/// The actuator: notifications, signals with their last checks, hooks.
+/// `dry_run`: decided and logged, no signal and no hook.
+pub struct Actuator {
     pub dry_run: bool,
     pub notify: bool,
     pub poster: Option<Box<dyn Poster>>,
@@ -35,6 +43,8 @@ pub struct System {
     pub hook_timeout: std::time::Duration,
     /// The level at the time of the action, for hooks.
     pub level: Level,
+    /// Who sends a signal once the last checks pass.
+    signaller: Box<dyn Signaller>,
     /// The SIGTERM waiting for its pre_terminate hook (one at a time).
     pending: Option<PendingTerm>,
     finished_tx: UnboundedSender<Finished>,
@@ -48,10 +58,11 @@ pub struct Cancelled {
     pub in_time: bool,
 }
 
-impl System {
-    pub fn new(cfg: &Actions, dry_run: bool, poster: Option<Box<dyn Poster>>) -> System {
+impl Actuator {
+    /// The daemon's: real signals through the kernel.
+    pub fn new(cfg: &Actions, dry_run: bool, poster: Option<Box<dyn Poster>>) -> Actuator {
         let (finished_tx, finished_rx) = unbounded_channel();
-        System {
+        Actuator {
             dry_run,
             notify: cfg.notify,
             poster,
@@ -59,6 +70,28 @@ impl System {
             post_terminate: cfg.post_terminate.clone(),
             hook_timeout: cfg.hook_timeout,
             level: Level::Green,
+            signaller: Box::new(Kernel::default()),
+            pending: None,
+            finished_tx,
+            finished_rx,
+        }
+    }
+
+    /// Replay's (and tests'): every decision goes through the same last
+    /// checks, answered by the probe (the snapshot); nothing is sent, no
+    /// notice posted, no hook run. A signal that passes is `DryRun`, one the
+    /// daemon would have skipped is skipped here.
+    pub fn replay() -> Actuator {
+        let (finished_tx, finished_rx) = unbounded_channel();
+        Actuator {
+            dry_run: false,
+            notify: true,
+            poster: Some(Box::new(NotPosted)),
+            pre_terminate: Vec::new(),
+            post_terminate: Vec::new(),
+            hook_timeout: std::time::Duration::ZERO,
+            level: Level::Green,
+            signaller: Box::new(Replay),
             pending: None,
             finished_tx,
             finished_rx,
@@ -111,6 +144,7 @@ impl System {
                 env: env.clone(),
                 timeout: self.hook_timeout,
                 probe: detached,
+                signaller: self.signaller.twin(),
             };
             match PendingTerm::start(job, self.finished_tx.clone()) {
                 Ok(p) => {
@@ -131,7 +165,7 @@ impl System {
             self.hook_timeout,
             &|| None,
         );
-        signal::last_checks_then_send(o, probe)
+        signal::last_checks_then_send(o, probe, &mut *self.signaller)
     }
 
     /// Take the new config's action settings (SIGHUP), keeping the poster.
@@ -142,37 +176,25 @@ impl System {
         self.post_terminate = cfg.post_terminate.clone();
         self.hook_timeout = cfg.hook_timeout;
     }
-}
 
-impl Actuator for System {
-    fn set_level(&mut self, level: Level) {
+    /// The level of the cycle whose actions follow (hooks report it).
+    pub fn set_level(&mut self, level: Level) {
         self.level = level;
     }
 
-    fn act(&mut self, action: &Action, probe: &mut dyn Probe) -> Outcome {
+    pub fn act(&mut self, action: &Action, probe: &mut dyn Probe) -> Outcome {
         match action {
             Action::Notify(n) => {
                 let Some(poster) = self.poster.as_ref().filter(|_| self.notify) else {
                     return Outcome::Skipped("notifications are off".into());
                 };
-                if self.dry_run && n.kind == NoticeKind::Terminated {
-                    let mut n = n.clone();
-                    n.title = format!(
-                        "Dry run: would stop {}",
-                        n.title.trim_start_matches("Stopping ")
-                    );
-                    return poster.post(&n);
-                }
                 poster.post(n)
             }
-            Action::Signal(o) if self.dry_run => {
-                let _ = o;
-                Outcome::DryRun
-            }
+            Action::Signal(_) if self.dry_run => Outcome::DryRun,
             Action::Signal(o) if o.signal == Sig::Term && !self.pre_terminate.is_empty() => {
                 self.start_pending(o, probe)
             }
-            Action::Signal(o) => signal::last_checks_then_send(o, probe),
+            Action::Signal(o) => signal::last_checks_then_send(o, probe, &mut *self.signaller),
             Action::VictimExited { process, .. } => {
                 if !self.dry_run {
                     let env = hook::hook_env(process, self.level, "exited");
@@ -187,33 +209,5 @@ impl Actuator for System {
             }
             Action::NoVictim { .. } | Action::RedNotMlx { .. } => Outcome::Done,
         }
-    }
-}
-
-/// Logs decisions, performs nothing (the default until real actuators land).
-#[derive(Debug, Default)]
-pub struct DryRun;
-
-impl Actuator for DryRun {
-    fn act(&mut self, action: &Action, _probe: &mut dyn Probe) -> Outcome {
-        match action {
-            Action::Notify(_) | Action::Signal(_) => Outcome::DryRun,
-            Action::NoVictim { .. } | Action::RedNotMlx { .. } | Action::VictimExited { .. } => {
-                Outcome::Done
-            }
-        }
-    }
-}
-
-/// Remembers every action, performs nothing: for tests and `replay`.
-#[derive(Debug, Default)]
-pub struct Recording {
-    pub actions: Vec<Action>,
-}
-
-impl Actuator for Recording {
-    fn act(&mut self, action: &Action, probe: &mut dyn Probe) -> Outcome {
-        self.actions.push(action.clone());
-        DryRun.act(action, probe)
     }
 }
