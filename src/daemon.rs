@@ -65,11 +65,7 @@ pub struct Daemon {
     reading: Arc<AtomicI32>,
 }
 
-type PendingSample = tokio::task::JoinHandle<(
-    Box<dyn Sampler + Send>,
-    Result<Snapshot, sample::SampleError>,
-    Vec<ProcessEvent>,
-)>;
+type PendingSample = tokio::task::JoinHandle<sample::Taken>;
 
 /// How long one cycle waits for a sample (at least `poll.interval`) before
 /// saying it is stuck and going back to the loop.
@@ -370,11 +366,7 @@ impl Daemon {
                 } else {
                     self.last_discovery = Some(now);
                 }
-                let h = tokio::task::spawn_blocking(move || {
-                    let r = sampler.sample();
-                    let ev = sampler.take_events();
-                    (sampler, r, ev)
-                });
+                let h = sample::take_off_loop(sampler);
                 (h, now)
             }
         };

@@ -21,12 +21,13 @@ pub mod metrics;
 pub mod model;
 pub mod pace;
 pub mod policy;
+pub mod record;
+pub mod replay;
 pub mod sample;
 pub mod status;
 pub mod sys;
 pub mod text;
 pub mod top;
-pub mod trace;
 
 /// A failure that ends a command, with its exit code (sysexits).
 #[derive(Debug, thiserror::Error)]

@@ -136,7 +136,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             config,
         } => {
             let cfg = Config::load(config.as_deref())?;
-            let n = headroom::trace::record(&cfg, &out, force, duration)?;
+            let n = headroom::record::record(&cfg, &out, force, duration)?;
             eprintln!(
                 "headroom: recorded {n} snapshots to {}",
                 headroom::text::line(&out.display().to_string())
@@ -145,7 +145,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
         }
         Command::Replay { file, config, json } => {
             let cfg = Config::load(config.as_deref())?;
-            print!("{}", headroom::trace::run_replay(&file, &cfg, json)?);
+            print!("{}", headroom::replay::run_replay(&file, &cfg, json)?);
             Ok(())
         }
         Command::Top { config } => {

@@ -156,7 +156,7 @@ proptest! {
         header in prop::collection::vec(any::<u8>(), 0..200),
         data_len in any::<u64>(),
     ) {
-        let _ = headroom::trace::parse_line(&line);
+        let _ = headroom::replay::parse_line(&line);
         let _ = headroom::advise::model::parse_config_json(&model);
         let _ = headroom::advise::model::parse_size(&model);
         let _ = headroom::advise::model::parse_safetensors_header(&header, data_len);

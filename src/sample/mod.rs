@@ -147,6 +147,24 @@ impl Processes {
     }
 }
 
+/// What a sample taken off the loop hands back: the sampler, the Snapshot
+/// (or why not) and the process events it saw.
+pub type Taken = (
+    Box<dyn Sampler + Send>,
+    Result<Snapshot, SampleError>,
+    Vec<ProcessEvent>,
+);
+
+/// Take one sample on a blocking thread (a read under /proc can hang in
+/// the kernel): how the daemon and `record` sample.
+pub fn take_off_loop(mut sampler: Box<dyn Sampler + Send>) -> tokio::task::JoinHandle<Taken> {
+    tokio::task::spawn_blocking(move || {
+        let r = sampler.sample();
+        let ev = sampler.take_events();
+        (sampler, r, ev)
+    })
+}
+
 /// How many of the largest processes a red snapshot names.
 pub const TOP_PROCESSES: usize = 3;
 /// The top list is read at most this often (one stat read per process).
