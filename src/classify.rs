@@ -192,7 +192,7 @@ fn evaluate(
             if secs <= th.projection_horizon.as_secs_f64() {
                 let r = Reason::Projection {
                     pid: p.pid,
-                    name: crate::policy::display_name(p),
+                    name: crate::cmdline::display_name(p),
                     growth_bytes_per_sec: p.growth_bytes_per_sec,
                     red_in_secs: secs,
                 };

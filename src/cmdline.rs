@@ -21,8 +21,8 @@
 
 mod flags;
 pub use flags::{
-    bits_in_name, key_flags, key_flags_of, printable, program_name, remedy, size_in_name,
-    TrainFlags, LORA_BATCH_SIZE, LORA_MAX_SEQ_LENGTH, LORA_NUM_LAYERS,
+    bits_in_name, display_name, key_flags, key_flags_of, printable, program_name, remedy,
+    size_in_name, TrainFlags, LORA_BATCH_SIZE, LORA_MAX_SEQ_LENGTH, LORA_NUM_LAYERS,
 };
 
 /// How the program string was read.

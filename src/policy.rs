@@ -3,6 +3,7 @@
 
 use crate::action::{Action, Notice, NoticeKind, Outcome, Sig, SignalOrder};
 use crate::classify::{Classification, Reason};
+use crate::cmdline::display_name;
 use crate::config::{Config, NeverKill};
 use crate::model::Scope;
 use crate::model::{Bytes, Level, MlxProcess, Pid, Snapshot, TopProcess};
@@ -123,17 +124,6 @@ fn not_the_eater<'a>(p: &'a MlxProcess, s: &Snapshot) -> Result<&'a MlxProcess, 
         }
         _ => Ok(p),
     }
-}
-
-/// How a notice names an MLX process: its program (`mlx_lm.lora`,
-/// `train.py`) read off argv and checked against the kernel, never split
-/// from the joined command line ("/Users/John Smith/…" is not "John").
-pub fn display_name(p: &MlxProcess) -> String {
-    if p.program.is_empty() || p.program == "mlx_lm" {
-        // Old traces carry no program; `mlx_lm lora` shows its subcommand.
-        return crate::cmdline::program_name(&p.cmdline, &p.name);
-    }
-    crate::cmdline::printable(&p.program)
 }
 
 /// "firefox (pid 12, uid 1000) 2.60 GiB, mlx_lm.lora (pid 40) 1.10 GiB [MLX]".

@@ -148,7 +148,7 @@ pub fn frame(snap: &Snapshot, c: &Classification) -> Vec<Row> {
                 .then(a.pid.cmp(&b.pid))
         });
         for p in procs {
-            let name = crate::text::line(&crate::policy::display_name(p));
+            let name = crate::text::line(&crate::cmdline::display_name(p));
             let red_in = secs_to_red(m.available_bytes, lines.red, p.growth_bytes_per_sec)
                 .map(fmt_secs)
                 .unwrap_or_else(|| "-".into());

@@ -111,6 +111,17 @@ pub fn program_name(cmdline: &str, fallback: &str) -> String {
     crate::text::line_capped(name, KEY_FLAGS_MAX_CHARS)
 }
 
+/// How a notice names an MLX process: its program (`mlx_lm.lora`,
+/// `train.py`) read off argv and checked against the kernel, never split
+/// from the joined command line ("/Users/John Smith/…" is not "John").
+pub fn display_name(p: &crate::model::MlxProcess) -> String {
+    if p.program.is_empty() || p.program == "mlx_lm" {
+        // Old traces carry no program; `mlx_lm lora` shows its subcommand.
+        return program_name(&p.cmdline, &p.name);
+    }
+    printable(&p.program)
+}
+
 /// A process name made safe and short for a notice or a log reason:
 /// control characters and bidi overrides replaced, at most ~120 chars.
 pub fn printable(name: &str) -> String {
