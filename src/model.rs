@@ -323,6 +323,26 @@ impl Scope {
 }
 
 #[cfg(test)]
+impl MlxProcess {
+    /// A 9 GiB `mlx_lm.lora` job of uid 501, for unit tests.
+    pub(crate) fn test_job(pid: i32, start_time: u64) -> MlxProcess {
+        MlxProcess {
+            pid: Pid(pid),
+            uid: 501,
+            start_time,
+            name: "python3".into(),
+            cmdline: "python3 -m mlx_lm.lora --train".into(),
+            footprint_bytes: Bytes::gib(9),
+            rss_bytes: Bytes::gib(9),
+            peak_bytes: Bytes::gib(9),
+            growth_bytes_per_sec: 0.0,
+            program: "mlx_lm.lora".into(),
+            matched_by: "pattern:x".into(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -391,28 +391,12 @@ mod tests {
         }
     }
 
-    fn proc_at(pid: i32, start_time: u64) -> MlxProcess {
-        MlxProcess {
-            pid: Pid(pid),
-            uid: 501,
-            start_time,
-            name: "python3".into(),
-            cmdline: "python3 -m mlx_lm.lora --train".into(),
-            footprint_bytes: Bytes::gib(9),
-            rss_bytes: Bytes::gib(9),
-            peak_bytes: Bytes::gib(9),
-            growth_bytes_per_sec: 0.0,
-            program: "mlx_lm.lora".into(),
-            matched_by: "pattern:x".into(),
-        }
-    }
-
     #[test]
     fn the_probe_answers_from_the_snapshot() {
         let mut s = Snapshot::default();
         s.memory.available_bytes = Bytes::gib(1);
         s.pressure.kernel_level = Some(KernelLevel::Critical);
-        s.mlx_processes.push(proc_at(42, 777));
+        s.mlx_processes.push(MlxProcess::test_job(42, 777));
         let mut p = TraceProbe(&s);
         let f = p.fresh().expect("fresh");
         assert_eq!(f.available, Bytes::gib(1));
@@ -432,7 +416,7 @@ mod tests {
             };
             s.memory.total_bytes = Bytes::gib(16);
             s.memory.available_bytes = Bytes::mib(1500);
-            s.mlx_processes.push(proc_at(4242, 100));
+            s.mlx_processes.push(MlxProcess::test_job(4242, 100));
             lines.push(TraceLine::Snapshot(Box::new(s)));
         }
         let r = replay(&lines, &cfg);

@@ -138,19 +138,7 @@ mod tests {
     fn order(pid: i32, start_time: u64) -> SignalOrder {
         SignalOrder {
             signal: Sig::Term,
-            process: MlxProcess {
-                pid: Pid(pid),
-                uid: 501,
-                start_time,
-                name: "python3".into(),
-                cmdline: "python3 -m mlx_lm.lora".into(),
-                footprint_bytes: Bytes::gib(9),
-                rss_bytes: Bytes::gib(9),
-                peak_bytes: Bytes::gib(9),
-                growth_bytes_per_sec: 0.0,
-                program: "mlx_lm.lora".into(),
-                matched_by: "pattern:x".into(),
-            },
+            process: MlxProcess::test_job(pid, start_time),
             available_bytes: Bytes::gib(1),
             red_line_bytes: Bytes::gib(2),
             reason: "test".into(),

@@ -578,19 +578,13 @@ impl Sampler for LinuxSampler {
                 path: self.proc_dir.clone(),
                 source,
             })?;
-        Ok(Snapshot {
-            at,
-            memory: mem.system_memory(),
-            pressure: Pressure {
-                kernel_level: None,
-                psi_some_avg10: psi.map(|p| p.some.avg10),
-                psi_full_avg10: psi.and_then(|p| p.full).map(|f| f.avg10),
-                swapout_bytes_per_sec,
-            },
-            mlx_processes: procs.mlx_processes,
-            top_processes: procs.top_processes,
-            ancestors: procs.ancestors,
-        })
+        let pressure = Pressure {
+            kernel_level: None,
+            psi_some_avg10: psi.map(|p| p.some.avg10),
+            psi_full_avg10: psi.and_then(|p| p.full).map(|f| f.avg10),
+            swapout_bytes_per_sec,
+        };
+        Ok(procs.snapshot(at, mem.system_memory(), pressure))
     }
 
     fn processes(&mut self) -> &mut Processes {

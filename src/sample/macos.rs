@@ -109,18 +109,12 @@ impl Sampler for MacSampler {
             )
             .map_err(|e| io_err("proc_listallpids", e))?;
 
-        Ok(Snapshot {
-            at,
-            memory,
-            pressure: Pressure {
-                kernel_level,
-                swapout_bytes_per_sec: rates.swapout_bytes_per_sec,
-                ..Default::default()
-            },
-            mlx_processes: procs.mlx_processes,
-            top_processes: procs.top_processes,
-            ancestors: procs.ancestors,
-        })
+        let pressure = Pressure {
+            kernel_level,
+            swapout_bytes_per_sec: rates.swapout_bytes_per_sec,
+            ..Default::default()
+        };
+        Ok(procs.snapshot(at, memory, pressure))
     }
 
     fn processes(&mut self) -> &mut Processes {

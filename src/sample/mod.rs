@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::discover::{Discovery, ProcSource, ProcessEvent};
 use crate::model::Scope;
-use crate::model::{Bytes, MlxProcess, Pid, Snapshot, TopProcess};
+use crate::model::{Bytes, MlxProcess, Pid, Pressure, Snapshot, SystemMemory, TopProcess};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicI32;
 use std::sync::Arc;
@@ -108,6 +108,20 @@ pub struct ProcessRead {
     pub mlx_processes: Vec<MlxProcess>,
     pub top_processes: Vec<TopProcess>,
     pub ancestors: Vec<Pid>,
+}
+
+impl ProcessRead {
+    /// The Snapshot at `at`: these processes with the platform's figures.
+    pub fn snapshot(self, at: Duration, memory: SystemMemory, pressure: Pressure) -> Snapshot {
+        Snapshot {
+            at,
+            memory,
+            pressure,
+            mlx_processes: self.mlx_processes,
+            top_processes: self.top_processes,
+            ancestors: self.ancestors,
+        }
+    }
 }
 
 impl Processes {
