@@ -83,7 +83,7 @@ pub enum Outcome {
     /// Tried and failed.
     Failed(String),
     /// Handed to a job that runs the `pre_terminate` hook first, off the
-    /// decision loop; what became of it is told later (`System::finished`).
+    /// decision loop; what became of it is told later (`act::Actuator::finished`).
     Pending,
 }
 
