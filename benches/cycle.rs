@@ -14,11 +14,11 @@
 //! - `first_scan/N`: every pid new: the cost of examining N new processes.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use headroom::act::DryRun;
+use headroom::act::Actuator;
 use headroom::config::Config;
-use headroom::discover::{Discovery, Scope};
+use headroom::discover::Discovery;
 use headroom::engine::Engine;
-use headroom::model::Pid;
+use headroom::model::{Pid, Scope};
 use headroom::sample::linux::{page_size, LinuxProcs, LinuxSampler};
 use headroom::sample::Sampler;
 use std::hint::black_box;
@@ -89,7 +89,7 @@ fn cycles(c: &mut Criterion, name: &str, quiet: bool) {
         let mut sampler =
             LinuxSampler::with_root(dir.path(), &cfg, scope(), Instant::now()).expect("sampler");
         let mut engine = Engine::new(Pid(1), scope());
-        let mut act = DryRun;
+        let mut act = Actuator::replay();
         let snap = sampler.sample().expect("warm-up sample");
         assert_eq!(snap.mlx_processes.len(), 2, "fixture has two MLX processes");
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {

@@ -60,7 +60,7 @@ pub fn effective_config(cfg: &Config) -> String {
         "metrics": { "listen": cfg.metrics_listen.map(|a| a.to_string()).unwrap_or_default() },
     });
     let body = toml::to_string(&doc).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
-    let scope = crate::daemon::scope_for(cfg)
+    let scope = crate::config::scope_for(cfg)
         .map(|s| s.describe())
         .unwrap_or_else(|e| e.to_string());
     format!(

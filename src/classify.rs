@@ -91,7 +91,7 @@ impl fmt::Display for Reason {
 }
 
 /// Thresholds resolved against this machine's total RAM.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Lines {
     pub yellow: Bytes,
     pub red: Bytes,
@@ -108,15 +108,29 @@ impl Lines {
     }
 }
 
+/// Seconds until available memory falls to `red_line` at `fill_rate`
+/// bytes per second: `Some(0)` when it is already there, `None` when
+/// nothing fills it. The one distance-to-red rule (`classify`'s projection,
+/// `top`'s RED IN column, the daemon's pace).
+pub fn secs_to_red(available: Bytes, red_line: Bytes, fill_rate: f64) -> Option<f64> {
+    if available <= red_line {
+        return Some(0.0);
+    }
+    if fill_rate <= 0.0 {
+        return None;
+    }
+    Some((available.0 - red_line.0) as f64 / fill_rate)
+}
+
 /// The level these conditions call for, with `margin` added to the
 /// available-memory lines (0 to enter, the hysteresis to leave).
 fn evaluate(
     s: &Snapshot,
     th: &Thresholds,
+    lines: &Lines,
     margin: Bytes,
     swap_held: Option<Duration>,
 ) -> (Level, Vec<Reason>) {
-    let lines = Lines::resolve(th, s.memory.total_bytes);
     let avail = s.memory.available_bytes;
     let mut level = Level::Green;
     let mut reasons = Vec::new();
@@ -169,18 +183,16 @@ fn evaluate(
         }
     }
     if avail > red_line {
-        let room = (avail.0 - red_line.0) as f64;
         let soonest = s
             .mlx_processes
             .iter()
-            .filter(|p| p.growth_bytes_per_sec > 0.0)
-            .map(|p| (p, room / p.growth_bytes_per_sec))
+            .filter_map(|p| secs_to_red(avail, red_line, p.growth_bytes_per_sec).map(|t| (p, t)))
             .min_by(|a, b| a.1.total_cmp(&b.1));
         if let Some((p, secs)) = soonest {
             if secs <= th.projection_horizon.as_secs_f64() {
                 let r = Reason::Projection {
                     pid: p.pid,
-                    name: crate::policy::display_name(p),
+                    name: crate::cmdline::display_name(p),
                     growth_bytes_per_sec: p.growth_bytes_per_sec,
                     red_in_secs: secs,
                 };
@@ -193,13 +205,20 @@ fn evaluate(
 
 /// One snapshot on its own, with no history (for `status` and `explain`):
 /// entry thresholds, a swap-out rate counts at once.
-pub fn classify_once(s: &Snapshot, th: &Thresholds) -> (Level, Vec<Reason>) {
+pub fn classify_once(s: &Snapshot, th: &Thresholds) -> Classification {
     let held = s
         .pressure
         .swapout_bytes_per_sec
         .filter(|r| *r > th.swapout_rate.0 as f64)
         .map(|_| th.swapout_hold);
-    evaluate(s, th, Bytes(0), held)
+    let lines = Lines::resolve(th, s.memory.total_bytes);
+    let (level, reasons) = evaluate(s, th, &lines, Bytes(0), held);
+    Classification {
+        level,
+        previous: level,
+        reasons,
+        lines,
+    }
 }
 
 /// The outcome of one step.
@@ -208,6 +227,10 @@ pub struct Classification {
     pub level: Level,
     pub previous: Level,
     pub reasons: Vec<Reason>,
+    /// The thresholds resolved against this snapshot's total RAM, once,
+    /// for everything downstream (policy, logs, pace, views).
+    #[serde(skip)]
+    pub lines: Lines,
 }
 
 impl Classification {
@@ -253,7 +276,8 @@ impl Classifier {
         };
         let swap_held = self.swap_since.map(|t0| s.at.saturating_sub(t0));
 
-        let (enter, enter_reasons) = evaluate(s, th, Bytes(0), swap_held);
+        let lines = Lines::resolve(th, s.memory.total_bytes);
+        let (enter, enter_reasons) = evaluate(s, th, &lines, Bytes(0), swap_held);
         if enter >= self.level {
             self.level = enter;
             self.calm_since = None;
@@ -261,16 +285,17 @@ impl Classifier {
                 level: enter,
                 previous,
                 reasons: enter_reasons,
+                lines,
             };
         }
-        let margin = th.hysteresis.resolve(s.memory.total_bytes);
-        let (exit, mut exit_reasons) = evaluate(s, th, margin, swap_held);
+        let (exit, mut exit_reasons) = evaluate(s, th, &lines, lines.hysteresis, swap_held);
         if exit >= self.level {
             self.calm_since = None;
             return Classification {
                 level: self.level,
                 previous,
                 reasons: exit_reasons,
+                lines,
             };
         }
         let since = *self.calm_since.get_or_insert(s.at);
@@ -282,6 +307,7 @@ impl Classifier {
                 level: exit,
                 previous,
                 reasons: exit_reasons,
+                lines,
             };
         }
         exit_reasons.push(Reason::Dwell {
@@ -293,6 +319,7 @@ impl Classifier {
             level: self.level,
             previous,
             reasons: exit_reasons,
+            lines,
         }
     }
 }
@@ -419,12 +446,13 @@ mod tests {
         let t = th();
         let mut s = snap(0, 9000);
         s.pressure.kernel_level = Some(KernelLevel::Critical);
-        assert_eq!(classify_once(&s, &t).0, R);
+        assert_eq!(classify_once(&s, &t).level, R);
         s.pressure.kernel_level = Some(KernelLevel::Warn);
-        assert_eq!(classify_once(&s, &t).0, Y);
+        assert_eq!(classify_once(&s, &t).level, Y);
         s.pressure.kernel_level = Some(KernelLevel::Normal);
         s.pressure.psi_full_avg10 = Some(95.0);
-        let (l, r) = classify_once(&s, &t);
+        let c = classify_once(&s, &t);
+        let (l, r) = (c.level, c.reasons);
         assert_eq!(l, Y, "PSI alone never makes red");
         assert!(matches!(r[..], [Reason::Psi { .. }]));
 
@@ -471,7 +499,8 @@ mod tests {
             program: "mlx_lm.lora".into(),
             matched_by: "pattern:x".into(),
         });
-        let (l, r) = classify_once(&s, &t);
+        let c = classify_once(&s, &t);
+        let (l, r) = (c.level, c.reasons);
         assert_eq!(l, Y);
         match &r[..] {
             [Reason::Projection {
@@ -484,6 +513,18 @@ mod tests {
         }
         assert!(r[0].to_string().contains("red in ~41 s"), "{}", r[0]);
         s.mlx_processes[0].growth_bytes_per_sec = 10.0 * Bytes::MIB as f64; // ~410 s: beyond the 60 s horizon
-        assert_eq!(classify_once(&s, &t).0, G);
+        assert_eq!(classify_once(&s, &t).level, G);
+    }
+
+    #[test]
+    fn secs_to_red_only_when_growing() {
+        let red = Bytes::gib(2);
+        assert_eq!(
+            secs_to_red(Bytes::gib(3), red, Bytes::GIB as f64 / 10.0),
+            Some(10.0)
+        );
+        assert_eq!(secs_to_red(Bytes::gib(3), red, 0.0), None);
+        assert_eq!(secs_to_red(Bytes::gib(3), red, -5.0), None);
+        assert_eq!(secs_to_red(Bytes::gib(1), red, 0.0), Some(0.0));
     }
 }

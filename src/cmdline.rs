@@ -19,6 +19,12 @@
 //! named after the script), or argv[0]'s basename. When they disagree the
 //! kernel's name is the program: `exec -a mlx_lm.lora sleep 1000` runs `sleep`.
 
+mod flags;
+pub use flags::{
+    bits_in_name, display_name, key_flags, key_flags_of, printable, program_name, remedy,
+    size_in_name, TrainFlags, LORA_BATCH_SIZE, LORA_MAX_SEQ_LENGTH, LORA_NUM_LAYERS,
+};
+
 /// How the program string was read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Via {

@@ -906,6 +906,30 @@ fn size_lt(a: Size, b: Size) -> Option<bool> {
     }
 }
 
+/// Whose processes are watched and may be signalled: a normal user only
+/// their own; root watches everyone's but signals only root's and those of
+/// the users opted in by `actions.users` (issue 12).
+pub fn scope_for(cfg: &Config) -> Result<crate::model::Scope, ConfigError> {
+    use crate::model::Scope;
+    let uid = nix::unistd::Uid::current();
+    if !uid.is_root() {
+        return Ok(Scope::user(uid.as_raw()));
+    }
+    let mut uids = Vec::new();
+    for (i, name) in cfg.actions.users.iter().enumerate() {
+        match nix::unistd::User::from_name(name) {
+            Ok(Some(u)) => uids.push(u.uid.as_raw()),
+            _ => {
+                return Err(ConfigError::Invalid(format!(
+                    "{}: 'actions.users[{i}]' ('{name}') is not a user on this machine",
+                    cfg.source
+                )))
+            }
+        }
+    }
+    Ok(Scope::root(uids))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,44 +4,23 @@
 //! old one kept).
 
 use crate::act::pending::Finished;
-use crate::act::{Outcome, Poster, System};
-use crate::classify::{Classification, Lines};
-use crate::config::{Config, ConfigError};
-use crate::discover::{ProcessEvent, Scope};
+use crate::act::{Actuator, Poster};
+use crate::action::{Action, Outcome};
+use crate::classify::Classification;
+use crate::config::{scope_for, Config};
+use crate::discover::ProcessEvent;
 use crate::engine::{action_fields, level_changed_fields, Engine};
 use crate::log::LogHandle;
 use crate::log_event;
 use crate::model::{Level, Pid, Snapshot};
 use crate::pace;
-use crate::policy::Action;
 use crate::sample::psi_trigger::{self, PsiTrigger};
 use crate::sample::{self, Sampler};
 use serde_json::json;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Whose processes are watched and may be signalled: a normal user only
-/// their own; root watches everyone's but signals only root's and those of
-/// the users opted in by `actions.users` (issue 12).
-pub fn scope_for(cfg: &Config) -> Result<Scope, ConfigError> {
-    let uid = nix::unistd::Uid::current();
-    if !uid.is_root() {
-        return Ok(Scope::user(uid.as_raw()));
-    }
-    let mut uids = Vec::new();
-    for (i, name) in cfg.actions.users.iter().enumerate() {
-        match nix::unistd::User::from_name(name) {
-            Ok(Some(u)) => uids.push(u.uid.as_raw()),
-            _ => {
-                return Err(ConfigError::Invalid(format!(
-                    "{}: 'actions.users[{i}]' ('{name}') is not a user on this machine",
-                    cfg.source
-                )))
-            }
-        }
-    }
-    Ok(Scope::root(uids))
-}
 
 /// Load the config (`Config::load`: found, validated, trusted as root) and
 /// check it against this machine's total RAM: what `run`, `check-config`
@@ -52,6 +31,14 @@ pub fn load_for_this_machine(cli: Option<&std::path::Path>) -> Result<Config, cr
     Ok(cfg)
 }
 
+/// The config the loop runs on: `run --dry-run` is `actions.dry_run`, so
+/// the policy (which words its notices for a dry run) and the actuator
+/// read one setting.
+fn with_dry_run(mut cfg: Config, force: bool) -> Config {
+    cfg.actions.dry_run |= force;
+    cfg
+}
+
 /// Everything one cycle needs; owned by the loop, swapped whole on reload.
 pub struct Daemon {
     cfg: Config,
@@ -59,7 +46,7 @@ pub struct Daemon {
     force_dry_run: bool,
     sampler: Option<Box<dyn Sampler + Send>>,
     engine: Engine,
-    actuator: System,
+    actuator: Actuator,
     log: LogHandle,
     start: Instant,
     last_sample_logged: Option<Duration>,
@@ -73,13 +60,12 @@ pub struct Daemon {
     pending: Option<(PendingSample, Instant)>,
     /// When the last sample that listed every pid started.
     last_discovery: Option<Instant>,
+    /// The pid the sampler is reading now (0 between reads), for the error
+    /// about a sample that does not return; every sampler writes here.
+    reading: Arc<AtomicI32>,
 }
 
-type PendingSample = tokio::task::JoinHandle<(
-    Box<dyn Sampler + Send>,
-    Result<Snapshot, sample::SampleError>,
-    Vec<ProcessEvent>,
-)>;
+type PendingSample = tokio::task::JoinHandle<sample::Taken>;
 
 /// How long one cycle waits for a sample (at least `poll.interval`) before
 /// saying it is stuck and going back to the loop.
@@ -113,14 +99,15 @@ impl Daemon {
         log: LogHandle,
         start: Instant,
     ) -> Result<Daemon, crate::Error> {
-        let scope = scope_for(&cfg)?;
-        let sampler = sample::for_this_platform(&cfg, scope.clone(), start)?;
+        let (mut sampler, scope) = sample::open(&cfg, start)?;
+        let reading = Arc::default();
+        sampler.report_reading_to(Arc::clone(&reading));
         let self_pid = Pid(std::process::id() as i32);
         let dry_run = force_dry_run || cfg.actions.dry_run;
         let poster: Option<Box<dyn Poster>> = Some(Box::new(crate::act::notify::Notifier::start()));
-        let actuator = System::new(&cfg.actions, dry_run, poster);
+        let actuator = Actuator::new(&cfg.actions, dry_run, poster);
         Ok(Daemon {
-            cfg,
+            cfg: with_dry_run(cfg, force_dry_run),
             cli_config,
             force_dry_run,
             sampler: Some(sampler),
@@ -135,6 +122,7 @@ impl Daemon {
             last_available: None,
             pending: None,
             last_discovery: None,
+            reading,
         })
     }
 
@@ -243,7 +231,7 @@ impl Daemon {
     }
 
     /// Remember how close red is and how fast memory goes, for `next_wait`.
-    fn observe_pace(&mut self, snap: &Snapshot, level: Level) {
+    fn observe_pace(&mut self, snap: &Snapshot, c: &Classification) {
         let now = (snap.at, snap.memory.available_bytes);
         let fall = self
             .last_available
@@ -255,9 +243,9 @@ impl Daemon {
             .map(|p| p.growth_bytes_per_sec)
             .fold(0.0, f64::max);
         self.pace = Some(pace::Reading {
-            level,
+            level: c.level,
             available: snap.memory.available_bytes,
-            red_line: Lines::resolve(&self.cfg.thresholds, snap.memory.total_bytes).red,
+            red_line: c.lines.red,
             fill_rate: growth.max(fall),
         });
     }
@@ -312,13 +300,15 @@ impl Daemon {
                         .map(|r| r.as_str()))
                     || scope_for(&self.cfg).ok().as_ref() != Some(&scope);
                 if rebuild {
-                    match sample::for_this_platform(&cfg, scope.clone(), self.start) {
-                        Ok(s) => {
+                    let scope = match sample::open(&cfg, self.start) {
+                        Ok((mut s, scope)) => {
+                            s.report_reading_to(Arc::clone(&self.reading));
                             // A stuck sample of the old sampler is left to
                             // finish on its own; its result is not wanted.
                             self.pending = None;
                             self.last_discovery = None;
                             self.sampler = Some(s);
+                            scope
                         }
                         Err(e) => {
                             crate::log::error(format_args!(
@@ -327,14 +317,14 @@ impl Daemon {
                             self.metrics.count_error();
                             return;
                         }
-                    }
+                    };
                     self.engine.rescope(Pid(std::process::id() as i32), scope);
                 }
                 self.log
                     .reconfigure(&cfg.log.path, cfg.log.max_size.0, cfg.log.keep);
                 self.actuator
                     .reconfigure(&cfg.actions, self.force_dry_run || cfg.actions.dry_run);
-                self.cfg = cfg;
+                self.cfg = with_dry_run(cfg, self.force_dry_run);
                 log_event!(
                     info,
                     "config_reloaded",
@@ -372,11 +362,7 @@ impl Daemon {
                 } else {
                     self.last_discovery = Some(now);
                 }
-                let h = tokio::task::spawn_blocking(move || {
-                    let r = sampler.sample();
-                    let ev = sampler.take_events();
-                    (sampler, r, ev)
-                });
+                let h = sample::take_off_loop(sampler);
                 (h, now)
             }
         };
@@ -388,7 +374,7 @@ impl Daemon {
                 // in uninterruptible sleep holding its memory map lock. The
                 // loop goes on (signals, reloads, metrics) and takes the
                 // sample when it comes.
-                let pid = crate::discover::READING.load(std::sync::atomic::Ordering::Relaxed);
+                let pid = self.reading.load(Ordering::Relaxed);
                 let what = if pid > 0 {
                     format!("reading /proc/{pid} (a process in uninterruptible sleep?)")
                 } else {
@@ -433,13 +419,9 @@ impl Daemon {
             .engine
             .step(&snap, &self.cfg, &mut self.actuator, probe);
         let c = &cycle.classification;
-        self.observe_pace(&snap, c.level);
+        self.observe_pace(&snap, c);
         if c.changed() {
-            log_event!(
-                warn,
-                "level_changed",
-                level_changed_fields(&snap, c, &self.cfg)
-            );
+            log_event!(warn, "level_changed", level_changed_fields(&snap, c));
         }
         for (a, outcome) in &cycle.actions {
             let (event, fields) = action_fields(a, outcome);

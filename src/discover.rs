@@ -6,16 +6,12 @@
 //! may exec into mlx_lm).
 
 use crate::cmdline::{basename, Program};
-use crate::model::{Bytes, MlxProcess, Pid, TopProcess};
+use crate::model::{Bytes, MlxProcess, Pid, Scope, TopProcess};
 use regex::Regex;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
-
-/// The pid whose /proc entries a scan is reading right now, 0 between
-/// scans: when a read never returns (a process in uninterruptible sleep
-/// holding its memory map lock), the daemon names the pid in its error.
-pub static READING: AtomicI32 = AtomicI32::new(0);
 
 /// Who a process is: read once per new pid.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,70 +95,6 @@ pub fn may_host_mlx(name: &str, program: &Program) -> bool {
         || says_mlx(&program.name)
 }
 
-/// Whose processes headroom watches, and whose it may signal.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Scope {
-    /// Watch (and report) every user's processes; else only `signal`'s.
-    watch_all: bool,
-    /// Signal any watched process (replay of a recorded log only).
-    signal_any: bool,
-    signal: BTreeSet<u32>,
-}
-
-impl Scope {
-    /// A normal user: watches and may signal only their own processes.
-    pub fn user(uid: u32) -> Scope {
-        Scope {
-            watch_all: false,
-            signal_any: false,
-            signal: BTreeSet::from([uid]),
-        }
-    }
-
-    /// Root: watches and reports every user's processes, but signals only
-    /// root's own and those of the users opted in (`actions.users`).
-    pub fn root(opted_in: impl IntoIterator<Item = u32>) -> Scope {
-        let mut signal: BTreeSet<u32> = opted_in.into_iter().collect();
-        signal.insert(0);
-        Scope {
-            watch_all: true,
-            signal_any: false,
-            signal,
-        }
-    }
-
-    /// Every process recorded: `replay` re-decides a log whose daemon
-    /// already applied its own scope.
-    pub fn anyone() -> Scope {
-        Scope {
-            watch_all: true,
-            signal_any: true,
-            signal: BTreeSet::new(),
-        }
-    }
-
-    pub fn watches(&self, uid: u32) -> bool {
-        self.watch_all || self.signal.contains(&uid)
-    }
-
-    pub fn may_signal(&self, uid: u32) -> bool {
-        self.signal_any || self.signal.contains(&uid)
-    }
-
-    /// For the `started` and `scope` events and `check-config`.
-    pub fn describe(&self) -> String {
-        let uids: Vec<String> = self.signal.iter().map(u32::to_string).collect();
-        match (self.watch_all, self.signal_any) {
-            (_, true) => "every recorded process".into(),
-            (true, false) => format!(
-                "watches all users; signals only uid {} (root and actions.users)",
-                uids.join(", ")
-            ),
-            (false, false) => format!("watches and signals only uid {}", uids.join(", ")),
-        }
-    }
-}
-
 /// An MLX process appeared or went away.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ProcessEvent {
@@ -207,6 +139,8 @@ pub struct Discovery {
     seen: HashSet<Pid>,
     /// Reused by rechecks, so a steady-state cycle does not allocate.
     name_buf: String,
+    /// The pid being read now (`report_reading_to`).
+    reading: Arc<AtomicI32>,
 }
 
 /// Why a process is MLX, or `None`: the first pattern that matches its
@@ -248,7 +182,15 @@ impl Discovery {
             pids: Vec::new(),
             seen: HashSet::new(),
             name_buf: String::new(),
+            reading: Arc::default(),
         }
+    }
+
+    /// Where to say which pid a scan is reading right now (0 between
+    /// scans): when a read never returns (a process in uninterruptible
+    /// sleep holding its memory map lock), the daemon names the pid.
+    pub fn report_reading_to(&mut self, reading: Arc<AtomicI32>) {
+        self.reading = reading;
     }
 
     /// Look at the system once; returns the MLX processes now alive, largest first.
@@ -266,7 +208,7 @@ impl Discovery {
             if pid == self.self_pid || pid.0 <= 1 {
                 continue;
             }
-            READING.store(pid.0, Ordering::Relaxed);
+            self.reading.store(pid.0, Ordering::Relaxed);
             if self.mlx.contains_key(&pid) {
                 self.remeasure(src, pid, at);
             } else {
@@ -277,7 +219,7 @@ impl Discovery {
                 }
             }
         }
-        READING.store(0, Ordering::Relaxed);
+        self.reading.store(0, Ordering::Relaxed);
         self.pids = pids;
         // Pids no longer listed have exited.
         if self.mlx.keys().any(|p| !self.seen.contains(p)) {
@@ -305,10 +247,10 @@ impl Discovery {
         pids.clear();
         pids.extend(self.mlx.keys().copied());
         for &pid in &pids {
-            READING.store(pid.0, Ordering::Relaxed);
+            self.reading.store(pid.0, Ordering::Relaxed);
             self.remeasure(src, pid, at);
         }
-        READING.store(0, Ordering::Relaxed);
+        self.reading.store(0, Ordering::Relaxed);
         self.pids = pids;
         self.tracked()
     }
@@ -334,7 +276,7 @@ impl Discovery {
             if pid == self.self_pid || pid.0 <= 1 {
                 continue;
             }
-            READING.store(pid.0, Ordering::Relaxed);
+            self.reading.store(pid.0, Ordering::Relaxed);
             let Some(size) = src.usage(pid, &mut name) else {
                 continue;
             };
@@ -345,7 +287,7 @@ impl Discovery {
             top.insert(at, (size, pid, name.clone()));
             top.truncate(n);
         }
-        READING.store(0, Ordering::Relaxed);
+        self.reading.store(0, Ordering::Relaxed);
         self.name_buf = name;
         top.into_iter()
             .map(|(size, pid, kernel_name)| {
@@ -645,19 +587,6 @@ mod tests {
         for p in no {
             assert!(!is_mlx_library(p), "{p}");
         }
-    }
-
-    #[test]
-    fn root_watches_everyone_but_signals_only_root_and_opted_in_users() {
-        let me = Scope::user(501);
-        assert!(me.watches(501) && me.may_signal(501));
-        assert!(!me.watches(502) && !me.may_signal(502) && !me.may_signal(0));
-        let root = Scope::root([]);
-        assert!(root.watches(501) && root.watches(0));
-        assert!(root.may_signal(0) && !root.may_signal(501));
-        let root = Scope::root([501]);
-        assert!(root.may_signal(501) && !root.may_signal(502));
-        assert!(Scope::anyone().may_signal(502));
     }
 
     #[test]

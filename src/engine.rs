@@ -3,13 +3,15 @@
 //! daemon runs it live; `replay` runs it on recorded Snapshots; both log
 //! decisions through the same functions, so their records compare.
 
-use crate::act::{Actuator, Outcome, Probe};
-use crate::classify::{Classification, Classifier, Lines};
+use crate::act::Actuator;
+use crate::action::{Action, Outcome, Sig, SignalOrder};
+use crate::classify::{Classification, Classifier};
 use crate::config::Config;
-use crate::discover::Scope;
 use crate::model::secs;
+use crate::model::Scope;
 use crate::model::{Level, Pid, Snapshot};
-use crate::policy::{Action, Policy, Sig, SignalOrder};
+use crate::policy::Policy;
+use crate::sample::Probe;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -56,7 +58,7 @@ impl Engine {
         &mut self,
         snap: &Snapshot,
         cfg: &Config,
-        actuator: &mut dyn Actuator,
+        actuator: &mut Actuator,
         probe: &mut dyn Probe,
     ) -> Cycle {
         let classification = self.classifier.step(snap, &cfg.thresholds);
@@ -77,8 +79,8 @@ impl Engine {
 }
 
 /// The fields of a `level_changed` event.
-pub fn level_changed_fields(snap: &Snapshot, c: &Classification, cfg: &Config) -> Value {
-    let lines = Lines::resolve(&cfg.thresholds, snap.memory.total_bytes);
+pub fn level_changed_fields(snap: &Snapshot, c: &Classification) -> Value {
+    let lines = c.lines;
     let text: Vec<String> = c.reasons.iter().map(|r| r.to_string()).collect();
     json!({
         "at": secs(snap.at),

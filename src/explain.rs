@@ -497,8 +497,11 @@ pub fn explain(input: &ExplainInput, total_override: Option<u64>, cfg: &Config) 
                 },
                 ..Default::default()
             };
-            let (l, rs) = crate::classify::classify_once(&snapshot, &cfg.thresholds);
-            (Some(l), rs.iter().map(|r| r.to_string()).collect())
+            let c = crate::classify::classify_once(&snapshot, &cfg.thresholds);
+            (
+                Some(c.level),
+                c.reasons.iter().map(|r| r.to_string()).collect(),
+            )
         }
         None => (None, Vec::new()),
     };

@@ -2,6 +2,7 @@
 //! jobs run — sample → classify → policy → act → log.
 
 pub mod act;
+pub mod action;
 pub mod advise;
 pub mod agent;
 pub mod check_config;
@@ -23,12 +24,13 @@ pub mod model;
 pub mod pace;
 pub mod policy;
 pub mod rate;
+pub mod record;
+pub mod replay;
 pub mod sample;
 pub mod status;
 pub mod sys;
 pub mod text;
 pub mod top;
-pub mod trace;
 
 /// A failure that ends a command, with its exit code (sysexits).
 #[derive(Debug, thiserror::Error)]

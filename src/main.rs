@@ -37,7 +37,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
     match cmd {
         Command::Run { config, dry_run } => {
             let cfg = headroom::daemon::load_for_this_machine(config.as_deref())?;
-            headroom::daemon::scope_for(&cfg)?;
+            headroom::config::scope_for(&cfg)?;
             headroom::log::preflight(&cfg.log.path)?;
             let start = std::time::Instant::now();
             let log = headroom::log::init(&cfg.log.path, cfg.log.max_size.0, cfg.log.keep, start);
@@ -150,7 +150,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             config,
         } => {
             let cfg = Config::load(config.as_deref())?;
-            let n = headroom::trace::record(&cfg, &out, force, duration)?;
+            let n = headroom::record::record(&cfg, &out, force, duration)?;
             eprintln!(
                 "headroom: recorded {n} snapshots to {}",
                 headroom::text::line(&out.display().to_string())
@@ -159,7 +159,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
         }
         Command::Replay { file, config, json } => {
             let cfg = Config::load(config.as_deref())?;
-            print!("{}", headroom::trace::run_replay(&file, &cfg, json)?);
+            print!("{}", headroom::replay::run_replay(&file, &cfg, json)?);
             Ok(())
         }
         Command::Top { config } => {

@@ -6,11 +6,10 @@
 //! registry to an OpenMetrics text snapshot and swaps it in; a scrape clones
 //! that snapshot under a lock held for a pointer copy.
 
-use crate::act::Outcome;
+use crate::action::{Action, NoticeKind, Outcome, Sig};
 use crate::classify::Classification;
 use crate::log_event;
 use crate::model::{Level, Snapshot};
-use crate::policy::{Action, NoticeKind, Sig};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Method, Request, Response, StatusCode};
@@ -580,6 +579,7 @@ mod tests {
             level,
             previous: level,
             reasons: vec![],
+            lines: Default::default(),
         }
     }
 
@@ -692,7 +692,7 @@ mod tests {
 
     #[test]
     fn counters_count_decisions_and_delivered_signals() {
-        use crate::policy::{Notice, SignalOrder};
+        use crate::action::{Notice, SignalOrder};
 
         let m = Metrics::disabled();
         let notice = Action::Notify(Notice {

@@ -2,6 +2,7 @@
 //! whose serde form is also the trace format (a `sample` log line is a Snapshot).
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
@@ -257,6 +258,90 @@ pub mod secs_f64 {
     }
 }
 
+/// Whose processes headroom watches, and whose it may signal.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scope {
+    /// Watch (and report) every user's processes; else only `signal`'s.
+    watch_all: bool,
+    /// Signal any watched process (replay of a recorded log only).
+    signal_any: bool,
+    signal: BTreeSet<u32>,
+}
+
+impl Scope {
+    /// A normal user: watches and may signal only their own processes.
+    pub fn user(uid: u32) -> Scope {
+        Scope {
+            watch_all: false,
+            signal_any: false,
+            signal: BTreeSet::from([uid]),
+        }
+    }
+
+    /// Root: watches and reports every user's processes, but signals only
+    /// root's own and those of the users opted in (`actions.users`).
+    pub fn root(opted_in: impl IntoIterator<Item = u32>) -> Scope {
+        let mut signal: BTreeSet<u32> = opted_in.into_iter().collect();
+        signal.insert(0);
+        Scope {
+            watch_all: true,
+            signal_any: false,
+            signal,
+        }
+    }
+
+    /// Every process recorded: `replay` re-decides a log whose daemon
+    /// already applied its own scope.
+    pub fn anyone() -> Scope {
+        Scope {
+            watch_all: true,
+            signal_any: true,
+            signal: BTreeSet::new(),
+        }
+    }
+
+    pub fn watches(&self, uid: u32) -> bool {
+        self.watch_all || self.signal.contains(&uid)
+    }
+
+    pub fn may_signal(&self, uid: u32) -> bool {
+        self.signal_any || self.signal.contains(&uid)
+    }
+
+    /// For the `started` and `scope` events and `check-config`.
+    pub fn describe(&self) -> String {
+        let uids: Vec<String> = self.signal.iter().map(u32::to_string).collect();
+        match (self.watch_all, self.signal_any) {
+            (_, true) => "every recorded process".into(),
+            (true, false) => format!(
+                "watches all users; signals only uid {} (root and actions.users)",
+                uids.join(", ")
+            ),
+            (false, false) => format!("watches and signals only uid {}", uids.join(", ")),
+        }
+    }
+}
+
+#[cfg(test)]
+impl MlxProcess {
+    /// A 9 GiB `mlx_lm.lora` job of uid 501, for unit tests.
+    pub(crate) fn test_job(pid: i32, start_time: u64) -> MlxProcess {
+        MlxProcess {
+            pid: Pid(pid),
+            uid: 501,
+            start_time,
+            name: "python3".into(),
+            cmdline: "python3 -m mlx_lm.lora --train".into(),
+            footprint_bytes: Bytes::gib(9),
+            rss_bytes: Bytes::gib(9),
+            peak_bytes: Bytes::gib(9),
+            growth_bytes_per_sec: 0.0,
+            program: "mlx_lm.lora".into(),
+            matched_by: "pattern:x".into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,5 +375,18 @@ mod tests {
         assert_eq!(Bytes::gib(2).to_string(), "2.00 GiB");
         assert_eq!(Bytes::mib(512).to_string(), "512 MiB");
         assert_eq!(Bytes(900).to_string(), "900 B");
+    }
+
+    #[test]
+    fn root_watches_everyone_but_signals_only_root_and_opted_in_users() {
+        let me = Scope::user(501);
+        assert!(me.watches(501) && me.may_signal(501));
+        assert!(!me.watches(502) && !me.may_signal(502) && !me.may_signal(0));
+        let root = Scope::root([]);
+        assert!(root.watches(501) && root.watches(0));
+        assert!(root.may_signal(0) && !root.may_signal(501));
+        let root = Scope::root([501]);
+        assert!(root.may_signal(501) && !root.may_signal(502));
+        assert!(Scope::anyone().may_signal(502));
     }
 }

@@ -6,6 +6,7 @@
 //! docs/performance.md), with the fill rate raised to what is actually seen:
 //! the fastest MLX process's growth, or how fast MemAvailable itself fell.
 
+use crate::classify::secs_to_red;
 use crate::model::{Bytes, Level};
 use std::time::Duration;
 
@@ -65,12 +66,11 @@ pub fn next_interval(l: &Limits, r: &Reading) -> Duration {
         l.base.min(l.max)
     }
     .max(lo);
-    let distance = r.available.0.saturating_sub(r.red_line.0);
-    if distance == 0 {
+    let rate = r.fill_rate.max(ASSUMED_FILL_RATE);
+    let secs = secs_to_red(r.available, r.red_line, rate).unwrap_or(f64::INFINITY);
+    if secs <= 0.0 {
         return lo;
     }
-    let rate = r.fill_rate.max(ASSUMED_FILL_RATE);
-    let secs = distance as f64 / rate;
     // `secs` is finite and positive; the clamp bounds the conversion.
     Duration::from_secs_f64(secs.min(hi.as_secs_f64())).clamp(lo, hi)
 }

@@ -1,82 +1,17 @@
 //! Pure policy: Level + Snapshot → Actions. Owns incidents, grace periods,
 //! escalation and victim choice, all timed on `Snapshot::at`. No I/O.
 
-use crate::act::Outcome;
-use crate::classify::Lines;
+use crate::action::{Action, Notice, NoticeKind, Outcome, Sig, SignalOrder};
 use crate::classify::{Classification, Reason};
+use crate::cmdline::display_name;
 use crate::config::{Config, NeverKill};
-use crate::discover::Scope;
+use crate::model::Scope;
 use crate::model::{Bytes, Level, MlxProcess, Pid, Snapshot, TopProcess};
-use serde::Serialize;
 use std::collections::HashMap;
 use std::time::Duration;
 
 /// The same kind of notice is not repeated across incidents faster than this.
 pub const NOTIFY_REPEAT: Duration = Duration::from_secs(60);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NoticeKind {
-    Yellow,
-    Red,
-    Terminated,
-    NoVictim,
-    Recovered,
-}
-
-/// A desktop notification to post.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Notice {
-    pub kind: NoticeKind,
-    pub title: String,
-    pub body: String,
-    /// The MLX process the notice is about, if any.
-    pub pid: Option<Pid>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Sig {
-    Term,
-    Kill,
-}
-
-/// A decision to signal one process, with everything needed to check,
-/// right before sending, that it is still the same process.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct SignalOrder {
-    pub signal: Sig,
-    pub process: MlxProcess,
-    pub available_bytes: Bytes,
-    /// Stand down if a fresh reading right before the signal is at or above this.
-    pub red_line_bytes: Bytes,
-    pub reason: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub enum Action {
-    Notify(Notice),
-    Signal(SignalOrder),
-    /// Red called for a termination but nobody may be stopped.
-    NoVictim {
-        reason: String,
-        mlx_processes: usize,
-    },
-    /// Red is held by processes headroom does not stop: the largest ones,
-    /// MLX or not, named so the user need not open Activity Monitor.
-    RedNotMlx {
-        reason: String,
-        top_processes: Vec<TopProcess>,
-    },
-    /// The victim has gone; memory before the SIGTERM and now.
-    VictimExited {
-        process: MlxProcess,
-        after_secs: f64,
-        available_before_bytes: Bytes,
-        available_after_bytes: Bytes,
-        killed: bool,
-    },
-}
 
 /// Who may never be signalled, whatever memory says (issue 12): pid 1,
 /// headroom itself and its ancestors, other users' processes out of scope,
@@ -182,24 +117,13 @@ fn not_the_eater<'a>(p: &'a MlxProcess, s: &Snapshot) -> Result<&'a MlxProcess, 
                 display_name(p),
                 p.pid,
                 p.footprint_bytes,
-                crate::advise::printable(&h.name),
+                crate::cmdline::printable(&h.name),
                 h.pid,
                 h.footprint_bytes
             ))
         }
         _ => Ok(p),
     }
-}
-
-/// How a notice names an MLX process: its program (`mlx_lm.lora`,
-/// `train.py`) read off argv and checked against the kernel, never split
-/// from the joined command line ("/Users/John Smith/…" is not "John").
-pub fn display_name(p: &MlxProcess) -> String {
-    if p.program.is_empty() || p.program == "mlx_lm" {
-        // Old traces carry no program; `mlx_lm lora` shows its subcommand.
-        return crate::advise::program_name(&p.cmdline, &p.name);
-    }
-    crate::advise::printable(&p.program)
 }
 
 /// "firefox (pid 12, uid 1000) 2.60 GiB, mlx_lm.lora (pid 40) 1.10 GiB [MLX]".
@@ -209,7 +133,7 @@ pub fn name_top(top: &[TopProcess]) -> String {
         let mlx = if t.mlx { " [MLX]" } else { "" };
         format!(
             "{} (pid {}{uid}) {}{mlx}",
-            crate::advise::printable(&t.name),
+            crate::cmdline::printable(&t.name),
             t.pid,
             t.footprint_bytes
         )
@@ -265,6 +189,17 @@ struct RedPeriod {
     nobody_said: bool,
 }
 
+/// What one red step is judged on: the snapshot, the settings, who may
+/// be signalled, the red line, when red began and why it is red.
+struct RedStep<'a> {
+    s: &'a Snapshot,
+    cfg: &'a crate::config::Actions,
+    guard: Guard<'a>,
+    red_line: Bytes,
+    red_since: Duration,
+    why: &'a str,
+}
+
 /// How long the notice that names the largest processes waits for a sample
 /// that lists them (the daemon starts reading them once red).
 pub const TOP_WAIT: Duration = Duration::from_secs(2);
@@ -297,12 +232,12 @@ fn describe(p: &MlxProcess) -> String {
     } else {
         String::new()
     };
-    let remedy = crate::advise::remedy(&p.cmdline)
+    let remedy = crate::cmdline::remedy(&p.cmdline)
         .map(|r| format!(". Next time: {r}"))
         .unwrap_or_default();
     format!(
         "{} (pid {}) uses {}{growth}{remedy}",
-        crate::advise::key_flags_of(&display_name(p), &p.cmdline),
+        crate::cmdline::key_flags_of(&display_name(p), &p.cmdline),
         p.pid,
         p.footprint_bytes
     )
@@ -337,7 +272,7 @@ impl Policy {
 
     pub fn step(&mut self, s: &Snapshot, c: &Classification, config: &Config) -> Vec<Action> {
         let cfg = &config.actions;
-        let red_line = Lines::resolve(&config.thresholds, s.memory.total_bytes).red;
+        let red_line = c.lines.red;
         let mut out = Vec::new();
         let gap = self.last_at.replace(s.at).is_some_and(|prev| {
             // The longest sleep the adaptive pace may take is not a gap.
@@ -360,11 +295,13 @@ impl Policy {
                 self.notice(
                     cfg,
                     &mut Vec::new(),
-                    NoticeKind::Recovered,
                     s.at,
-                    "Memory recovered",
-                    body,
-                    None,
+                    Notice {
+                        kind: NoticeKind::Recovered,
+                        title: "Memory recovered".into(),
+                        body,
+                        pid: None,
+                    },
                     &mut out,
                 );
             }
@@ -417,11 +354,13 @@ impl Policy {
                 self.notice(
                     cfg,
                     &mut inc.notified,
-                    NoticeKind::Yellow,
                     s.at,
-                    &title,
-                    body,
-                    top.map(|p| p.pid),
+                    Notice {
+                        kind: NoticeKind::Yellow,
+                        title,
+                        body,
+                        pid: top.map(|p| p.pid),
+                    },
                     &mut out,
                 );
             }
@@ -433,37 +372,50 @@ impl Policy {
                 self.notice(
                     cfg,
                     &mut inc.notified,
-                    NoticeKind::Red,
                     s.at,
-                    &title,
-                    body,
-                    top.map(|p| p.pid),
+                    Notice {
+                        kind: NoticeKind::Red,
+                        title,
+                        body,
+                        pid: top.map(|p| p.pid),
+                    },
                     &mut out,
                 );
             }
             let red_since = *inc.red_since.get_or_insert(s.at);
-            let guard = Guard {
-                self_pid: self.self_pid,
-                scope: &self.scope,
-                never_kill: &cfg.never_kill,
-                ancestors: &s.ancestors,
+            let st = RedStep {
+                s,
+                cfg,
+                guard: Guard {
+                    self_pid: self.self_pid,
+                    scope: &self.scope,
+                    never_kill: &cfg.never_kill,
+                    ancestors: &s.ancestors,
+                },
+                red_line,
+                red_since,
+                why: &why,
             };
             let mut red = std::mem::take(&mut inc.red);
-            let stopping = Policy::red(
-                s, cfg, &guard, red_line, &mut inc, &mut red, red_since, &why, &mut out,
-            );
+            let stopping = Policy::red(&st, &mut inc, &mut red, &mut out);
             if let Some((p, reason)) = stopping {
                 let short = display_name(&p);
-                let title = format!("Stopping {short} (pid {})", p.pid);
+                let title = if cfg.dry_run {
+                    format!("Dry run: would stop {short} (pid {})", p.pid)
+                } else {
+                    format!("Stopping {short} (pid {})", p.pid)
+                };
                 let body = format!("{}. Why: {reason}.", describe(&p));
                 self.notice(
                     cfg,
                     &mut Vec::new(),
-                    NoticeKind::Terminated,
                     s.at,
-                    &title,
-                    body,
-                    Some(p.pid),
+                    Notice {
+                        kind: NoticeKind::Terminated,
+                        title,
+                        body,
+                        pid: Some(p.pid),
+                    },
                     &mut out,
                 );
             }
@@ -479,96 +431,33 @@ impl Policy {
         out
     }
 
-    /// Red held: escalate the victim, or choose one, or say why nobody.
-    /// Returns the process a SIGTERM was ordered for and why (its notice is
-    /// posted by the caller); the notice about nobody to stop is
-    /// `name_the_holders`'s.
-    #[allow(clippy::too_many_arguments)]
+    /// Red held: escalate the victim (`escalate`), or choose one and order
+    /// its SIGTERM (`choose_and_terminate`), or say why nobody
+    /// (`report_no_victim`). Returns the process a SIGTERM was ordered for
+    /// and why (its notice is posted by the caller); the notice about nobody
+    /// to stop is `name_the_holders`'s.
     fn red(
-        s: &Snapshot,
-        cfg: &crate::config::Actions,
-        guard: &Guard,
-        red_line: Bytes,
+        st: &RedStep,
         inc: &mut Incident,
         red: &mut RedPeriod,
-        red_since: Duration,
-        why: &str,
         out: &mut Vec<Action>,
     ) -> Option<(MlxProcess, String)> {
-        let total = s.memory.total_bytes;
-        let avail = s.memory.available_bytes;
+        let s = st.s;
         // Red held only by the hysteresis band (memory is back above the red
         // line, the kernel not critical) starts and escalates nothing.
         let critical = s.pressure.kernel_level == Some(crate::model::KernelLevel::Critical);
-        if avail >= red_line && !critical {
+        if s.memory.available_bytes >= st.red_line && !critical {
             inc.red_since = None; // the grace period restarts below the line
             return None;
         }
-        let floor = cfg.kill_floor.resolve(total);
-        let half_floor = Bytes(floor.0 / 2);
-
         if let Some(v) = inc.victim.as_mut() {
-            if v.waiting {
-                return None; // its SIGTERM is not out yet: no SIGKILL, no second victim
-            }
-            if let Some(killed_at) = v.killed_at {
-                // Still listed (an exited victim was taken above). A process
-                // in uninterruptible sleep (I/O on a hung disk or network
-                // file system) dies only when that I/O returns. Say so once;
-                // still no second victim (one per incident).
-                let waited = s.at.saturating_sub(killed_at);
-                if !v.stuck_said && waited >= cfg.kill_after {
-                    v.stuck_said = true;
-                    out.push(Action::NoVictim {
-                        reason: format!(
-                            "pid {} is still alive {:.1} s after SIGKILL (likely in uninterruptible sleep, waiting on I/O); no other process is stopped until it exits",
-                            v.process.pid,
-                            waited.as_secs_f64()
-                        ),
-                        mlx_processes: s.mlx_processes.len(),
-                    });
-                }
-                return None;
-            }
-            let waited = s.at.saturating_sub(v.term_at);
-            let reason = if avail < half_floor {
-                Some(format!("available {avail} fell below half of actions.kill_floor ({half_floor}) after SIGTERM"))
-            } else if waited >= cfg.kill_after {
-                Some(format!(
-                    "still alive {:.1} s after SIGTERM (actions.kill_after {:?})",
-                    waited.as_secs_f64(),
-                    cfg.kill_after
-                ))
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                v.killed_at = Some(s.at);
-                let process = v.find_in(s).unwrap_or(&v.process).clone();
-                // Eligibility is checked again before the SIGKILL: a config
-                // reload may have put the victim in never_kill since the
-                // SIGTERM (found by tests/props.rs, issue 9).
-                if let Some(why) = guard.ineligible(&process) {
-                    out.push(Action::NoVictim {
-                        reason: format!("no SIGKILL for pid {}: {why}", process.pid),
-                        mlx_processes: s.mlx_processes.len(),
-                    });
-                    return None;
-                }
-                out.push(Action::Signal(SignalOrder {
-                    signal: Sig::Kill,
-                    process,
-                    available_bytes: avail,
-                    red_line_bytes: red_line,
-                    reason,
-                }));
-            }
+            Policy::escalate(st, v, out);
             return None;
         }
         if inc.settled_after.is_some_and(|t| s.at <= t) {
             return None;
         }
-        if let Some(reason) = &red.cascade_stop {
+        if let Some(reason) = red.cascade_stop.clone() {
             if !red.cascade_said {
                 red.cascade_said = true;
                 red.no_victim_reported = true;
@@ -576,37 +465,108 @@ impl Policy {
                     red.nobody = Some((s.at, reason.clone()));
                 }
                 out.push(Action::NoVictim {
-                    reason: reason.clone(),
+                    reason,
                     mlx_processes: s.mlx_processes.len(),
                 });
             }
             return None;
         }
-        let held = s.at.saturating_sub(red_since);
+        Policy::choose_and_terminate(st, inc, red, out)
+    }
+
+    /// The victim's SIGTERM is out: a SIGKILL once it outlives `kill_after`
+    /// or memory falls below half the kill floor; one that outlives its
+    /// SIGKILL is reported once. Never a second victim.
+    fn escalate(st: &RedStep, v: &mut Victim, out: &mut Vec<Action>) {
+        let (s, cfg) = (st.s, st.cfg);
+        let avail = s.memory.available_bytes;
+        if v.waiting {
+            return; // its SIGTERM is not out yet: no SIGKILL, no second victim
+        }
+        if let Some(killed_at) = v.killed_at {
+            // Still listed (an exited victim was taken above). A process
+            // in uninterruptible sleep (I/O on a hung disk or network
+            // file system) dies only when that I/O returns. Say so once;
+            // still no second victim (one per incident).
+            let waited = s.at.saturating_sub(killed_at);
+            if !v.stuck_said && waited >= cfg.kill_after {
+                v.stuck_said = true;
+                out.push(Action::NoVictim {
+                    reason: format!(
+                        "pid {} is still alive {:.1} s after SIGKILL (likely in uninterruptible sleep, waiting on I/O); no other process is stopped until it exits",
+                        v.process.pid,
+                        waited.as_secs_f64()
+                    ),
+                    mlx_processes: s.mlx_processes.len(),
+                });
+            }
+            return;
+        }
+        let half_floor = Bytes(cfg.kill_floor.resolve(s.memory.total_bytes).0 / 2);
+        let waited = s.at.saturating_sub(v.term_at);
+        let reason = if avail < half_floor {
+            format!("available {avail} fell below half of actions.kill_floor ({half_floor}) after SIGTERM")
+        } else if waited >= cfg.kill_after {
+            format!(
+                "still alive {:.1} s after SIGTERM (actions.kill_after {:?})",
+                waited.as_secs_f64(),
+                cfg.kill_after
+            )
+        } else {
+            return;
+        };
+        v.killed_at = Some(s.at);
+        let process = v.find_in(s).unwrap_or(&v.process).clone();
+        // Eligibility is checked again before the SIGKILL: a config
+        // reload may have put the victim in never_kill since the
+        // SIGTERM (found by tests/props.rs, issue 9).
+        if let Some(why) = st.guard.ineligible(&process) {
+            out.push(Action::NoVictim {
+                reason: format!("no SIGKILL for pid {}: {why}", process.pid),
+                mlx_processes: s.mlx_processes.len(),
+            });
+            return;
+        }
+        out.push(Action::Signal(SignalOrder {
+            signal: Sig::Kill,
+            process,
+            available_bytes: avail,
+            red_line_bytes: st.red_line,
+            reason,
+        }));
+    }
+
+    /// Red held past the grace period (or below the kill floor) with no
+    /// victim yet: choose one and order its SIGTERM, or report why nobody.
+    fn choose_and_terminate(
+        st: &RedStep,
+        inc: &mut Incident,
+        red: &mut RedPeriod,
+        out: &mut Vec<Action>,
+    ) -> Option<(MlxProcess, String)> {
+        let (s, cfg) = (st.s, st.cfg);
+        let total = s.memory.total_bytes;
+        let avail = s.memory.available_bytes;
+        let floor = cfg.kill_floor.resolve(total);
+        let held = s.at.saturating_sub(st.red_since);
         let reason = if avail < floor {
             format!("available {avail} below actions.kill_floor {floor}")
         } else if held >= cfg.terminate_after {
             format!(
-                "red for {:.1} s (actions.terminate_after {:?}): {why}",
+                "red for {:.1} s (actions.terminate_after {:?}): {}",
                 held.as_secs_f64(),
-                cfg.terminate_after
+                cfg.terminate_after,
+                st.why
             )
         } else {
             return None;
         };
         if !cfg.terminate {
-            if !red.no_victim_reported {
-                red.no_victim_reported = true;
-                red.nobody = Some((s.at, "actions.terminate is false".into()));
-                out.push(Action::NoVictim {
-                    reason: "actions.terminate is false".into(),
-                    mlx_processes: s.mlx_processes.len(),
-                });
-            }
+            Policy::report_no_victim(s, red, "actions.terminate is false".into(), out);
             return None;
         }
         let min = cfg.min_victim_footprint.resolve(total);
-        match choose_victim(&s.mlx_processes, guard, min).and_then(|p| not_the_eater(p, s)) {
+        match choose_victim(&s.mlx_processes, &st.guard, min).and_then(|p| not_the_eater(p, s)) {
             Ok(p) => {
                 inc.victim = Some(Victim {
                     process: p.clone(),
@@ -620,22 +580,30 @@ impl Policy {
                     signal: Sig::Term,
                     process: p.clone(),
                     available_bytes: avail,
-                    red_line_bytes: red_line,
+                    red_line_bytes: st.red_line,
                     reason: reason.clone(),
                 }));
                 Some((p.clone(), reason))
             }
-            Err(reason) if !red.no_victim_reported => {
-                red.no_victim_reported = true;
-                red.nobody = Some((s.at, reason.clone()));
-                out.push(Action::NoVictim {
-                    reason,
-                    mlx_processes: s.mlx_processes.len(),
-                });
+            Err(why) => {
+                Policy::report_no_victim(s, red, why, out);
                 None
             }
-            Err(_) => None,
         }
+    }
+
+    /// Nobody may be stopped, and why: said once per red period (the
+    /// largest processes are named later, by `name_the_holders`).
+    fn report_no_victim(s: &Snapshot, red: &mut RedPeriod, reason: String, out: &mut Vec<Action>) {
+        if red.no_victim_reported {
+            return;
+        }
+        red.no_victim_reported = true;
+        red.nobody = Some((s.at, reason.clone()));
+        out.push(Action::NoVictim {
+            reason,
+            mlx_processes: s.mlx_processes.len(),
+        });
     }
 
     /// Nobody may be stopped while red: name who holds the memory — a
@@ -672,11 +640,13 @@ impl Policy {
         self.notice(
             cfg,
             &mut inc.notified,
-            NoticeKind::NoVictim,
             s.at,
-            "Memory red: nothing headroom may stop",
-            body,
-            None,
+            Notice {
+                kind: NoticeKind::NoVictim,
+                title: "Memory red: nothing headroom may stop".into(),
+                body,
+                pid: None,
+            },
             out,
         );
     }
@@ -742,18 +712,15 @@ impl Policy {
 
     /// Post a notice unless notifications are off, it was already posted in
     /// this incident (`once`), or the same kind went out within NOTIFY_REPEAT.
-    #[allow(clippy::too_many_arguments)]
     fn notice(
         &mut self,
         cfg: &crate::config::Actions,
         once: &mut Vec<NoticeKind>,
-        kind: NoticeKind,
         at: Duration,
-        title: &str,
-        body: String,
-        pid: Option<Pid>,
+        n: Notice,
         out: &mut Vec<Action>,
     ) {
+        let kind = n.kind;
         if !cfg.notify || once.contains(&kind) {
             return;
         }
@@ -771,12 +738,7 @@ impl Policy {
         }
         once.push(kind);
         self.last_notice.insert(kind, at);
-        out.push(Action::Notify(Notice {
-            kind,
-            title: title.to_string(),
-            body,
-            pid,
-        }));
+        out.push(Action::Notify(n));
     }
 }
 

@@ -420,6 +420,25 @@ fn notices_name_the_process_its_flags_and_the_guides_remedy() {
     assert!(t.body.contains("kill_floor"), "{}", t.body);
 }
 
+/// In a dry run the policy words the termination notice itself (issue 15:
+/// the actuator used to rewrite the title it was given); the signal is
+/// still ordered, so the log shows what would have been sent.
+#[test]
+fn a_dry_run_termination_notice_says_it_would_stop() {
+    let mut r = Run::new("[actions]\ndry_run = true\n");
+    let p = proc(10, 6, "python3 -m mlx_lm.lora --train --batch-size 4");
+    let a = r.at(0, 500, std::slice::from_ref(&p));
+    assert_eq!(signals(&a), vec![(Sig::Term, 10)]);
+    let t = a.iter().find_map(|x| match x {
+        Action::Notify(n) if n.kind == NoticeKind::Terminated => Some(n),
+        _ => None,
+    });
+    assert_eq!(
+        t.expect("termination notice").title,
+        "Dry run: would stop mlx_lm.lora (pid 10)"
+    );
+}
+
 fn top(pid: i32, mib: u64, mlx: bool, name: &str) -> crate::model::TopProcess {
     crate::model::TopProcess {
         pid: Pid(pid),

@@ -1,6 +1,6 @@
 //! `headroom status`: one sample, for a person or as JSON.
 
-use crate::classify::{classify_once, Lines};
+use crate::classify::classify_once;
 use crate::config::Config;
 use crate::model::{Bytes, Snapshot};
 use crate::sample;
@@ -10,8 +10,7 @@ use std::time::Instant;
 
 /// One sample, classified on its own, rendered as text or JSON.
 pub fn status(cfg: &Config, as_json: bool) -> Result<String, crate::Error> {
-    let scope = crate::daemon::scope_for(cfg)?;
-    let mut sampler = sample::for_this_platform(cfg, scope, Instant::now())?;
+    let (mut sampler, _) = sample::open(cfg, Instant::now())?;
     sampler.want_top_processes(true);
     let snap = sampler.sample()?;
     let agent = crate::agent::report::probe();
@@ -24,8 +23,8 @@ pub fn status(cfg: &Config, as_json: bool) -> Result<String, crate::Error> {
 }
 
 pub fn render(cfg: &Config, snap: &Snapshot, as_json: bool) -> String {
-    let (level, reasons) = classify_once(snap, &cfg.thresholds);
-    let lines = Lines::resolve(&cfg.thresholds, snap.memory.total_bytes);
+    let c = classify_once(snap, &cfg.thresholds);
+    let (level, reasons, lines) = (c.level, c.reasons, c.lines);
     if as_json {
         let mut v = serde_json::to_value(snap).unwrap_or_default();
         if let Some(m) = v.as_object_mut() {

@@ -2,7 +2,7 @@
 //! memory, swap, pressure and the MLX process table with time to red —
 //! drawn in place on the alternate screen (no flicker); `q` quits.
 
-use crate::classify::{Classification, Classifier, Lines};
+use crate::classify::{secs_to_red, Classification, Classifier};
 use crate::config::Config;
 use crate::model::{Bytes, Level, MlxProcess, Snapshot};
 use crate::Error;
@@ -53,18 +53,6 @@ fn rate(bytes_per_sec: f64) -> String {
     format!("{sign}{}/s", Bytes(bytes_per_sec.abs() as u64))
 }
 
-/// Seconds until red for a process growing at its recent rate: `None`
-/// when it is not growing; `Some(0)` when memory is already below the line.
-pub fn time_to_red(available: Bytes, red_line: Bytes, growth_bytes_per_sec: f64) -> Option<f64> {
-    if available <= red_line {
-        return Some(0.0);
-    }
-    if growth_bytes_per_sec <= 0.0 {
-        return None;
-    }
-    Some((available.0 - red_line.0) as f64 / growth_bytes_per_sec)
-}
-
 fn fmt_secs(s: f64) -> String {
     if s <= 0.0 {
         "now".into()
@@ -78,9 +66,9 @@ fn fmt_secs(s: f64) -> String {
 }
 
 /// The whole screen for one sample, as rows of spans (pure; tested).
-pub fn frame(cfg: &Config, snap: &Snapshot, c: &Classification) -> Vec<Row> {
+pub fn frame(snap: &Snapshot, c: &Classification) -> Vec<Row> {
     let m = &snap.memory;
-    let lines = Lines::resolve(&cfg.thresholds, m.total_bytes);
+    let lines = c.lines;
     let mut rows: Vec<Row> = Vec::new();
     rows.push(vec![
         plain("headroom top  level "),
@@ -160,8 +148,8 @@ pub fn frame(cfg: &Config, snap: &Snapshot, c: &Classification) -> Vec<Row> {
                 .then(a.pid.cmp(&b.pid))
         });
         for p in procs {
-            let name = crate::text::line(&crate::policy::display_name(p));
-            let red_in = time_to_red(m.available_bytes, lines.red, p.growth_bytes_per_sec)
+            let name = crate::text::line(&crate::cmdline::display_name(p));
+            let red_in = secs_to_red(m.available_bytes, lines.red, p.growth_bytes_per_sec)
                 .map(fmt_secs)
                 .unwrap_or_else(|| "-".into());
             let row = format!(
@@ -268,8 +256,7 @@ fn quits(ev: &Event) -> bool {
 
 /// Run the view until `q`, Esc or Ctrl-C.
 pub fn run(cfg: &Config) -> Result<(), Error> {
-    let scope = crate::daemon::scope_for(cfg)?;
-    let mut sampler = crate::sample::for_this_platform(cfg, scope, Instant::now())?;
+    let (mut sampler, _) = crate::sample::open(cfg, Instant::now())?;
     let io = |e: std::io::Error| Error::Io(std::io::Error::new(e.kind(), format!("terminal: {e}")));
     let _screen = Screen::enter().map_err(io)?;
     let mut out = std::io::stdout();
@@ -283,7 +270,7 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
                 Ok(snap) => {
                     let _ = sampler.take_events();
                     let c = classifier.step(&snap, &cfg.thresholds);
-                    frame(cfg, &snap, &c)
+                    frame(&snap, &c)
                 }
                 Err(e) => vec![
                     vec![plain("headroom top   q quits")],
@@ -331,18 +318,6 @@ mod tests {
     }
 
     #[test]
-    fn time_to_red_only_when_growing() {
-        let red = Bytes::gib(2);
-        assert_eq!(
-            time_to_red(Bytes::gib(3), red, Bytes::GIB as f64 / 10.0),
-            Some(10.0)
-        );
-        assert_eq!(time_to_red(Bytes::gib(3), red, 0.0), None);
-        assert_eq!(time_to_red(Bytes::gib(3), red, -5.0), None);
-        assert_eq!(time_to_red(Bytes::gib(1), red, 0.0), Some(0.0));
-    }
-
-    #[test]
     fn frame_shows_level_memory_and_the_mlx_table_without_control_characters() {
         let cfg = Config::embedded().expect("defaults");
         let mut s = Snapshot::default();
@@ -356,7 +331,7 @@ mod tests {
         s.pressure.psi_full_avg10 = Some(1.0);
         s.mlx_processes = vec![mlx(7, 2, 0.0), mlx(4242, 9, 102.4)];
         let c = Classifier::default().step(&s, &cfg.thresholds);
-        let rows = frame(&cfg, &s, &c);
+        let rows = frame(&s, &c);
         let text: Vec<String> = rows.iter().map(row_text).collect();
         let all = text.join("\n");
         assert!(all.contains(" YELLOW "), "{all}");

@@ -14,12 +14,12 @@ mod common;
 
 use common::lookalikes::{alive, signalled, Lookalikes};
 use common::{is, python3, wait_bounded, Daemon, Kid};
-use headroom::act::Outcome;
+use headroom::action::{Action, Outcome, Sig, SignalOrder};
 use headroom::classify::Classifier;
 use headroom::config::Config;
-use headroom::discover::Scope;
+use headroom::model::Scope;
 use headroom::model::{Bytes, MlxProcess, Pid, Snapshot, SystemMemory};
-use headroom::policy::{Action, Policy, Sig, SignalOrder};
+use headroom::policy::Policy;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::os::unix::process::ExitStatusExt;

@@ -443,7 +443,7 @@ fn proc_entries_vanishing_mid_read_are_exits_not_errors() {
 
     let cfg = headroom::config::Config::from_text("t.toml", "[mlx]\ndetect_library = true\n")
         .expect("config");
-    let scope = headroom::discover::Scope::root([]);
+    let scope = headroom::model::Scope::root([]);
     let mut s = LinuxSampler::with_root(root.path(), &cfg, scope, Instant::now()).expect("sampler");
     let snap = s.sample().expect("vanished entries are not an error");
     let pids: Vec<i32> = snap.mlx_processes.iter().map(|p| p.pid.0).collect();

@@ -3,7 +3,8 @@
 //! real /proc with a real child process.
 
 use headroom::config::Config;
-use headroom::discover::{ProcessEvent, Scope};
+use headroom::discover::ProcessEvent;
+use headroom::model::Scope;
 use headroom::model::{Bytes, Pid};
 use headroom::sample::linux::*;
 use headroom::sample::{SampleError, Sampler};

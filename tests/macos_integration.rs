@@ -46,8 +46,7 @@ fn json(args: &[&str]) -> Value {
 /// One sample through the real sampler (host_statistics64, sysctl).
 fn sample() -> headroom::model::Snapshot {
     let cfg = headroom::config::Config::embedded().expect("defaults");
-    let scope = headroom::daemon::scope_for(&cfg).expect("scope");
-    let mut s = headroom::sample::for_this_platform(&cfg, scope, Instant::now()).expect("sampler");
+    let (mut s, _) = headroom::sample::open(&cfg, Instant::now()).expect("sampler");
     s.sample().expect("sample")
 }
 

@@ -17,9 +17,8 @@
 mod common;
 
 use headroom::act::notify::Notifier;
-use headroom::act::Outcome;
+use headroom::action::{Notice, NoticeKind, Outcome};
 use headroom::model::Pid;
-use headroom::policy::{Notice, NoticeKind};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -358,10 +357,10 @@ fn yellow_notice_naming_an_mlx_process_reaches_a_real_notification_server() {
     // The body policy builds for a yellow transition: the process by its key
     // flags, its footprint, and the guide's remedy read off its command line.
     let cmdline = "/venv/bin/python3 -m mlx_lm.lora --model mistralai/Mistral-7B-v0.1 --train --batch-size 4 --max-seq-length 2048";
-    let remedy = headroom::advise::remedy(cmdline).expect("a remedy for mlx_lm.lora");
+    let remedy = headroom::cmdline::remedy(cmdline).expect("a remedy for mlx_lm.lora");
     let body = format!(
         "available 3.1 GiB below yellow_below 4 GiB. {} (pid 4242) uses 9.2 GiB, growing 120 MiB/s; {remedy}.",
-        headroom::advise::key_flags(cmdline)
+        headroom::cmdline::key_flags(cmdline)
     );
     assert!(body.contains("mlx_lm.lora --model mistralai/Mistral-7B-v0.1 --batch-size 4 --max-seq-length 2048 (pid 4242)"), "{body}");
     assert!(body.contains("retry with --batch-size 2 --grad-checkpoint, or a 4-bit model (e.g. Mistral-7B-v0.1-4bit)"), "{body}");
@@ -420,8 +419,8 @@ fn hostile_text_arrives_escaped_and_printable_without_panic() {
     let hostile_title = "Stopping mlx_lm.lora (pid 7) )) name with spaces";
     let hostile_body = format!(
         "{} (pid 7) uses 12 GiB & more <b>not bold</b>\nsecond line ) ;\n{}",
-        headroom::advise::key_flags(&cmdline),
-        headroom::advise::remedy(&cmdline).expect("remedy")
+        headroom::cmdline::key_flags(&cmdline),
+        headroom::cmdline::remedy(&cmdline).expect("remedy")
     );
     assert_eq!(
         notifier.post(&notice(

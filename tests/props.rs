@@ -6,15 +6,16 @@
 //! Case counts: `PROPTEST_CASES` overrides the defaults below (CI runs the
 //! defaults; docs/reliability.md records a longer run).
 
-use headroom::act::signal::Fresh;
-use headroom::act::{Outcome, Probe};
+use headroom::action::{Action, Outcome, Sig};
+
+use headroom::act::Actuator;
 use headroom::config::Config;
-use headroom::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource, Scope};
+use headroom::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource};
 use headroom::engine::Engine;
+use headroom::model::Scope;
 use headroom::model::{Bytes, KernelLevel, Level, MlxProcess, Pid, Snapshot, SystemMemory};
-use headroom::policy::{is_gap, Action, Sig};
-use headroom::sample::SampleError;
-use headroom::trace::Replayed;
+use headroom::policy::is_gap;
+use headroom::sample::{Fresh, Probe, SampleError};
 use proptest::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -152,7 +153,7 @@ proptest! {
         header in prop::collection::vec(any::<u8>(), 0..200),
         data_len in any::<u64>(),
     ) {
-        let _ = headroom::trace::parse_line(&line);
+        let _ = headroom::replay::parse_line(&line);
         let _ = headroom::advise::model::parse_config_json(&model);
         let _ = headroom::advise::model::parse_size(&model);
         let _ = headroom::advise::model::parse_safetensors_header(&header, data_len);
@@ -163,7 +164,7 @@ proptest! {
 
 const ME: u32 = 501;
 /// The daemon's own pid in these timelines (never a real process here:
-/// Replayed performs nothing).
+/// the replay actuator performs nothing).
 const SELF_PID: i32 = 999;
 const NEVER_PID: i32 = 7;
 /// headroom's parent and grandparent in these timelines (when listed).
@@ -339,7 +340,7 @@ proptest! {
         // policy forgets its victim when memory turns green, so does this.
         let mut cascade_blocked = false;
         let mut policy_victim: Option<(Pid, u64)> = None;
-        let mut actuator = Replayed::default();
+        let mut actuator = Actuator::replay();
         // The victim signalled (SIGTERM went out) and not yet seen gone.
         let mut victim: Option<(Pid, u64)> = None;
         let mut termed: HashSet<(Pid, u64)> = HashSet::new();
@@ -500,7 +501,7 @@ fn no_sigkill_for_a_victim_put_in_never_kill_after_its_sigterm() {
         matched_by: "pattern:test".into(),
     };
     let mut engine = Engine::new(Pid(SELF_PID), Scope::user(ME));
-    let mut actuator = Replayed::default();
+    let mut actuator = Actuator::replay();
     let mut signals = Vec::new();
     for i in 0..60u64 {
         let step = Step {
@@ -700,7 +701,7 @@ proptest! {
         let mut table = Table(procs);
         let mut d = Discovery::new(cfg.patterns.clone(), true, Scope::user(ME), Pid(SELF_PID));
         let mut engine = Engine::new(Pid(SELF_PID), Scope::user(ME));
-        let mut actuator = Replayed::default();
+        let mut actuator = Actuator::replay();
         for i in 0..6u64 {
             let at = Duration::from_secs(i);
             let found = d.scan(&mut table, at).expect("scan");
@@ -736,7 +737,7 @@ proptest! {
         // Every real MLX process was found.
         let found = d.scan(&mut table, Duration::from_secs(7)).expect("scan");
         let n_real = table.0.iter().filter(|p| p.mlx).count();
-        // (the victim SIGTERMed is still listed: Replayed sends nothing)
+        // (the victim SIGTERMed is still listed: the replay actuator sends nothing)
         prop_assert_eq!(found.len(), n_real);
     }
 }

@@ -7,11 +7,11 @@
 mod common;
 
 use common::*;
-use headroom::act::signal::{deliver, stand_down, Fresh};
-use headroom::act::Outcome;
+use headroom::act::signal::{deliver, Kernel};
+use headroom::action::{stand_down, Outcome, Sig, SignalOrder};
 use headroom::model::{Bytes, MlxProcess, Pid};
-use headroom::policy::{Sig, SignalOrder};
 use headroom::sample::linux::parse_stat;
+use headroom::sample::Fresh;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 use std::time::Duration;
@@ -49,7 +49,11 @@ fn a_pid_now_owned_by_another_process_is_not_signalled() {
     let pid = kid.pid() as i32;
     let real = start_time(pid).expect("start time");
     // The victim we decided on had this pid but started earlier: a reused pid.
-    let out = deliver(&order(pid, real - 1, Sig::Term), &mut |p| start_time(p.0));
+    let out = deliver(
+        &order(pid, real - 1, Sig::Term),
+        &mut Kernel::default(),
+        &mut |p| start_time(p.0),
+    );
     assert!(
         matches!(&out, Outcome::Skipped(why) if why.contains("another process")),
         "{out:?}"
@@ -60,7 +64,11 @@ fn a_pid_now_owned_by_another_process_is_not_signalled() {
     );
 
     // The same pid with the right start time is the victim: it gets SIGTERM.
-    let out = deliver(&order(pid, real, Sig::Term), &mut |p| start_time(p.0));
+    let out = deliver(
+        &order(pid, real, Sig::Term),
+        &mut Kernel::default(),
+        &mut |p| start_time(p.0),
+    );
     assert_eq!(out, Outcome::Done);
     let status = wait_bounded(&mut kid.0, Duration::from_secs(30)).expect("exits");
     assert_eq!(status.signal(), Some(libc::SIGTERM));
@@ -71,7 +79,11 @@ fn a_victim_that_already_exited_is_skipped_not_an_error() {
     let mut kid = Kid::new(Command::new("true").spawn().expect("true"));
     let pid = kid.pid() as i32;
     wait_bounded(&mut kid.0, Duration::from_secs(30)).expect("exits");
-    let out = deliver(&order(pid, 1, Sig::Kill), &mut |p| start_time(p.0));
+    let out = deliver(
+        &order(pid, 1, Sig::Kill),
+        &mut Kernel::default(),
+        &mut |p| start_time(p.0),
+    );
     assert!(
         matches!(&out, Outcome::Skipped(why) if why.contains("exited")),
         "{out:?}"
@@ -80,9 +92,11 @@ fn a_victim_that_already_exited_is_skipped_not_an_error() {
 
 #[test]
 fn init_is_never_signalled() {
-    let out = deliver(&order(1, start_time(1).unwrap_or(0), Sig::Kill), &mut |p| {
-        start_time(p.0)
-    });
+    let out = deliver(
+        &order(1, start_time(1).unwrap_or(0), Sig::Kill),
+        &mut Kernel::default(),
+        &mut |p| start_time(p.0),
+    );
     assert!(matches!(out, Outcome::Failed(_)), "{out:?}");
 }
 

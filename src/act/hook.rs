@@ -71,10 +71,9 @@ pub fn run(
     {
         Ok(c) => c,
         Err(e) => {
-            log_event!(
-                error,
-                "error",
-                json!({ "error": format!("{which} hook {prog:?} could not start: {e}"), "hook": which })
+            crate::log::error_with(
+                format_args!("{which} hook {prog:?} could not start: {e}"),
+                json!({ "hook": which }),
             );
             return;
         }

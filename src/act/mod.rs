@@ -1,71 +1,40 @@
-//! Actuators: the only code with side effects. `DryRun` and `Recording`
-//! perform nothing, so the whole pipeline runs in tests with real decisions.
+//! The actuator: the only code with side effects. One code path for every
+//! run: notices go to a `Poster`, signals through the last checks
+//! (`signal::last_checks_then_send`) to a `Signaller` — the kernel's, or
+//! replay's, which performs nothing — so replay and tests run the very
+//! identity rule the daemon runs.
 
 pub mod hook;
 pub mod notify;
 pub mod pending;
 pub mod signal;
 
+use crate::action::{Action, Notice, Outcome, Sig, SignalOrder};
 use crate::config::Actions;
-use crate::model::{Level, Pid};
-use crate::policy::{Action, Notice, NoticeKind, Sig, SignalOrder};
-use crate::sample::SampleError;
+use crate::model::Level;
+use crate::sample::Probe;
 use pending::{Finished, Job, PendingTerm};
-use serde::Serialize;
-use signal::Fresh;
+use signal::{Kernel, Replay, Signaller};
+
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
-
-/// What became of an action.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]
-pub enum Outcome {
-    /// Carried out.
-    Done,
-    /// Decided and logged, deliberately not carried out.
-    DryRun,
-    /// Not carried out because a last check said no (e.g. pid reused).
-    Skipped(String),
-    /// Tried and failed.
-    Failed(String),
-    /// Handed to a job that runs the `pre_terminate` hook first, off the
-    /// decision loop; what became of it is told later (`System::finished`).
-    Pending,
-}
-
-impl Outcome {
-    pub fn is_dry_run(&self) -> bool {
-        matches!(self, Outcome::DryRun)
-    }
-}
-
-/// The last readings an actuator takes right before a signal (the sampler
-/// provides them; tests can point them anywhere).
-pub trait Probe {
-    /// Available memory now, read afresh.
-    fn fresh(&mut self) -> Result<Fresh, SampleError>;
-    /// The start time of `pid` now; `None` if it is gone.
-    fn start_time(&mut self, pid: Pid) -> Option<u64>;
-    /// A probe reading the same sources that may move to another thread
-    /// (a pending SIGTERM's job takes its last checks there); `None` when
-    /// this one cannot, and the hook then runs where it is asked for.
-    fn detach(&self) -> Option<Box<dyn Probe + Send>> {
-        None
-    }
-}
-
-pub trait Actuator {
-    fn act(&mut self, action: &Action, probe: &mut dyn Probe) -> Outcome;
-    /// The level of the cycle whose actions follow (hooks report it).
-    fn set_level(&mut self, _level: Level) {}
-}
 
 /// Where notices go: the desktop notifier, or anything a test provides.
 pub trait Poster: Send {
     fn post(&self, n: &Notice) -> Outcome;
 }
 
-/// The real actuator: notifications, signals with their last checks, hooks.
-pub struct System {
+/// Notices that go nowhere: replay's (each says `dry_run`).
+pub struct NotPosted;
+
+impl Poster for NotPosted {
+    fn post(&self, _n: &Notice) -> Outcome {
+        Outcome::DryRun
+    }
+}
+
+/// The actuator: notifications, signals with their last checks, hooks.
+/// `dry_run`: decided and logged, no signal and no hook.
+pub struct Actuator {
     pub dry_run: bool,
     pub notify: bool,
     pub poster: Option<Box<dyn Poster>>,
@@ -74,6 +43,8 @@ pub struct System {
     pub hook_timeout: std::time::Duration,
     /// The level at the time of the action, for hooks.
     pub level: Level,
+    /// Who sends a signal once the last checks pass.
+    signaller: Box<dyn Signaller>,
     /// The SIGTERM waiting for its pre_terminate hook (one at a time).
     pending: Option<PendingTerm>,
     finished_tx: UnboundedSender<Finished>,
@@ -87,10 +58,11 @@ pub struct Cancelled {
     pub in_time: bool,
 }
 
-impl System {
-    pub fn new(cfg: &Actions, dry_run: bool, poster: Option<Box<dyn Poster>>) -> System {
+impl Actuator {
+    /// The daemon's: real signals through the kernel.
+    pub fn new(cfg: &Actions, dry_run: bool, poster: Option<Box<dyn Poster>>) -> Actuator {
         let (finished_tx, finished_rx) = unbounded_channel();
-        System {
+        Actuator {
             dry_run,
             notify: cfg.notify,
             poster,
@@ -98,6 +70,28 @@ impl System {
             post_terminate: cfg.post_terminate.clone(),
             hook_timeout: cfg.hook_timeout,
             level: Level::Green,
+            signaller: Box::new(Kernel::default()),
+            pending: None,
+            finished_tx,
+            finished_rx,
+        }
+    }
+
+    /// Replay's (and tests'): every decision goes through the same last
+    /// checks, answered by the probe (the snapshot); nothing is sent, no
+    /// notice posted, no hook run. A signal that passes is `DryRun`, one the
+    /// daemon would have skipped is skipped here.
+    pub fn replay() -> Actuator {
+        let (finished_tx, finished_rx) = unbounded_channel();
+        Actuator {
+            dry_run: false,
+            notify: true,
+            poster: Some(Box::new(NotPosted)),
+            pre_terminate: Vec::new(),
+            post_terminate: Vec::new(),
+            hook_timeout: std::time::Duration::ZERO,
+            level: Level::Green,
+            signaller: Box::new(Replay),
             pending: None,
             finished_tx,
             finished_rx,
@@ -150,17 +144,16 @@ impl System {
                 env: env.clone(),
                 timeout: self.hook_timeout,
                 probe: detached,
+                signaller: self.signaller.twin(),
             };
             match PendingTerm::start(job, self.finished_tx.clone()) {
                 Ok(p) => {
                     self.pending = Some(p);
                     return Outcome::Pending;
                 }
-                Err(e) => crate::log_event!(
-                    error,
-                    "error",
-                    serde_json::json!({ "error": format!("no thread for the pre_terminate hook ({e}): running it on the loop") })
-                ),
+                Err(e) => crate::log::error(format_args!(
+                    "no thread for the pre_terminate hook ({e}): running it on the loop"
+                )),
             }
         }
         hook::run(
@@ -170,7 +163,7 @@ impl System {
             self.hook_timeout,
             &|| None,
         );
-        signal::last_checks_then_send(o, probe)
+        signal::last_checks_then_send(o, probe, &mut *self.signaller)
     }
 
     /// Take the new config's action settings (SIGHUP), keeping the poster.
@@ -181,37 +174,25 @@ impl System {
         self.post_terminate = cfg.post_terminate.clone();
         self.hook_timeout = cfg.hook_timeout;
     }
-}
 
-impl Actuator for System {
-    fn set_level(&mut self, level: Level) {
+    /// The level of the cycle whose actions follow (hooks report it).
+    pub fn set_level(&mut self, level: Level) {
         self.level = level;
     }
 
-    fn act(&mut self, action: &Action, probe: &mut dyn Probe) -> Outcome {
+    pub fn act(&mut self, action: &Action, probe: &mut dyn Probe) -> Outcome {
         match action {
             Action::Notify(n) => {
                 let Some(poster) = self.poster.as_ref().filter(|_| self.notify) else {
                     return Outcome::Skipped("notifications are off".into());
                 };
-                if self.dry_run && n.kind == NoticeKind::Terminated {
-                    let mut n = n.clone();
-                    n.title = format!(
-                        "Dry run: would stop {}",
-                        n.title.trim_start_matches("Stopping ")
-                    );
-                    return poster.post(&n);
-                }
                 poster.post(n)
             }
-            Action::Signal(o) if self.dry_run => {
-                let _ = o;
-                Outcome::DryRun
-            }
+            Action::Signal(_) if self.dry_run => Outcome::DryRun,
             Action::Signal(o) if o.signal == Sig::Term && !self.pre_terminate.is_empty() => {
                 self.start_pending(o, probe)
             }
-            Action::Signal(o) => signal::last_checks_then_send(o, probe),
+            Action::Signal(o) => signal::last_checks_then_send(o, probe, &mut *self.signaller),
             Action::VictimExited { process, .. } => {
                 if !self.dry_run {
                     let env = hook::hook_env(process, self.level, "exited");
@@ -226,33 +207,5 @@ impl Actuator for System {
             }
             Action::NoVictim { .. } | Action::RedNotMlx { .. } => Outcome::Done,
         }
-    }
-}
-
-/// Logs decisions, performs nothing (the default until real actuators land).
-#[derive(Debug, Default)]
-pub struct DryRun;
-
-impl Actuator for DryRun {
-    fn act(&mut self, action: &Action, _probe: &mut dyn Probe) -> Outcome {
-        match action {
-            Action::Notify(_) | Action::Signal(_) => Outcome::DryRun,
-            Action::NoVictim { .. } | Action::RedNotMlx { .. } | Action::VictimExited { .. } => {
-                Outcome::Done
-            }
-        }
-    }
-}
-
-/// Remembers every action, performs nothing: for tests and `replay`.
-#[derive(Debug, Default)]
-pub struct Recording {
-    pub actions: Vec<Action>,
-}
-
-impl Actuator for Recording {
-    fn act(&mut self, action: &Action, probe: &mut dyn Probe) -> Outcome {
-        self.actions.push(action.clone());
-        DryRun.act(action, probe)
     }
 }

@@ -12,9 +12,8 @@
 //! session) the thread logs `event="error"` once, keeps taking notices, and
 //! logs again only if it has succeeded in between.
 
-use super::Outcome;
+use crate::action::{Notice, Outcome};
 use crate::log_event;
-use crate::policy::Notice;
 use serde_json::json;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -149,7 +148,7 @@ pub fn printable(s: &str, max: usize) -> String {
 
 #[cfg(target_os = "macos")]
 mod platform {
-    use crate::policy::Notice;
+    use crate::action::Notice;
     use notify_rust::Notification;
 
     #[derive(Default)]
@@ -179,7 +178,7 @@ mod platform {
 
 #[cfg(not(target_os = "macos"))]
 mod platform {
-    use crate::policy::{Notice, NoticeKind};
+    use crate::action::{Notice, NoticeKind};
     use notify_rust::{Notification, Urgency};
     use std::path::PathBuf;
 
@@ -278,7 +277,7 @@ mod platform {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::NoticeKind;
+    use crate::action::NoticeKind;
 
     fn notice(body: &str) -> Notice {
         Notice {

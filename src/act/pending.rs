@@ -3,8 +3,10 @@
 //! the last checks (memory re-read, pid identity through a pidfd) and
 //! sends; the daemon is told what became of it, or cancels it on a stop.
 
-use super::{hook, signal, Outcome, Probe};
-use crate::policy::SignalOrder;
+use super::hook;
+use super::signal::{self, Signaller};
+use crate::action::{Outcome, SignalOrder};
+use crate::sample::Probe;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
@@ -44,6 +46,7 @@ pub struct Job {
     pub env: Vec<(&'static str, String)>,
     pub timeout: Duration,
     pub probe: Box<dyn Probe + Send>,
+    pub signaller: Box<dyn Signaller>,
 }
 
 impl PendingTerm {
@@ -101,5 +104,5 @@ fn run(job: &mut Job, gate: &Mutex<Gate>) -> Outcome {
         }
         *g = Gate::Sending;
     }
-    signal::last_checks_then_send(&job.order, &mut *job.probe)
+    signal::last_checks_then_send(&job.order, &mut *job.probe, &mut *job.signaller)
 }

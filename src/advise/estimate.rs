@@ -8,10 +8,9 @@ use serde::Serialize;
 pub const GB: f64 = 1e9;
 pub const GIB: u64 = 1 << 30;
 
-/// mlx_lm.lora's defaults (mlx_lm/lora.py `CONFIG_DEFAULTS`).
-pub const LORA_BATCH_SIZE: u64 = 4;
-pub const LORA_MAX_SEQ_LENGTH: u64 = 2048;
-pub const LORA_NUM_LAYERS: i64 = 16;
+/// mlx_lm.lora's defaults (mlx_lm/lora.py `CONFIG_DEFAULTS`); those a
+/// command line can set are read with it, in `crate::cmdline`.
+pub use crate::cmdline::{LORA_BATCH_SIZE, LORA_MAX_SEQ_LENGTH, LORA_NUM_LAYERS};
 pub const LORA_RANK: u64 = 8;
 
 /// The guide, "Leave Headroom": keep 2–4 GB free for the system. Below the

@@ -95,10 +95,9 @@ pub struct Machine {
 
 /// Sample this machine once (the same sampler and classifier as `status`).
 pub fn this_machine(cfg: &crate::config::Config) -> Result<Machine, crate::Error> {
-    let scope = crate::daemon::scope_for(cfg)?;
-    let mut sampler = crate::sample::for_this_platform(cfg, scope, std::time::Instant::now())?;
+    let (mut sampler, _) = crate::sample::open(cfg, std::time::Instant::now())?;
     let snap = sampler.sample()?;
-    let (level, _) = crate::classify::classify_once(&snap, &cfg.thresholds);
+    let level = crate::classify::classify_once(&snap, &cfg.thresholds).level;
     let chip = cpu_brand();
     Ok(Machine {
         chip_info: chip.as_deref().and_then(chip_info),

@@ -5,7 +5,7 @@
 use super::estimate::{self as est, Estimate, Plan, Tier, Verdict, GB};
 use super::machine::Machine;
 use super::model::{self, ModelInfo};
-use super::TrainFlags;
+use crate::cmdline::TrainFlags;
 use crate::Error;
 use serde::Serialize;
 
@@ -361,7 +361,7 @@ pub(super) fn model_from_cmd(
     if std::path::Path::new(name).is_dir() {
         return model::resolve(name).map(|m| (Some(m), None));
     }
-    let bits = super::bits_in_name(name);
+    let bits = crate::cmdline::bits_in_name(name);
     let base = name
         .trim_end_matches('/')
         .rsplit('/')
@@ -370,7 +370,7 @@ pub(super) fn model_from_cmd(
     match model::resolve(base) {
         Ok(m) => Ok((Some(m), bits)),
         Err(_) => Ok((
-            super::size_in_name(base)
+            crate::cmdline::size_in_name(base)
                 .and_then(|p| model::resolve(&format!("{}B", p / 1e9)).ok())
                 .map(|mut m| {
                     m.name = name.to_string();

@@ -110,9 +110,8 @@ fn checks(opts: &Options) -> Vec<Check> {
 /// tool's figures are compared with the range the two samples span, and
 /// the second proves a sample right after another works.
 fn sample_twice(cfg: &Config) -> Result<(Snapshot, Option<String>, Snapshot), String> {
-    let scope = crate::daemon::scope_for(cfg).map_err(|e| e.to_string())?;
-    let mut sampler = crate::sample::for_this_platform(cfg, scope, std::time::Instant::now())
-        .map_err(|e| e.to_string())?;
+    let (mut sampler, _) =
+        crate::sample::open(cfg, std::time::Instant::now()).map_err(|e| e.to_string())?;
     let snap = sampler.sample().map_err(|e| e.to_string())?;
     let system = system_tool_text();
     let after = sampler
@@ -323,15 +322,15 @@ fn notify_reachable(send: bool) -> Result<String, String> {
     if !send {
         return Err("not checked: run `headroom doctor --notify` to post a test notice".into());
     }
-    let n = crate::policy::Notice {
-        kind: crate::policy::NoticeKind::Yellow,
+    let n = crate::action::Notice {
+        kind: crate::action::NoticeKind::Yellow,
         title: "headroom doctor".into(),
         body: "A test notice: notifications reach this desktop.".into(),
         pid: None,
     };
     let notifier = crate::act::notify::Notifier::start();
     match notifier.post(&n) {
-        crate::act::Outcome::Done => {
+        crate::action::Outcome::Done => {
             Ok("a test notice was handed to the notification centre".into())
         }
         o => Err(format!("the test notice failed: {o:?}")),

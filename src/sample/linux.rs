@@ -5,9 +5,10 @@
 //! root directory shaped like `/`, so tests point them at a fake /proc.
 
 use crate::config::Config;
-use crate::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource, ProcessEvent, Scope};
+use crate::discover::{ProcIdentity, ProcMeasure, ProcSource};
+use crate::model::Scope;
 use crate::model::{Bytes, Pid, Pressure, Snapshot, SystemMemory};
-use crate::sample::{SampleError, Sampler, TopCache};
+use crate::sample::{Processes, SampleError, Sampler};
 use nix::unistd::SysconfVar;
 use std::fs::File;
 use std::io::Read;
@@ -500,22 +501,17 @@ impl ProcSource for LinuxProcs {
 }
 
 /// The Linux sampler: system figures from /proc, MLX processes through
-/// [`Discovery`] over [`LinuxProcs`].
+/// [`crate::discover::Discovery`] over [`LinuxProcs`].
 pub struct LinuxSampler {
     proc_dir: PathBuf,
     start: Instant,
     page_size: u64,
-    discovery: Discovery,
+    processes: Processes,
     procs: LinuxProcs,
     /// `(at, pswpout)` of the previous sample.
     last_pswpout: Option<(Duration, u64)>,
     /// Reused for meminfo, pressure and vmstat text.
     text: String,
-    /// Set by `skip_discovery_once`, cleared by the next sample.
-    skip_discovery: bool,
-    top: TopCache,
-    /// headroom's parent chain, re-read on every sample that lists pids.
-    ancestors: Vec<Pid>,
 }
 
 impl LinuxSampler {
@@ -540,12 +536,9 @@ impl LinuxSampler {
             proc_dir,
             start,
             page_size,
-            discovery: Discovery::new(cfg.patterns.clone(), cfg.detect_library, scope, self_pid),
+            processes: Processes::new(cfg, scope, self_pid),
             last_pswpout: None,
             text: String::new(),
-            skip_discovery: false,
-            top: TopCache::default(),
-            ancestors: Vec::new(),
         })
     }
 
@@ -573,58 +566,34 @@ impl Sampler for LinuxSampler {
         let pswpout = parse_vmstat_pswpout(self.read_text("vmstat")?)?;
         let swapout_bytes_per_sec = swapout_rate(self.last_pswpout, (at, pswpout), self.page_size);
         self.last_pswpout = Some((at, pswpout));
-        let listed = !std::mem::take(&mut self.skip_discovery);
-        let mlx_processes = if listed {
-            let found =
-                self.discovery
-                    .scan(&mut self.procs, at)
-                    .map_err(|source| SampleError::Io {
-                        path: self.proc_dir.clone(),
-                        source,
-                    })?;
-            let procs = &mut self.procs;
-            crate::sample::read_ancestors(
-                &mut self.ancestors,
+        let procs = self
+            .processes
+            .read(
+                &mut self.procs,
+                at,
                 nix::unistd::getppid().as_raw(),
-                |pid| procs.stat_any(Pid(pid)).map(|st| st.ppid),
-            );
-            found
-        } else {
-            self.discovery.remeasure_tracked(&mut self.procs, at)
+                |procs, pid| procs.stat_any(Pid(pid)).map(|st| st.ppid),
+            )
+            .map_err(|source| SampleError::Io {
+                path: self.proc_dir.clone(),
+                source,
+            })?;
+        let pressure = Pressure {
+            kernel_level: None,
+            psi_some_avg10: psi.map(|p| p.some.avg10),
+            psi_full_avg10: psi.and_then(|p| p.full).map(|f| f.avg10),
+            swapout_bytes_per_sec,
         };
-        let top_processes = self
-            .top
-            .get(at, listed, &mut self.discovery, &mut self.procs);
-        Ok(Snapshot {
-            at,
-            memory: mem.system_memory(),
-            pressure: Pressure {
-                kernel_level: None,
-                psi_some_avg10: psi.map(|p| p.some.avg10),
-                psi_full_avg10: psi.and_then(|p| p.full).map(|f| f.avg10),
-                swapout_bytes_per_sec,
-            },
-            mlx_processes,
-            top_processes,
-            ancestors: self.ancestors.clone(),
-        })
+        Ok(procs.snapshot(at, mem.system_memory(), pressure))
     }
 
-    fn take_events(&mut self) -> Vec<ProcessEvent> {
-        self.discovery.take_events()
-    }
-
-    fn skip_discovery_once(&mut self) {
-        self.skip_discovery = true;
-    }
-
-    fn want_top_processes(&mut self, on: bool) {
-        self.top.wanted = on;
+    fn processes(&mut self) -> &mut Processes {
+        &mut self.processes
     }
 }
 
-impl crate::act::Probe for LinuxSampler {
-    fn fresh(&mut self) -> Result<crate::act::signal::Fresh, SampleError> {
+impl crate::sample::Probe for LinuxSampler {
+    fn fresh(&mut self) -> Result<crate::sample::Fresh, SampleError> {
         ProcProbe::fresh_at(&self.proc_dir)
     }
 
@@ -632,7 +601,7 @@ impl crate::act::Probe for LinuxSampler {
         ProcProbe::start_time_at(&self.proc_dir, pid)
     }
 
-    fn detach(&self) -> Option<Box<dyn crate::act::Probe + Send>> {
+    fn detach(&self) -> Option<Box<dyn crate::sample::Probe + Send>> {
         Some(Box::new(ProcProbe {
             proc_dir: self.proc_dir.clone(),
         }))
@@ -647,12 +616,12 @@ pub struct ProcProbe {
 
 impl ProcProbe {
     /// MemAvailable read afresh (one small file).
-    fn fresh_at(proc_dir: &Path) -> Result<crate::act::signal::Fresh, SampleError> {
+    fn fresh_at(proc_dir: &Path) -> Result<crate::sample::Fresh, SampleError> {
         let path = proc_dir.join("meminfo");
         let text =
             std::fs::read_to_string(&path).map_err(|source| SampleError::Io { path, source })?;
         let mem = parse_meminfo(&text)?;
-        Ok(crate::act::signal::Fresh {
+        Ok(crate::sample::Fresh {
             available: mem.system_memory().available_bytes,
             kernel_critical: false,
         })
@@ -664,8 +633,8 @@ impl ProcProbe {
     }
 }
 
-impl crate::act::Probe for ProcProbe {
-    fn fresh(&mut self) -> Result<crate::act::signal::Fresh, SampleError> {
+impl crate::sample::Probe for ProcProbe {
+    fn fresh(&mut self) -> Result<crate::sample::Fresh, SampleError> {
         ProcProbe::fresh_at(&self.proc_dir)
     }
 

@@ -5,10 +5,11 @@
 #![cfg(target_os = "macos")]
 
 use crate::config::Config;
-use crate::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource, ProcessEvent, Scope};
+use crate::discover::{ProcIdentity, ProcMeasure, ProcSource};
 use crate::macos_vm::{self, RateTracker};
+use crate::model::Scope;
 use crate::model::{Bytes, KernelLevel, Pid, Pressure, Snapshot};
-use crate::sample::{SampleError, Sampler, TopCache};
+use crate::sample::{Processes, SampleError, Sampler};
 use crate::sys::macos as sys;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -28,16 +29,11 @@ pub struct MacSampler {
     page_size: u64,
     total: Bytes,
     rates: RateTracker,
-    discovery: Discovery,
+    processes: Processes,
     source: MacProcSource,
     /// Optional signals whose failure was already logged (log once, not every second).
     warned_swap: bool,
     warned_pressure: bool,
-    /// Set by `skip_discovery_once`, cleared by the next sample.
-    skip_discovery: bool,
-    top: TopCache,
-    /// headroom's parent chain, re-read on every sample that lists pids.
-    ancestors: Vec<Pid>,
 }
 
 fn io_err(what: &str, source: std::io::Error) -> SampleError {
@@ -65,13 +61,10 @@ impl MacSampler {
             page_size,
             total,
             rates: RateTracker::with_min_interval(RATE_WINDOW),
-            discovery: Discovery::new(cfg.patterns.clone(), cfg.detect_library, scope, self_pid),
+            processes: Processes::new(cfg, scope, self_pid),
             source: MacProcSource::default(),
             warned_swap: false,
             warned_pressure: false,
-            skip_discovery: false,
-            top: TopCache::default(),
-            ancestors: Vec::new(),
         })
     }
 }
@@ -106,54 +99,31 @@ impl Sampler for MacSampler {
         };
         let rates = self.rates.update(at, &counters, self.page_size);
 
-        let listed = !std::mem::take(&mut self.skip_discovery);
-        let mlx_processes = if listed {
-            let found = self
-                .discovery
-                .scan(&mut self.source, at)
-                .map_err(|e| io_err("proc_listallpids", e))?;
-            crate::sample::read_ancestors(
-                &mut self.ancestors,
+        let procs = self
+            .processes
+            .read(
+                &mut self.source,
+                at,
                 i32::try_from(std::os::unix::process::parent_id()).unwrap_or(0),
-                |pid| sys::bsd_info(pid).map(|b| i32::try_from(b.ppid).unwrap_or(0)),
-            );
-            found
-        } else {
-            self.discovery.remeasure_tracked(&mut self.source, at)
+                |_, pid| sys::bsd_info(pid).map(|b| i32::try_from(b.ppid).unwrap_or(0)),
+            )
+            .map_err(|e| io_err("proc_listallpids", e))?;
+
+        let pressure = Pressure {
+            kernel_level,
+            swapout_bytes_per_sec: rates.swapout_bytes_per_sec,
+            ..Default::default()
         };
-        let top_processes = self
-            .top
-            .get(at, listed, &mut self.discovery, &mut self.source);
-
-        Ok(Snapshot {
-            at,
-            memory,
-            pressure: Pressure {
-                kernel_level,
-                swapout_bytes_per_sec: rates.swapout_bytes_per_sec,
-                ..Default::default()
-            },
-            mlx_processes,
-            top_processes,
-            ancestors: self.ancestors.clone(),
-        })
+        Ok(procs.snapshot(at, memory, pressure))
     }
 
-    fn take_events(&mut self) -> Vec<ProcessEvent> {
-        self.discovery.take_events()
-    }
-
-    fn skip_discovery_once(&mut self) {
-        self.skip_discovery = true;
-    }
-
-    fn want_top_processes(&mut self, on: bool) {
-        self.top.wanted = on;
+    fn processes(&mut self) -> &mut Processes {
+        &mut self.processes
     }
 }
 
-impl crate::act::Probe for MacSampler {
-    fn fresh(&mut self) -> Result<crate::act::signal::Fresh, SampleError> {
+impl crate::sample::Probe for MacSampler {
+    fn fresh(&mut self) -> Result<crate::sample::Fresh, SampleError> {
         self.probe().fresh()
     }
 
@@ -161,7 +131,7 @@ impl crate::act::Probe for MacSampler {
         sys::start_time_us(pid.0)
     }
 
-    fn detach(&self) -> Option<Box<dyn crate::act::Probe + Send>> {
+    fn detach(&self) -> Option<Box<dyn crate::sample::Probe + Send>> {
         Some(Box::new(self.probe()))
     }
 }
@@ -182,11 +152,11 @@ pub struct MacProbe {
     total: Bytes,
 }
 
-impl crate::act::Probe for MacProbe {
+impl crate::sample::Probe for MacProbe {
     /// Available memory and the kernel level read afresh, for the last check
     /// before a signal. (Within a second of the last sample the kernel may
     /// answer host_statistics64 from its cache; the sysctl is always live.)
-    fn fresh(&mut self) -> Result<crate::act::signal::Fresh, SampleError> {
+    fn fresh(&mut self) -> Result<crate::sample::Fresh, SampleError> {
         let counters =
             sys::host_vm_counters().map_err(|e| io_err("host_statistics64(HOST_VM_INFO64)", e))?;
         let memory = macos_vm::breakdown(&counters, self.page_size, self.total);
@@ -194,7 +164,7 @@ impl crate::act::Probe for MacProbe {
             .ok()
             .and_then(|v| KernelLevel::from_sysctl(i64::from(v)))
             == Some(KernelLevel::Critical);
-        Ok(crate::act::signal::Fresh {
+        Ok(crate::sample::Fresh {
             available: memory.available_bytes,
             kernel_critical,
         })

@@ -2,9 +2,12 @@
 //! Snapshot. A sampler only reads; it never decides.
 
 use crate::config::Config;
-use crate::discover::{Discovery, ProcSource, ProcessEvent, Scope};
-use crate::model::{Pid, Snapshot, TopProcess};
+use crate::discover::{Discovery, ProcSource, ProcessEvent};
+use crate::model::Scope;
+use crate::model::{Bytes, MlxProcess, Pid, Pressure, Snapshot, SystemMemory, TopProcess};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicI32;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub mod linux;
@@ -34,21 +37,146 @@ impl SampleError {
     }
 }
 
+/// A fresh reading taken right before signalling.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fresh {
+    pub available: Bytes,
+    /// The kernel says critical (macOS); red regardless of available memory.
+    pub kernel_critical: bool,
+}
+
+/// The last readings an actuator takes right before a signal (the sampler
+/// provides them; tests can point them anywhere).
+pub trait Probe {
+    /// Available memory now, read afresh.
+    fn fresh(&mut self) -> Result<Fresh, SampleError>;
+    /// The start time of `pid` now; `None` if it is gone.
+    fn start_time(&mut self, pid: Pid) -> Option<u64>;
+    /// A probe reading the same sources that may move to another thread
+    /// (a pending SIGTERM's job takes its last checks there); `None` when
+    /// this one cannot, and the hook then runs where it is asked for.
+    fn detach(&self) -> Option<Box<dyn Probe + Send>> {
+        None
+    }
+}
+
 /// A sampler is also the actuator's probe: it re-reads memory and a pid's
-/// start time right before a signal.
-pub trait Sampler: crate::act::Probe {
+/// start time right before a signal. Each platform reads its own memory
+/// figures; what it does with processes is `Processes`, shared.
+pub trait Sampler: Probe {
     /// One Snapshot of system memory, pressure and MLX processes.
     fn sample(&mut self) -> Result<Snapshot, SampleError>;
+    /// The processes part of this sampler.
+    fn processes(&mut self) -> &mut Processes;
     /// MLX processes found or exited since the last call.
-    fn take_events(&mut self) -> Vec<ProcessEvent>;
+    fn take_events(&mut self) -> Vec<ProcessEvent> {
+        self.processes().discovery.take_events()
+    }
     /// Let the next `sample` skip listing pids and only re-measure the MLX
     /// processes already tracked (exits and reused pids are still seen; new
     /// processes wait for a full sample). Applies to one sample only.
-    fn skip_discovery_once(&mut self);
+    fn skip_discovery_once(&mut self) {
+        self.processes().skip_discovery = true;
+    }
     /// Fill `Snapshot::top_processes` from now on (`true`) or stop (`false`):
     /// the daemon asks while memory is red, so that red held by something
     /// other than MLX can be named.
-    fn want_top_processes(&mut self, on: bool);
+    fn want_top_processes(&mut self, on: bool) {
+        self.processes().top.wanted = on;
+    }
+    /// Where to say which pid is being read now (0 between reads), for the
+    /// daemon's error about a sample that does not return.
+    fn report_reading_to(&mut self, reading: Arc<AtomicI32>) {
+        self.processes().discovery.report_reading_to(reading);
+    }
+}
+
+/// What both samplers do with processes: list them (or, once when asked,
+/// only re-measure the MLX processes already tracked), read headroom's
+/// parent chain, and the top list while it is wanted.
+pub struct Processes {
+    discovery: Discovery,
+    /// Set by `skip_discovery_once`, cleared by the next sample.
+    skip_discovery: bool,
+    top: TopCache,
+    /// headroom's parent chain, re-read on every sample that lists pids.
+    ancestors: Vec<Pid>,
+}
+
+/// The process fields of a Snapshot.
+pub struct ProcessRead {
+    pub mlx_processes: Vec<MlxProcess>,
+    pub top_processes: Vec<TopProcess>,
+    pub ancestors: Vec<Pid>,
+}
+
+impl ProcessRead {
+    /// The Snapshot at `at`: these processes with the platform's figures.
+    pub fn snapshot(self, at: Duration, memory: SystemMemory, pressure: Pressure) -> Snapshot {
+        Snapshot {
+            at,
+            memory,
+            pressure,
+            mlx_processes: self.mlx_processes,
+            top_processes: self.top_processes,
+            ancestors: self.ancestors,
+        }
+    }
+}
+
+impl Processes {
+    pub fn new(cfg: &Config, scope: Scope, self_pid: Pid) -> Processes {
+        Processes {
+            discovery: Discovery::new(cfg.patterns.clone(), cfg.detect_library, scope, self_pid),
+            skip_discovery: false,
+            top: TopCache::default(),
+            ancestors: Vec::new(),
+        }
+    }
+
+    /// The processes at `at`, through `src`; `parent` is headroom's parent
+    /// and `parent_of` the OS's read of a pid's parent. An error is the
+    /// listing's (the caller names what it read).
+    pub fn read<S: ProcSource>(
+        &mut self,
+        src: &mut S,
+        at: Duration,
+        parent: i32,
+        mut parent_of: impl FnMut(&mut S, i32) -> Option<i32>,
+    ) -> std::io::Result<ProcessRead> {
+        let listed = !std::mem::take(&mut self.skip_discovery);
+        let mlx_processes = if listed {
+            let found = self.discovery.scan(src, at)?;
+            read_ancestors(&mut self.ancestors, parent, |pid| parent_of(src, pid));
+            found
+        } else {
+            self.discovery.remeasure_tracked(src, at)
+        };
+        let top_processes = self.top.get(at, listed, &mut self.discovery, src);
+        Ok(ProcessRead {
+            mlx_processes,
+            top_processes,
+            ancestors: self.ancestors.clone(),
+        })
+    }
+}
+
+/// What a sample taken off the loop hands back: the sampler, the Snapshot
+/// (or why not) and the process events it saw.
+pub type Taken = (
+    Box<dyn Sampler + Send>,
+    Result<Snapshot, SampleError>,
+    Vec<ProcessEvent>,
+);
+
+/// Take one sample on a blocking thread (a read under /proc can hang in
+/// the kernel): how the daemon and `record` sample.
+pub fn take_off_loop(mut sampler: Box<dyn Sampler + Send>) -> tokio::task::JoinHandle<Taken> {
+    tokio::task::spawn_blocking(move || {
+        let r = sampler.sample();
+        let ev = sampler.take_events();
+        (sampler, r, ev)
+    })
 }
 
 /// How many of the largest processes a red snapshot names.
@@ -136,9 +264,21 @@ pub fn total_ram() -> Result<crate::model::Bytes, SampleError> {
     }
 }
 
+/// The sampler for this OS and the scope it watches, from the config:
+/// what every command that samples opens (`run`, `record`, `status`,
+/// `top`, `advise`); `start` is time zero of the Snapshot clock.
+pub fn open(
+    cfg: &Config,
+    start: Instant,
+) -> Result<(Box<dyn Sampler + Send>, Scope), crate::Error> {
+    let scope = crate::config::scope_for(cfg)?;
+    let sampler = for_this_platform(cfg, scope.clone(), start)?;
+    Ok((sampler, scope))
+}
+
 /// The sampler for the OS this binary was built for; `start` is time zero
 /// of the Snapshot clock (`Snapshot::at`); `scope` says whose processes count.
-pub fn for_this_platform(
+fn for_this_platform(
     cfg: &Config,
     scope: Scope,
     start: Instant,

@@ -1,26 +1,24 @@
-//! Traces: `headroom record` writes Snapshots as JSON lines, and `headroom
-//! replay` feeds a trace — or a headroom log, whose `sample` lines are
-//! Snapshots — through the real classifier and policy and reports every
-//! decision with its time and reason.
+//! `headroom replay` feeds a trace — Snapshots as JSON lines, from
+//! `headroom record`, or a headroom log, whose `sample` lines are
+//! Snapshots — through the real classifier, policy and actuator (with the
+//! replay signaller: nothing is sent) and reports every decision with its
+//! time and reason.
 
-use crate::act::signal::{stand_down, Fresh};
-use crate::act::{Actuator, Outcome, Probe, Recording};
+use crate::act::Actuator;
+use crate::action::{Action, Outcome, Sig};
 use crate::classify::Classification;
 use crate::config::Config;
-use crate::discover::Scope;
 use crate::engine::{action_fields, level_changed_fields, Engine};
 use crate::input::{self, Lines};
 use crate::model::secs;
+use crate::model::Scope;
 use crate::model::{KernelLevel, Level, Pid, Snapshot};
-use crate::policy::{Action, Sig};
 use crate::sample::SampleError;
+use crate::sample::{Fresh, Probe};
 use crate::Error;
 use serde_json::{json, Value};
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
-
-// ------------------------------------------------------------ replay
 
 /// The probe during replay: the "fresh" reading is the snapshot itself, and
 /// a pid's start time is the one in the snapshot's process list.
@@ -40,36 +38,6 @@ impl Probe for TraceProbe<'_> {
             .iter()
             .find(|p| p.pid == pid)
             .map(|p| p.start_time)
-    }
-}
-
-/// Records every action and performs none; a signal goes through the same
-/// last checks as the real actuator (memory re-read, pid identity), answered
-/// by the probe, so a signal the daemon would have skipped is skipped here.
-#[derive(Default)]
-pub struct Replayed {
-    pub recording: Recording,
-}
-
-impl Actuator for Replayed {
-    fn act(&mut self, action: &Action, probe: &mut dyn Probe) -> Outcome {
-        let outcome = self.recording.act(action, probe);
-        let Action::Signal(o) = action else {
-            return outcome;
-        };
-        if let Ok(f) = probe.fresh() {
-            if let Some(why) = stand_down(o, &f) {
-                return Outcome::Skipped(why);
-            }
-        }
-        match probe.start_time(o.process.pid) {
-            Some(t) if t == o.process.start_time => outcome,
-            Some(_) => Outcome::Skipped(format!(
-                "pid {} now belongs to another process",
-                o.process.pid
-            )),
-            None => Outcome::Skipped(format!("pid {} has already exited", o.process.pid)),
-        }
     }
 }
 
@@ -165,9 +133,14 @@ pub struct Replay {
 /// pid is 0 (the policy never signals pid ≤ 1, so no traced pid collides
 /// with it) and every user is in scope, as for a daemon run as root.
 pub fn replay(lines: &[TraceLine], cfg: &Config) -> Replay {
+    // Replay performs nothing itself and words its notices as the daemon's
+    // live decisions, whatever `actions.dry_run` says.
+    let mut live = cfg.clone();
+    live.actions.dry_run = false;
+    let cfg = &live;
     let new_engine = || Engine::new(Pid(0), Scope::anyone());
     let mut engine = new_engine();
-    let mut actuator = Replayed::default();
+    let mut actuator = Actuator::replay();
     let mut r = Replay {
         decisions: Vec::new(),
         snapshots: 0,
@@ -219,16 +192,14 @@ pub fn replay(lines: &[TraceLine], cfg: &Config) -> Replay {
 
 /// A decision as a JSON object with the same event names and fields as the
 /// daemon's log line for it (docs/log.md), plus `at`.
-pub fn decision_json(d: &Decision, cfg: &Config) -> Value {
+pub fn decision_json(d: &Decision) -> Value {
     match d {
         Decision::LevelChanged {
             snapshot: s,
             classification: c,
         } => {
             let mut v = json!({ "event": "level_changed" });
-            if let (Some(m), Value::Object(f)) =
-                (v.as_object_mut(), level_changed_fields(s, c, cfg))
-            {
+            if let (Some(m), Value::Object(f)) = (v.as_object_mut(), level_changed_fields(s, c)) {
                 m.extend(f);
             }
             v
@@ -339,7 +310,7 @@ pub fn run_replay(path: &Path, cfg: &Config, as_json: bool) -> Result<String, Er
     let mut out = String::new();
     for d in &r.decisions {
         if as_json {
-            out.push_str(&decision_json(d, cfg).to_string());
+            out.push_str(&decision_json(d).to_string());
         } else {
             out.push_str(&decision_text(d));
         }
@@ -364,99 +335,6 @@ pub fn run_replay(path: &Path, cfg: &Config, as_json: bool) -> Result<String, Er
         ));
     }
     Ok(out)
-}
-
-// ------------------------------------------------------------ record
-
-/// `headroom record`: sample at the config's poll interval and write one
-/// Snapshot per line until `duration` has passed or SIGINT/SIGTERM.
-/// Returns the number of snapshots written.
-pub fn record(
-    cfg: &Config,
-    out: &Path,
-    force: bool,
-    duration: Option<Duration>,
-) -> Result<u64, Error> {
-    let scope = crate::daemon::scope_for(cfg)?;
-    let start = std::time::Instant::now();
-    let sampler = crate::sample::for_this_platform(cfg, scope, start)?;
-    // A trace names processes and their command lines: 0600, and never
-    // written through a link someone planted (issue 13).
-    let file = crate::fsafe::create_private(out, force)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::Io)?;
-    rt.block_on(record_loop(
-        sampler,
-        file,
-        out,
-        cfg.poll_interval,
-        duration.map(|d| tokio::time::Instant::from_std(start) + d),
-    ))
-}
-
-async fn record_loop(
-    mut sampler: Box<dyn crate::sample::Sampler + Send>,
-    mut file: std::fs::File,
-    out: &Path,
-    every: Duration,
-    deadline: Option<tokio::time::Instant>,
-) -> Result<u64, Error> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(Error::Io)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(Error::Io)?;
-    let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365 * 30);
-    let deadline = deadline.unwrap_or(far);
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut written = 0u64;
-    let mut last_error: Option<String> = None;
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = tokio::time::sleep_until(deadline) => break,
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        }
-        if tokio::time::Instant::now() >= deadline {
-            break;
-        }
-        let joined = tokio::task::spawn_blocking(move || {
-            let r = sampler.sample();
-            let _ = sampler.take_events();
-            (sampler, r)
-        })
-        .await;
-        let (s, result) =
-            joined.map_err(|e| Error::Io(std::io::Error::other(format!("sampler thread: {e}"))))?;
-        sampler = s;
-        match result {
-            Ok(snap) => {
-                last_error = None;
-                let mut line = serde_json::to_string(&snap)
-                    .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
-                line.push('\n');
-                // One write per line: a reader never sees half a Snapshot.
-                file.write_all(line.as_bytes()).map_err(|e| {
-                    Error::Io(std::io::Error::new(
-                        e.kind(),
-                        format!("{}: {e}", out.display()),
-                    ))
-                })?;
-                written += 1;
-            }
-            Err(e) if written == 0 && last_error.is_none() => return Err(e.into()),
-            Err(e) => {
-                let msg = e.to_string();
-                if last_error.as_deref() != Some(msg.as_str()) {
-                    eprintln!("headroom: sample failed: {}", crate::text::line(&msg));
-                    last_error = Some(msg);
-                }
-            }
-        }
-    }
-    Ok(written)
 }
 
 #[cfg(test)]
@@ -513,28 +391,12 @@ mod tests {
         }
     }
 
-    fn proc_at(pid: i32, start_time: u64) -> MlxProcess {
-        MlxProcess {
-            pid: Pid(pid),
-            uid: 501,
-            start_time,
-            name: "python3".into(),
-            cmdline: "python3 -m mlx_lm.lora --train".into(),
-            footprint_bytes: Bytes::gib(9),
-            rss_bytes: Bytes::gib(9),
-            peak_bytes: Bytes::gib(9),
-            growth_bytes_per_sec: 0.0,
-            program: "mlx_lm.lora".into(),
-            matched_by: "pattern:x".into(),
-        }
-    }
-
     #[test]
     fn the_probe_answers_from_the_snapshot() {
         let mut s = Snapshot::default();
         s.memory.available_bytes = Bytes::gib(1);
         s.pressure.kernel_level = Some(KernelLevel::Critical);
-        s.mlx_processes.push(proc_at(42, 777));
+        s.mlx_processes.push(MlxProcess::test_job(42, 777));
         let mut p = TraceProbe(&s);
         let f = p.fresh().expect("fresh");
         assert_eq!(f.available, Bytes::gib(1));
@@ -554,7 +416,7 @@ mod tests {
             };
             s.memory.total_bytes = Bytes::gib(16);
             s.memory.available_bytes = Bytes::mib(1500);
-            s.mlx_processes.push(proc_at(4242, 100));
+            s.mlx_processes.push(MlxProcess::test_job(4242, 100));
             lines.push(TraceLine::Snapshot(Box::new(s)));
         }
         let r = replay(&lines, &cfg);
