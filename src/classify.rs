@@ -269,10 +269,13 @@ impl Classifier {
             .pressure
             .swapout_bytes_per_sec
             .is_some_and(|r| r > th.swapout_rate.0 as f64);
-        self.swap_since = if swapping {
-            Some(self.swap_since.unwrap_or(s.at))
-        } else {
-            None
+        self.swap_since = match s.pressure.swapout_bytes_per_sec {
+            Some(_) if swapping => Some(self.swap_since.unwrap_or(s.at)),
+            Some(_) => None,
+            // No rate on this sample (the rate's window is not full yet, or
+            // the counter was reset): a reading that says nothing neither
+            // starts nor restarts the hold (issue 20).
+            None => self.swap_since,
         };
         let swap_held = self.swap_since.map(|t0| s.at.saturating_sub(t0));
 

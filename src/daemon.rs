@@ -55,7 +55,8 @@ pub struct Daemon {
     /// What the last cycle said about how close red is (src/pace.rs).
     pace: Option<pace::Reading>,
     /// `(at, available)` of the last sample, for MemAvailable's fall rate.
-    last_available: Option<(Duration, crate::model::Bytes)>,
+    /// MemAvailable readings, for its fall rate (src/rate.rs).
+    available: crate::rate::Window,
     /// A sample that outlived SAMPLE_TIMEOUT, and when it started.
     pending: Option<(PendingSample, Instant)>,
     /// When the last sample that listed every pid started.
@@ -119,7 +120,7 @@ impl Daemon {
             last_error: None,
             metrics: crate::metrics::Metrics::disabled(),
             pace: None,
-            last_available: None,
+            available: crate::rate::Window::new(pace::FALL_WINDOW),
             pending: None,
             last_discovery: None,
             reading,
@@ -232,11 +233,11 @@ impl Daemon {
 
     /// Remember how close red is and how fast memory goes, for `next_wait`.
     fn observe_pace(&mut self, snap: &Snapshot, c: &Classification) {
-        let now = (snap.at, snap.memory.available_bytes);
-        let fall = self
-            .last_available
-            .map_or(0.0, |prev| pace::fall_rate(prev, now));
-        self.last_available = Some(now);
+        // Bytes per second MemAvailable fell (negative when it rose).
+        let fall = -self
+            .available
+            .push(snap.at, snap.memory.available_bytes.0 as f64)
+            .unwrap_or(0.0);
         let growth = snap
             .mlx_processes
             .iter()

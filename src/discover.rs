@@ -8,7 +8,7 @@
 use crate::cmdline::{basename, Program};
 use crate::model::{Bytes, MlxProcess, Pid, Scope, TopProcess};
 use regex::Regex;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,15 +106,20 @@ pub enum ProcessEvent {
     },
 }
 
-/// How far back the growth rate looks.
+/// An MLX process's growth is measured over at least this long (the one
+/// rate rule, src/rate.rs; over all it has until then): a training step
+/// allocates and frees, and 5 s smooths that into the trend a projection
+/// needs…
 const GROWTH_WINDOW: Duration = Duration::from_secs(5);
+/// …and starts again after a gap longer than this between two samples.
+const GROWTH_MAX_GAP: Duration = Duration::from_secs(5);
 /// Longest wait before a non-MLX pid is looked at again.
 const MAX_RECHECK: Duration = Duration::from_secs(60);
 
 struct Tracked {
     process: MlxProcess,
     since: Duration,
-    history: VecDeque<(Duration, Bytes)>,
+    growth: crate::rate::Window,
 }
 
 struct Ignored {
@@ -412,14 +417,14 @@ impl Discovery {
             matched_by,
         };
         self.events.push(ProcessEvent::Found(process.clone()));
-        let mut history = VecDeque::new();
-        history.push_back((at, m.footprint));
+        let mut growth = crate::rate::Window::new(GROWTH_WINDOW).with_max_gap(GROWTH_MAX_GAP);
+        growth.push(at, m.footprint.0 as f64);
         self.mlx.insert(
             pid,
             Tracked {
                 process,
                 since: at,
-                history,
+                growth,
             },
         );
     }
@@ -462,34 +467,9 @@ fn update(t: &mut Tracked, m: ProcMeasure, at: Duration) {
     p.footprint_bytes = m.footprint;
     p.rss_bytes = m.rss;
     p.peak_bytes = p.peak_bytes.max(m.footprint);
-    // A gap longer than the window (the daemon was SIGSTOPped, or the
-    // machine stalled it): the old points say nothing about the rate now,
-    // so the rate starts again from this sample (issue 9).
-    if t.history
-        .back()
-        .is_some_and(|(t0, _)| at.saturating_sub(*t0) > GROWTH_WINDOW)
-    {
-        t.history.clear();
-    }
-    t.history.push_back((at, m.footprint));
-    while t.history.len() > 2
-        && t.history
-            .front()
-            .is_some_and(|(t0, _)| at.saturating_sub(*t0) > GROWTH_WINDOW)
-    {
-        t.history.pop_front();
-    }
-    p.growth_bytes_per_sec = growth_rate(&t.history);
-}
-
-/// Bytes per second between the oldest and newest point of the window.
-pub fn growth_rate(history: &VecDeque<(Duration, Bytes)>) -> f64 {
-    match (history.front(), history.back()) {
-        (Some((t0, b0)), Some((t1, b1))) if t1 > t0 => {
-            (b1.0 as f64 - b0.0 as f64) / (t1.saturating_sub(*t0)).as_secs_f64()
-        }
-        _ => 0.0,
-    }
+    // After a gap longer than GROWTH_MAX_GAP (the daemon was SIGSTOPped,
+    // or the machine stalled it) the rate starts again (issue 9).
+    p.growth_bytes_per_sec = t.growth.push(at, m.footprint.0 as f64).unwrap_or(0.0);
 }
 
 #[cfg(test)]

@@ -75,15 +75,10 @@ pub fn next_interval(l: &Limits, r: &Reading) -> Duration {
     Duration::from_secs_f64(secs.min(hi.as_secs_f64())).clamp(lo, hi)
 }
 
-/// Bytes per second MemAvailable fell between two readings `(at, available)`;
-/// negative when it rose, 0 when no time passed.
-pub fn fall_rate(prev: (Duration, Bytes), now: (Duration, Bytes)) -> f64 {
-    let secs = now.0.saturating_sub(prev.0).as_secs_f64();
-    if secs <= 0.0 {
-        return 0.0;
-    }
-    (prev.1 .0 as f64 - now.1 .0 as f64) / secs
-}
+/// MemAvailable's fall rate is measured over at least this long (the one
+/// rate rule, src/rate.rs): two samples at the shortest interval (50 ms), so
+/// the pace still follows a fast fall, never a few milliseconds' noise.
+pub const FALL_WINDOW: Duration = Duration::from_millis(100);
 
 #[cfg(test)]
 mod tests {
@@ -212,21 +207,13 @@ mod tests {
     }
 
     #[test]
-    fn fall_rate_table() {
+    fn fall_rate_through_the_rate_window() {
+        let mut w = crate::rate::Window::new(FALL_WINDOW);
         let s = Duration::from_secs;
-        assert_eq!(
-            fall_rate((s(1), Bytes(3 * GIB)), (s(2), Bytes(2 * GIB))),
-            GIB as f64
-        );
-        assert_eq!(
-            fall_rate((s(1), Bytes(GIB)), (s(3), Bytes(3 * GIB))),
-            -(GIB as f64)
-        );
-        assert_eq!(fall_rate((s(2), Bytes(GIB)), (s(2), Bytes(0))), 0.0);
-        assert_eq!(
-            fall_rate((s(3), Bytes(GIB)), (s(2), Bytes(0))),
-            0.0,
-            "clock went back"
-        );
+        w.push(s(1), (3 * GIB) as f64);
+        assert_eq!(w.push(s(2), (2 * GIB) as f64), Some(-(GIB as f64)));
+        // 5 ms later, unchanged: still the fall over at least FALL_WINDOW.
+        let r = w.push(s(2) + MS(5), (2 * GIB) as f64).expect("a rate");
+        assert!((r + GIB as f64 / 1.005).abs() < 1.0, "{r}");
     }
 }

@@ -24,6 +24,10 @@ const KEEP: usize = 256;
 #[derive(Clone, Debug)]
 pub struct Window {
     min: Duration,
+    /// A gap longer than this between two readings (the daemon was
+    /// SIGSTOPped, the machine stalled it) starts the window again: the old
+    /// readings say nothing about the rate now (issue 9).
+    max_gap: Option<Duration>,
     readings: VecDeque<(Duration, f64)>,
 }
 
@@ -32,8 +36,20 @@ impl Window {
     pub fn new(min: Duration) -> Window {
         Window {
             min: min.max(MIN_SPAN),
+            max_gap: None,
             readings: VecDeque::new(),
         }
+    }
+
+    /// The same, starting again after a gap longer than `gap`.
+    pub fn with_max_gap(mut self, gap: Duration) -> Window {
+        self.max_gap = Some(gap);
+        self
+    }
+
+    /// Forgets every reading (the quantity was reset, or the process is new).
+    pub fn clear(&mut self) {
+        self.readings.clear();
     }
 
     /// Adds a gauge reading and returns its rate of change per second
@@ -45,6 +61,11 @@ impl Window {
     pub fn push(&mut self, at: Duration, value: f64) -> Option<f64> {
         if let Some(&(t, v)) = self.readings.back().filter(|(t, _)| *t >= at) {
             return self.rate_at(t, v);
+        }
+        if let (Some(gap), Some((t, _))) = (self.max_gap, self.readings.back()) {
+            if at.saturating_sub(*t) > gap {
+                self.readings.clear();
+            }
         }
         self.readings.push_back((at, value));
         // Keep the newest reading that is at least `min` old and everything
@@ -150,6 +171,16 @@ mod tests {
         // 10 ms later: still over at least 250 ms.
         let r = w.push(ms(510), 7.0 * gib).expect("a rate");
         assert!((r + 2.0 * gib * 0.5 / 0.51).abs() < 1.0, "{r}");
+    }
+
+    #[test]
+    fn a_gap_longer_than_max_gap_starts_again() {
+        // Issue 9: a daemon stopped for 60 s must not average 60 s of growth.
+        let mut w = Window::new(COUNTER_WINDOW).with_max_gap(Duration::from_secs(5));
+        w.push(ms(0), 0.0);
+        assert_eq!(w.push(ms(1000), 100.0), Some(100.0));
+        assert_eq!(w.push(ms(61_000), 100.0 + 6000.0), None, "after the gap");
+        assert_eq!(w.push(ms(61_500), 100.0 + 6000.0 + 500.0), Some(1000.0));
     }
 
     #[test]

@@ -200,7 +200,7 @@ fn sustained_swap_outs_hold_yellow_with_the_swap_reason_and_never_red() {
     );
     let rates: Vec<f64> = during
         .iter()
-        .filter_map(|e| e["pressure"]["swapout_bytes_per_sec"].as_f64())
+        .filter_map(|e| e["swapout_bytes_per_sec"].as_f64())
         .collect();
     let mib = |b: f64| b / MIB as f64;
     let max = rates.iter().copied().fold(0.0, f64::max);
@@ -215,9 +215,9 @@ fn sustained_swap_outs_hold_yellow_with_the_swap_reason_and_never_red() {
     assert!(events.iter().all(|e| !is(e, "terminate_sent")));
 }
 
-/// The PSI trigger and the PSI reason: a daemon sleeping a long quiet
-/// interval (30 s) wakes on the kernel's trigger soon after the stall
-/// begins (`psi_wakeup`, measured from the churner's first allocation),
+/// The PSI trigger and the PSI reason: a daemon polling every 30 s (a
+/// fixed rate: `poll.min_interval` = `interval` = `max_interval`) wakes on the kernel's
+/// trigger soon after the stall begins (`psi_wakeup`, measured from the churner's first allocation),
 /// and goes yellow for PSI (full avg10 at the threshold) — never red.
 #[test]
 fn a_memory_stall_wakes_a_sleeping_daemon_and_psi_makes_yellow_not_red() {
@@ -235,7 +235,7 @@ fn a_memory_stall_wakes_a_sleeping_daemon_and_psi_makes_yellow_not_red() {
     };
     let work = tempfile::tempdir().expect("tempdir");
     let d = Daemon::start(
-        "[poll]\ninterval = \"1s\"\nmax_interval = \"30s\"\n\
+        "[poll]\ninterval = \"30s\"\nmin_interval = \"30s\"\nmax_interval = \"30s\"\n\
          [thresholds]\nyellow_below = \"512MiB\"\nred_below = \"256MiB\"\n\
          swapout_rate = \"1GiB\"\npsi_full_avg10 = 2.0\ndwell = \"2s\"\n\
          [actions]\nkill_floor = \"128MiB\"\n",
@@ -254,10 +254,20 @@ fn a_memory_stall_wakes_a_sleeping_daemon_and_psi_makes_yellow_not_red() {
         is(e, "psi_wakeup") && ts(e) > go
     });
     let latency = secs_between(go, ts(&wake));
-    // The wake-up cut the 30 s sleep short: it came before the sleep's end.
+    // The wake-up cut a 30 s sleep short (polling alone would have waited
+    // up to 30 s).
     assert!(latency < 30.0, "{wake}");
-    let yellow = d.wait_for("yellow for PSI", LONG, |e| {
-        is(e, "sample") && e["level"] == "yellow" && has_reason(e, "PSI memory full avg10")
+    // …and the sleep it cut short was the 30 s one (slept_secs is the
+    // planned sleep).
+    assert!(
+        wake["slept_secs"].as_f64().is_some_and(|s| s >= 29.0),
+        "{wake}"
+    );
+    let yellow = d.wait_for("yellow for PSI after the stall began", LONG, |e| {
+        is(e, "sample")
+            && e["level"] == "yellow"
+            && has_reason(e, "PSI memory full avg10")
+            && ts(e) > go
     });
     println!(
         "psi_wakeup {latency:.2} s after the churner's first allocation (slept {} s of 30); yellow for PSI {:.1} s after it",
@@ -300,24 +310,35 @@ fn an_mlx_job_swapping_is_named_with_the_remedy_and_not_stopped_while_yellow() {
     d.wait_for("a green sample", LONG, |e| {
         is(e, "sample") && e["level"] == "green"
     });
-    // Real MLX arrays, 768 MiB in a 256 MiB group, rewritten for 25 s.
-    let script = work.path().join("train.py");
-    write_file(
-        &script,
-        "import time\nimport mlx.core as mx\n\
+    // Real MLX arrays, 768 MiB in a 256 MiB group, rewritten for 25 s, in
+    // a job whose command line is mlx_lm.lora's (a fake mlx_lm package on
+    // PYTHONPATH runs this body; the remedy is read off its flags). It
+    // imports MLX and waits: found first, then it swaps.
+    let pkg = work.path().join("pkg");
+    let go = work.path().join("go");
+    let body = format!(
+        "import os, time\nimport mlx.core as mx\nprint('ready', flush=True)\n\
+         while not os.path.exists({go:?}):\n    time.sleep(0.05)\n\
          xs = [mx.ones((16 * 1024 * 1024,), dtype=mx.float32) for _ in range(12)]\n\
          mx.eval(xs)\nprint('churn', flush=True)\n\
          end = time.time() + 25\n\
          while time.time() < end:\n    xs = [x + 1 for x in xs]\n    mx.eval(xs)\n\
          print('quiet', flush=True)\ntime.sleep(600)\n",
+        go = go.display().to_string()
     );
-    let script = script.display().to_string();
-    let pid = s.group.spawn(&py, &[&script]);
+    common::fake_mlx_lm(&pkg, &body);
+    let pid = s.group.spawn_env(
+        &py,
+        &["-m", "mlx_lm.lora", "--train", "--batch-size", "8"],
+        &[("PYTHONPATH", &pkg)],
+    );
     let rx = lines(s.group.child(pid).stdout.take().expect("stdout"));
-    wait_line(&rx, "churn", LONG);
+    wait_line(&rx, "ready", LONG);
     let found = d.wait_for("the MLX job found", LONG, |e| {
         is(e, "mlx_process_found") && e["pid"] == pid
     });
+    write_file(&go, "");
+    wait_line(&rx, "churn", LONG);
     wait_line(&rx, "quiet", LONG);
     let events = d.events();
     let said: Vec<String> = events
@@ -330,15 +351,26 @@ fn an_mlx_job_swapping_is_named_with_the_remedy_and_not_stopped_while_yellow() {
         .find(|e| is(e, "notified") && e["kind"] == "yellow" && e["pid"] == pid)
         .unwrap_or_else(|| panic!("no yellow notice named pid {pid}:\n{}", said.join("\n")));
     let body = notified["body"].as_str().unwrap_or("");
+    // By name and pid, with its flags and the guide's remedy for them.
     assert!(
-        body.contains(&pid.to_string()) || body.contains("python"),
+        body.contains(&format!("mlx_lm.lora --batch-size 8 (pid {pid})")),
         "{notified}"
     );
     assert!(
-        ["batch", "checkpoint", "sequence", "4-bit"]
-            .iter()
-            .any(|w| body.contains(w)),
-        "no remedy in {notified}"
+        body.contains("Next time: retry with --batch-size 4"),
+        "{notified}"
+    );
+    assert!(
+        has_reason(
+            events
+                .iter()
+                .find(|e| is(e, "level_changed") && e["to"] == "yellow")
+                .map(|e| &e["reasons_text"])
+                .unwrap_or(&Value::Null),
+            "swapping out"
+        ) || said.iter().any(|l| l.contains("swapping out")),
+        "yellow was not for swap:\n{}",
+        said.join("\n")
     );
     assert!(
         events

@@ -13,7 +13,7 @@ use nix::unistd::SysconfVar;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 // ------------------------------------------------------------ /proc/meminfo
 
@@ -219,21 +219,6 @@ pub fn parse_vmstat_pswpout(text: &str) -> Result<u64, SampleError> {
             format!("pswpout line {:?} is not 'pswpout <pages>'", clip(line)),
         )),
     }
-}
-
-/// Bytes swapped out per second between two `(at, pswpout)` readings.
-/// `None` on the first reading, when no time passed, or when the counter
-/// went backwards (a reset; a rate across it would be meaningless).
-pub fn swapout_rate(
-    prev: Option<(Duration, u64)>,
-    now: (Duration, u64),
-    page_size: u64,
-) -> Option<f64> {
-    let (t0, c0) = prev?;
-    let (t1, c1) = now;
-    let pages = c1.checked_sub(c0)?;
-    let secs = t1.checked_sub(t0)?.as_secs_f64();
-    (secs > 0.0).then(|| pages as f64 * page_size as f64 / secs)
 }
 
 // ----------------------------------------------------------- /proc/PID/stat
@@ -509,7 +494,8 @@ pub struct LinuxSampler {
     processes: Processes,
     procs: LinuxProcs,
     /// `(at, pswpout)` of the previous sample.
-    last_pswpout: Option<(Duration, u64)>,
+    /// pswpout readings, for the swap-out rate (src/rate.rs).
+    swapouts: crate::rate::Window,
     /// Reused for meminfo, pressure and vmstat text.
     text: String,
 }
@@ -537,7 +523,7 @@ impl LinuxSampler {
             start,
             page_size,
             processes: Processes::new(cfg, scope, self_pid),
-            last_pswpout: None,
+            swapouts: crate::rate::Window::new(crate::rate::COUNTER_WINDOW),
             text: String::new(),
         })
     }
@@ -564,8 +550,10 @@ impl Sampler for LinuxSampler {
             Err(_) => None,
         };
         let pswpout = parse_vmstat_pswpout(self.read_text("vmstat")?)?;
-        let swapout_bytes_per_sec = swapout_rate(self.last_pswpout, (at, pswpout), self.page_size);
-        self.last_pswpout = Some((at, pswpout));
+        let swapout_bytes_per_sec = self
+            .swapouts
+            .push_counter(at, pswpout)
+            .map(|pages| pages * self.page_size as f64);
         let procs = self
             .processes
             .read(

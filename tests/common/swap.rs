@@ -158,8 +158,17 @@ impl MemCgroup {
     /// into `cgroup.procs`, then execs the program (so the pid is the
     /// program's). Its stdout is piped.
     pub fn spawn(&mut self, program: &Path, args: &[&str]) -> i32 {
+        self.spawn_env(program, args, &[])
+    }
+
+    /// `spawn`, with extra environment variables.
+    pub fn spawn_env(&mut self, program: &Path, args: &[&str], env: &[(&str, &Path)]) -> i32 {
         let procs = self.dir.join("cgroup.procs");
-        let child = Command::new("sh")
+        let mut cmd = Command::new("sh");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
             .arg("-c")
             .arg("echo $$ > \"$0\" && exec \"$@\"")
             .arg(&procs)
