@@ -350,12 +350,11 @@ fn checklist(
     ]
 }
 
-/// The model a `--cmd` names, when advise can size it: a folder, a known
-/// name, or a size in its name ("Mistral-7B-v0.1-4bit" → 7B, 4-bit).
-fn model_from_cmd(flags: &TrainFlags) -> Result<(Option<ModelInfo>, Option<u32>), Error> {
-    let Some(name) = flags.model.as_deref() else {
-        return Ok((None, None));
-    };
+/// The model `--model` or a `--cmd`'s `--model` names, when advise can
+/// size it: a folder, a known name, or a size in its name
+/// ("mlx-community/Mistral-7B-v0.1-4bit" → 7B, 4-bit). `--model` and
+/// `--cmd` read names through this one rule.
+fn model_from_name(name: &str) -> Result<(Option<ModelInfo>, Option<u32>), Error> {
     if std::path::Path::new(name).is_dir() {
         return model::resolve(name).map(|m| (Some(m), None));
     }
@@ -383,8 +382,16 @@ fn model_from_cmd(flags: &TrainFlags) -> Result<(Option<ModelInfo>, Option<u32>)
 pub fn run(req: &Request, cfg: &crate::config::Config, json: bool) -> Result<String, Error> {
     let flags = req.cmd.as_deref().map(TrainFlags::from_cmdline);
     let (model, cmd_bits) = match (&req.model, &flags) {
-        (Some(m), _) => (Some(model::resolve(m)?), None),
-        (None, Some(f)) => model_from_cmd(f)?,
+        // A name advise cannot size is an error for --model (with the
+        // folder/size/name hint), only a missing estimate for --cmd.
+        (Some(m), _) => match model_from_name(m)? {
+            (None, _) => (Some(model::resolve(m)?), None),
+            found => found,
+        },
+        (None, Some(f)) => match f.model.as_deref() {
+            Some(m) => model_from_name(m)?,
+            None => (None, None),
+        },
         (None, None) => (None, None),
     };
     let mut checked = check(req, flags.as_ref())?;
