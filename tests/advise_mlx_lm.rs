@@ -54,8 +54,8 @@ fn check_point(py: &Path, model: &Path, batch: u64, seq: u64, layers: u64, ckpt:
 }
 
 #[test]
-fn advise_estimates_the_real_trainers_peak_fp32_and_4bit_checkpointed() {
-    let test = "advise_estimates_the_real_trainers_peak_fp32_and_4bit_checkpointed";
+fn advise_estimates_the_real_trainers_peak_fp32_and_fp16_checkpointed() {
+    let test = "advise_estimates_the_real_trainers_peak_fp32_and_fp16_checkpointed";
     let Some(py) = mlx_lm::need(test) else {
         return;
     };
@@ -83,31 +83,29 @@ fn advise_estimates_the_real_trainers_peak_fp32_and_4bit_checkpointed() {
         ],
     );
     check_point(&py, &fp32, 2, 256, 2, false);
-    // A 4-bit model (float16 scales, so 16-bit activations) with
-    // gradient checkpointing.
-    let q4 = dir.path().join("q4");
-    let info = mlx_lm::generate(
+    // A float16 model with gradient checkpointing. (4-bit models are
+    // calibrated by bench/advise-calibration only: MLX's quantized matmul
+    // on the CPU backend takes minutes for these sizes.)
+    let fp16 = dir.path().join("fp16");
+    mlx_lm::generate(
         &py,
-        &q4,
+        &fp16,
         &[
             "--hidden",
-            "512",
+            "384",
             "--layers",
             "4",
             "--heads",
-            "8",
+            "6",
             "--vocab",
             "8000",
             "--dtype",
             "float16",
-            "--bits",
-            "4",
             "--text-tokens",
             "300",
             "--examples",
             "8",
         ],
     );
-    assert!(info["weight_bytes"].as_u64().unwrap_or(0) > 0, "{info}");
-    check_point(&py, &q4, 4, 256, 4, true);
+    check_point(&py, &fp16, 2, 256, 4, true);
 }

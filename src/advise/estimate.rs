@@ -132,17 +132,27 @@ pub const BYTES_PER_TRAINABLE: u64 = 4 + 4 + 8;
 
 /// Tensors of b·s × V alive at once at the peak, in the backward pass of
 /// the loss: the logits, their softmax (the gradient of logsumexp), the
-/// scattered one-hot of the targets, the gradient being summed, and one
-/// more temporary. Measured: 5.2 (fitted over the grid).
-pub const LOGIT_COPIES: u64 = 5;
-/// Attention score matrices (b × heads × s × s) a trained block keeps for
-/// the backward pass: the scores and their softmax. MLX's fused attention
-/// is not used while tracing gradients (`use_fallback` returns true under
-/// `in_grad_tracing`), so training pays for them. Measured: 2.1.
-pub const SCORE_COPIES: u64 = 2;
+/// scattered one-hot of the targets, and the gradient being summed.
+pub const LOGIT_COPIES: u64 = 4;
+/// What a trained block keeps for the backward pass, as a multiple of
+/// `Shape::block_elements_per_token`: 3/2 (the fit: the kept tensors plus
+/// the temporaries of the block being differentiated).
+pub const BLOCK_NUM: u64 = 3;
+pub const BLOCK_DEN: u64 = 2;
+/// Attention probabilities (b × heads × s × s) a trained block keeps for the
+/// backward pass. MLX's fused attention is not used while tracing gradients
+/// (`use_fallback` is true under `in_grad_tracing`), so training pays for
+/// the s × s matrices.
+pub const SCORE_COPIES: u64 = 1;
+/// float32 b × heads × s × s tensors alive while one block's attention is
+/// differentiated (the gradients of the probabilities and of the scores,
+/// and the softmax's product). float32 in every model: LoRA's A and B are
+/// float32, so the gradient flowing back through a trained block is.
+pub const SCORE_GRAD_COPIES: u64 = 3;
+pub const SCORE_GRAD_BYTES: u64 = 4;
 /// With `--grad-checkpoint`, each trained block keeps its input (h per
-/// token) plus the output MLX's checkpoint returns; measured ≈ 2 h.
-pub const CKPT_PER_TOKEN_PER_H: u64 = 2;
+/// token); one block at a time is recomputed in full.
+pub const CKPT_PER_TOKEN_PER_H: u64 = 1;
 
 /// Every estimate for one plan, in bytes.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -162,32 +172,31 @@ pub struct Estimate {
 /// each term. Only the trained blocks (the last `lora_layers`) keep
 /// activations for the backward pass; frozen blocks below them need none.
 ///
-/// t = b·s tokens, a = activation bytes, n trained blocks:
-/// - without checkpointing: a·t·(LOGIT_COPIES·V + n·(B + SCORE_COPIES·heads·s))
-/// - with checkpointing: a·t·(LOGIT_COPIES·V + n·CKPT_PER_TOKEN_PER_H·h
-///   + B + SCORE_COPIES·heads·s), one block recomputed at a time,
-///
-/// where B is `Shape::block_elements_per_token`.
+/// t = b·s tokens, a = activation bytes, n trained blocks, B =
+/// `Shape::block_elements_per_token`, S = heads·s (one token's row of the
+/// attention matrices):
+/// - without checkpointing: a·t·(4V + n·(3B/2 + S)) + 4·t·3S
+/// - with checkpointing: a·t·(4V + n·h + 3B/2 + S) + 4·t·3S
+///   (one block recomputed at a time).
 pub fn activations(shape: &Shape, plan: &Plan, checkpoint: bool) -> u64 {
     let tokens = plan.batch_size.saturating_mul(plan.max_seq_length);
-    let per_token = |elements: u64| {
-        tokens
-            .saturating_mul(elements)
-            .saturating_mul(shape.activation_bytes)
-    };
+    let bytes = |elements: u64, each: u64| tokens.saturating_mul(elements).saturating_mul(each);
+    let a = shape.activation_bytes;
     let layers = plan.lora_layers.min(shape.num_hidden_layers);
-    let scores = SCORE_COPIES
-        .saturating_mul(shape.num_attention_heads)
+    let row = shape
+        .num_attention_heads
         .saturating_mul(plan.max_seq_length);
-    let block = per_token(shape.block_elements_per_token().saturating_add(scores));
+    let kept = (shape.block_elements_per_token() * BLOCK_NUM / BLOCK_DEN)
+        .saturating_add(row.saturating_mul(SCORE_COPIES));
     let blocks = if checkpoint {
-        let saved = per_token(CKPT_PER_TOKEN_PER_H * shape.hidden_size);
-        saved.saturating_mul(layers).saturating_add(block)
+        let saved = bytes(CKPT_PER_TOKEN_PER_H * shape.hidden_size, a);
+        saved.saturating_mul(layers).saturating_add(bytes(kept, a))
     } else {
-        block.saturating_mul(layers)
+        bytes(kept, a).saturating_mul(layers)
     };
-    let logits = per_token(shape.vocab_size.saturating_mul(LOGIT_COPIES));
-    blocks.saturating_add(logits)
+    let score_grads = bytes(row.saturating_mul(SCORE_GRAD_COPIES), SCORE_GRAD_BYTES);
+    let logits = bytes(shape.vocab_size.saturating_mul(LOGIT_COPIES), a);
+    blocks.saturating_add(score_grads).saturating_add(logits)
 }
 
 /// KV cache for generating `tokens` tokens in a batch: keys and values,
@@ -457,27 +466,30 @@ mod tests {
         let e = estimate(&s, 3_800_000_000, &plan);
         assert_eq!(e.lora_params, 4 * 559_104);
         assert_eq!(e.lora_state_bytes, 4 * 559_104 * 16);
-        // Per token: a block keeps 6·4096 + 4·4096 + 4·11008 = 84 992
-        // elements, plus 2 × 32 heads × 512 of attention scores; the loss
-        // 5 × 32000. Checkpointed: 4 blocks keep 2·4096, one is recomputed.
-        let block = 84_992 + 2 * 32 * 512;
+        // Per token: a block keeps 3/2 × (6·4096 + 4·4096 + 4·11008 =
+        // 84 992) elements plus 32 heads × 512 of attention probabilities;
+        // the loss 4 × 32000; float32 score gradients 3 × 32 × 512 × 4 bytes.
+        // Checkpointed: 4 blocks keep 4096, one is recomputed.
         assert_eq!(s.block_elements_per_token(), 84_992);
+        let block = 84_992 * 3 / 2 + 32 * 512;
+        let grads = 512 * 3 * 32 * 512 * 4;
         assert_eq!(
             e.activations_checkpoint_bytes,
-            512 * 2 * (5 * 32000 + 4 * 2 * 4096 + block)
+            512 * 2 * (4 * 32000 + 4 * 4096 + block) + grads
         );
         assert_eq!(
             e.activations_no_checkpoint_bytes,
-            512 * 2 * (5 * 32000 + 4 * block)
+            512 * 2 * (4 * 32000 + 4 * block) + grads
         );
-        // float32 doubles every activation.
+        // float32 doubles every activation but the (always float32) score
+        // gradients.
         let f32 = Shape {
             activation_bytes: 4,
             ..s.clone()
         };
         assert_eq!(
             activations(&f32, &plan, false),
-            2 * e.activations_no_checkpoint_bytes
+            2 * e.activations_no_checkpoint_bytes - grads
         );
         // KV: 2 × 32 layers × 4096 × 2 bytes × 512 tokens = 256 MiB.
         assert_eq!(e.kv_cache_bytes, 256 << 20);
