@@ -144,6 +144,7 @@ fn real_mlx_lm_lora_is_stopped_and_a_real_generate_beside_it_is_left_alone() {
         is(e, "notified") && e["kind"] == "terminated"
     });
     let body = notice["body"].as_str().unwrap_or("");
+    eprintln!("notice: {notice}");
     for want in [
         "mlx_lm.lora --model",
         "--batch-size 4 --max-seq-length 2048 --num-layers 2",
@@ -156,6 +157,7 @@ fn real_mlx_lm_lora_is_stopped_and_a_real_generate_beside_it_is_left_alone() {
     let exited = d.wait_for("victim_exited", LONG, |e| is(e, "victim_exited"));
     assert_eq!(exited["pid"], pid);
     assert_eq!(exited["killed"], false, "{exited}");
+    eprintln!("victim: {exited}");
     let peak = exited["peak_bytes"].as_u64().unwrap_or(0);
     assert!(peak > GIB, "the trainer's peak is logged: {exited}");
 
