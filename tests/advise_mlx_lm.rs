@@ -60,52 +60,22 @@ fn advise_estimates_the_real_trainers_peak_fp32_and_fp16_checkpointed() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
+    // The grid's h384 model (hidden 384, 4 layers, 6 heads, vocabulary
+    // 8000) in `dtype`, its texts longer than the 256-token sequences.
+    let model = |dtype: &str| {
+        let folder = dir.path().join(dtype);
+        let flags = "--hidden 384 --layers 4 --heads 6 --vocab 8000 --text-tokens 300 --examples 8";
+        let mut args: Vec<&str> = flags.split(' ').collect();
+        args.extend(["--dtype", dtype]);
+        mlx_lm::generate(&py, &folder, &args);
+        folder
+    };
     // The first measurement: a 13M-parameter fp32 Llama, batch 2,
     // sequence 256, 2 LoRA layers (MLX 182 MB; advise said 92 MB before
     // the calibration).
-    let fp32 = dir.path().join("fp32");
-    mlx_lm::generate(
-        &py,
-        &fp32,
-        &[
-            "--hidden",
-            "384",
-            "--layers",
-            "4",
-            "--heads",
-            "6",
-            "--vocab",
-            "8000",
-            "--text-tokens",
-            "300",
-            "--examples",
-            "8",
-        ],
-    );
-    check_point(&py, &fp32, 2, 256, 2, false);
+    check_point(&py, &model("float32"), 2, 256, 2, false);
     // A float16 model with gradient checkpointing. (4-bit models are
     // calibrated by bench/advise-calibration only: MLX's quantized matmul
     // on the CPU backend takes minutes for these sizes.)
-    let fp16 = dir.path().join("fp16");
-    mlx_lm::generate(
-        &py,
-        &fp16,
-        &[
-            "--hidden",
-            "384",
-            "--layers",
-            "4",
-            "--heads",
-            "6",
-            "--vocab",
-            "8000",
-            "--dtype",
-            "float16",
-            "--text-tokens",
-            "300",
-            "--examples",
-            "8",
-        ],
-    );
-    check_point(&py, &fp16, 2, 256, 4, true);
+    check_point(&py, &model("float16"), 2, 256, 4, true);
 }
