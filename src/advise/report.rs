@@ -366,6 +366,9 @@ fn model_from_name(name: &str) -> Result<(Option<ModelInfo>, Option<u32>), Error
         .unwrap_or(name);
     match model::resolve(base) {
         Ok(m) => Ok((Some(m), bits)),
+        // A size that is no size ("-7B") is bad input, not a name to read
+        // a size out of.
+        Err(e @ Error::Data(_)) => Err(e),
         Err(_) => Ok((
             super::size_in_name(base)
                 .and_then(|p| model::resolve(&format!("{}B", p / 1e9)).ok())
