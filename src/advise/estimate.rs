@@ -60,6 +60,10 @@ pub struct Shape {
     pub num_key_value_heads: u64,
     pub intermediate_size: u64,
     pub vocab_size: u64,
+    /// Bytes of one activation (and KV-cache) element: the model's compute
+    /// dtype. 4 for float32 weights; 2 for float16/bfloat16 and for
+    /// quantized models (their scales' dtype).
+    pub activation_bytes: u64,
 }
 
 impl Shape {
@@ -79,7 +83,16 @@ impl Shape {
             num_key_value_heads: h / 128,
             intermediate_size: h * 8 / 3,
             vocab_size: 32000,
+            activation_bytes: 2,
         }
+    }
+
+    /// Activation elements a trained block keeps per token for the
+    /// backward pass: its input, the normed input, q, k, v, q and k after
+    /// RoPE, the attention output, the residual sum and its norm (6h + 4kv),
+    /// and the MLP's gate, up, silu(gate) and their product (4i).
+    pub fn block_elements_per_token(&self) -> u64 {
+        6 * self.hidden_size + 4 * self.kv_dim() + 4 * self.intermediate_size
     }
 
     fn kv_dim(&self) -> u64 {
@@ -109,15 +122,36 @@ pub struct Plan {
 /// Bytes per trainable parameter: fp32 weight + fp32 gradient + Adam's two
 /// fp32 moments.
 pub const BYTES_PER_TRAINABLE: u64 = 4 + 4 + 8;
-/// Activation bytes kept per token per trained block without checkpointing:
-/// 34·h at 16-bit (Korthikanti et al. 2022, "Reducing Activation
-/// Recomputation in Large Transformer Models", without the 5·a·s/h
-/// attention-score term, which a fused attention does not keep).
-pub const ACT_PER_TOKEN_PER_H: u64 = 34;
-/// With checkpointing each block keeps only its 16-bit input (2·h per token).
-pub const CKPT_PER_TOKEN_PER_H: u64 = 2;
-/// Logits (16-bit) plus their fp32 softmax, per token per vocab entry.
-pub const LOGIT_BYTES: u64 = 2 + 4;
+
+// The activation model below was fitted to MLX's own peak
+// (`mx.get_peak_memory()`) of the real `mlx_lm.lora` on generated models
+// (bench/advise-calibration; the table and the reasoning are in
+// docs/advise.md). Every count is in activation elements, each of
+// `Shape::activation_bytes` bytes.
+
+/// Tensors of b·s × V alive at once at the peak, in the backward pass of
+/// the loss: the logits, their softmax (the gradient of logsumexp), the
+/// scattered one-hot of the targets, and the gradient being summed.
+pub const LOGIT_COPIES: u64 = 4;
+/// What a trained block keeps for the backward pass, as a multiple of
+/// `Shape::block_elements_per_token`: 3/2 (the fit: the kept tensors plus
+/// the temporaries of the block being differentiated).
+pub const BLOCK_NUM: u64 = 3;
+pub const BLOCK_DEN: u64 = 2;
+/// Attention probabilities (b × heads × s × s) a trained block keeps for the
+/// backward pass. MLX's fused attention is not used while tracing gradients
+/// (`use_fallback` is true under `in_grad_tracing`), so training pays for
+/// the s × s matrices.
+pub const SCORE_COPIES: u64 = 1;
+/// float32 b × heads × s × s tensors alive while one block's attention is
+/// differentiated (the gradients of the probabilities and of the scores,
+/// and the softmax's product). float32 in every model: LoRA's A and B are
+/// float32, so the gradient flowing back through a trained block is.
+pub const SCORE_GRAD_COPIES: u64 = 3;
+pub const SCORE_GRAD_BYTES: u64 = 4;
+/// With `--grad-checkpoint`, each trained block keeps its input (h per
+/// token); one block at a time is recomputed in full.
+pub const CKPT_PER_TOKEN_PER_H: u64 = 1;
 
 /// Every estimate for one plan, in bytes.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -133,29 +167,44 @@ pub struct Estimate {
     pub generation_bytes: u64,
 }
 
-/// Activation memory of a LoRA run. Only the trained blocks (the last
-/// `lora_layers`) keep activations for the backward pass; frozen blocks
-/// below them need none.
+/// Activation memory of a LoRA run, in bytes; docs/advise.md explains
+/// each term. Only the trained blocks (the last `lora_layers`) keep
+/// activations for the backward pass; frozen blocks below them need none.
+///
+/// t = b·s tokens, a = activation bytes, n trained blocks, B =
+/// `Shape::block_elements_per_token`, S = heads·s (one token's row of the
+/// attention matrices):
+/// - without checkpointing: a·t·(4V + n·(3B/2 + S)) + 4·t·3S
+/// - with checkpointing: a·t·(4V + n·h + 3B/2 + S) + 4·t·3S
+///   (one block recomputed at a time).
 pub fn activations(shape: &Shape, plan: &Plan, checkpoint: bool) -> u64 {
     let tokens = plan.batch_size.saturating_mul(plan.max_seq_length);
+    let bytes = |elements: u64, each: u64| tokens.saturating_mul(elements).saturating_mul(each);
+    let a = shape.activation_bytes;
     let layers = plan.lora_layers.min(shape.num_hidden_layers);
-    let h = shape.hidden_size;
-    let block = tokens.saturating_mul(ACT_PER_TOKEN_PER_H * h);
+    let row = shape
+        .num_attention_heads
+        .saturating_mul(plan.max_seq_length);
+    let kept = (shape.block_elements_per_token() * BLOCK_NUM / BLOCK_DEN)
+        .saturating_add(row.saturating_mul(SCORE_COPIES));
     let blocks = if checkpoint {
-        // Saved inputs of every trained block, plus one block recomputed.
-        let saved = tokens.saturating_mul(CKPT_PER_TOKEN_PER_H * h);
-        saved.saturating_mul(layers).saturating_add(block)
+        let saved = bytes(CKPT_PER_TOKEN_PER_H * shape.hidden_size, a);
+        saved.saturating_mul(layers).saturating_add(bytes(kept, a))
     } else {
-        block.saturating_mul(layers)
+        bytes(kept, a).saturating_mul(layers)
     };
-    let logits = tokens.saturating_mul(shape.vocab_size * LOGIT_BYTES);
-    blocks.saturating_add(logits)
+    let score_grads = bytes(row.saturating_mul(SCORE_GRAD_COPIES), SCORE_GRAD_BYTES);
+    let logits = bytes(shape.vocab_size.saturating_mul(LOGIT_COPIES), a);
+    blocks.saturating_add(score_grads).saturating_add(logits)
 }
 
 /// KV cache for generating `tokens` tokens in a batch: keys and values,
-/// 16-bit, for every layer's key/value heads.
+/// in the activation dtype, for every layer's key/value heads.
 pub fn kv_cache(shape: &Shape, batch: u64, tokens: u64) -> u64 {
-    2 * shape.num_hidden_layers * shape.kv_dim() * 2 * batch.saturating_mul(tokens)
+    2 * shape.num_hidden_layers
+        * shape.kv_dim()
+        * shape.activation_bytes
+        * batch.saturating_mul(tokens)
 }
 
 pub fn estimate(shape: &Shape, weights_bytes: u64, plan: &Plan) -> Estimate {
@@ -397,6 +446,7 @@ mod tests {
             num_key_value_heads: 32,
             intermediate_size: 11008,
             vocab_size: 32000,
+            activation_bytes: 2,
         }
     }
 
@@ -415,14 +465,30 @@ mod tests {
         let e = estimate(&s, 3_800_000_000, &plan);
         assert_eq!(e.lora_params, 4 * 559_104);
         assert_eq!(e.lora_state_bytes, 4 * 559_104 * 16);
-        // Checkpointed: 4 blocks × 512 × 2·4096 + 512 × 34·4096 + 512 × 32000 × 6.
+        // Per token: a block keeps 3/2 × (6·4096 + 4·4096 + 4·11008 =
+        // 84 992) elements plus 32 heads × 512 of attention probabilities;
+        // the loss 4 × 32000; float32 score gradients 3 × 32 × 512 × 4 bytes.
+        // Checkpointed: 4 blocks keep 4096, one is recomputed.
+        assert_eq!(s.block_elements_per_token(), 84_992);
+        let block = 84_992 * 3 / 2 + 32 * 512;
+        let grads = 512 * 3 * 32 * 512 * 4;
         assert_eq!(
             e.activations_checkpoint_bytes,
-            4 * 512 * 8192 + 512 * 34 * 4096 + 512 * 32000 * 6
+            512 * 2 * (4 * 32000 + 4 * 4096 + block) + grads
         );
         assert_eq!(
             e.activations_no_checkpoint_bytes,
-            4 * 512 * 34 * 4096 + 512 * 32000 * 6
+            512 * 2 * (4 * 32000 + 4 * block) + grads
+        );
+        // float32 doubles every activation but the (always float32) score
+        // gradients.
+        let f32 = Shape {
+            activation_bytes: 4,
+            ..s.clone()
+        };
+        assert_eq!(
+            activations(&f32, &plan, false),
+            2 * e.activations_no_checkpoint_bytes - grads
         );
         // KV: 2 × 32 layers × 4096 × 2 bytes × 512 tokens = 256 MiB.
         assert_eq!(e.kv_cache_bytes, 256 << 20);

@@ -18,8 +18,16 @@ pub fn run(req: &Request, cfg: &crate::config::Config, json: bool) -> Result<Str
         .as_deref()
         .map(crate::cmdline::TrainFlags::from_cmdline);
     let (model, cmd_bits) = match (&req.model, &flags) {
-        (Some(m), _) => (Some(model::resolve(m)?), None),
-        (None, Some(f)) => report::model_from_cmd(f)?,
+        // A name advise cannot size is an error for --model (with the
+        // folder/size/name hint), only a missing estimate for --cmd.
+        (Some(m), _) => match report::model_from_name(m)? {
+            (None, _) => (Some(model::resolve(m)?), None),
+            found => found,
+        },
+        (None, Some(f)) => match f.model.as_deref() {
+            Some(m) => report::model_from_name(m)?,
+            None => (None, None),
+        },
         (None, None) => (None, None),
     };
     let mut checked = report::check(req, flags.as_ref())?;

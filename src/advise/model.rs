@@ -46,6 +46,7 @@ fn named(name: &str) -> Option<(f64, Shape)> {
         num_key_value_heads: kv,
         intermediate_size: i,
         vocab_size: v,
+        activation_bytes: 2,
     };
     Some(match name.to_ascii_lowercase().as_str() {
         "llama-7b" => (7e9, s(4096, 32, 32, 32, 11008, 32000)),
@@ -138,6 +139,7 @@ pub fn parse_config_json(text: &str) -> Result<ConfigJson, String> {
         num_key_value_heads: field("num_key_value_heads")?.unwrap_or(heads),
         intermediate_size: field("intermediate_size")?.unwrap_or(h * 8 / 3),
         vocab_size: need("vocab_size")?,
+        activation_bytes: dtype_bytes(&v),
     };
     let q = v
         .get("quantization")
@@ -165,6 +167,21 @@ pub fn parse_config_json(text: &str) -> Result<ConfigJson, String> {
         shape,
         quantization,
     })
+}
+
+/// Bytes per activation element from config.json's `torch_dtype` (newer
+/// transformers: `dtype`): 4 for float32, else 2 (float16, bfloat16, or not
+/// said: what MLX models are published in).
+fn dtype_bytes(v: &serde_json::Value) -> u64 {
+    let dtype = v
+        .get("torch_dtype")
+        .or_else(|| v.get("dtype"))
+        .and_then(|d| d.as_str());
+    if dtype == Some("float32") {
+        4
+    } else {
+        2
+    }
 }
 
 /// One safetensors file's header, summed.
@@ -314,11 +331,17 @@ pub fn read_folder(dir: &Path) -> Result<ModelInfo, Error> {
         .ok_or_else(overflow)? as f64;
     // The path as given: it goes into the suggested `--model`.
     let name = dir.display().to_string();
+    let mut shape = cfg.shape;
+    // Unquantized weights stored at 4 bytes each compute in float32,
+    // whatever config.json says.
+    if cfg.quantization.is_none() && params > 0.0 && data as f64 / params > 3.5 {
+        shape.activation_bytes = 4;
+    }
     Ok(ModelInfo {
         name,
         source: "folder",
         params,
-        shape: cfg.shape,
+        shape,
         quantization: cfg.quantization,
         disk_bytes: Some(disk),
         tensor_bytes: Some(data),
@@ -362,6 +385,7 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(c.shape.num_key_value_heads, 8);
+        assert_eq!(c.shape.activation_bytes, 2);
         assert_eq!(
             c.quantization,
             Some(Quantization {
@@ -375,6 +399,11 @@ mod tests {
         .expect("parses");
         assert_eq!(c.shape.num_key_value_heads, 4);
         assert_eq!(c.quantization, None);
+        let c = parse_config_json(
+            r#"{"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100, "torch_dtype": "float32"}"#,
+        )
+        .expect("parses");
+        assert_eq!(c.shape.activation_bytes, 4);
         for (text, err) in [
             (
                 r#"{"num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100}"#,

@@ -113,9 +113,28 @@ fn render_raw(r: &Report) -> String {
     }
     if let Some(b) = r.guide_batch_size {
         let largest = |v: Option<u64>| v.map_or("none".into(), |v| v.to_string());
+        // Both hold with the advised plan's other settings: say which.
+        let (at_seq, at_batch) = match &r.recommended {
+            Some(a) => {
+                let p = &a.plan;
+                let ckpt = if p.grad_checkpoint {
+                    "grad checkpoint"
+                } else {
+                    "no grad checkpoint"
+                };
+                (
+                    format!(
+                        " (at seq {}, {} layers, {ckpt})",
+                        p.max_seq_length, p.lora_layers
+                    ),
+                    format!(" (at batch {}, {ckpt})", p.batch_size),
+                )
+            }
+            None => (String::new(), String::new()),
+        };
         let _ = writeln!(
             o,
-            "batch:     guide's rule {b}; largest that fits {}, largest seq {}",
+            "batch:     guide's rule {b}; largest that fits {}{at_seq}; largest seq {}{at_batch}",
             largest(r.max_batch_size),
             largest(r.max_seq_length)
         );

@@ -350,14 +350,11 @@ fn checklist(
     ]
 }
 
-/// The model a `--cmd` names, when advise can size it: a folder, a known
-/// name, or a size in its name ("Mistral-7B-v0.1-4bit" → 7B, 4-bit).
-pub(super) fn model_from_cmd(
-    flags: &TrainFlags,
-) -> Result<(Option<ModelInfo>, Option<u32>), Error> {
-    let Some(name) = flags.model.as_deref() else {
-        return Ok((None, None));
-    };
+/// The model `--model` or a `--cmd`'s `--model` names, when advise can
+/// size it: a folder, a known name, or a size in its name
+/// ("mlx-community/Mistral-7B-v0.1-4bit" → 7B, 4-bit). `--model` and
+/// `--cmd` read names through this one rule.
+pub(super) fn model_from_name(name: &str) -> Result<(Option<ModelInfo>, Option<u32>), Error> {
     if std::path::Path::new(name).is_dir() {
         return model::resolve(name).map(|m| (Some(m), None));
     }
@@ -369,6 +366,9 @@ pub(super) fn model_from_cmd(
         .unwrap_or(name);
     match model::resolve(base) {
         Ok(m) => Ok((Some(m), bits)),
+        // A size that is no size ("-7B") is bad input, not a name to read
+        // a size out of.
+        Err(e @ Error::Data(_)) => Err(e),
         Err(_) => Ok((
             crate::cmdline::size_in_name(base)
                 .and_then(|p| model::resolve(&format!("{}B", p / 1e9)).ok())
@@ -468,6 +468,47 @@ mod tests {
             "checkpointing is missing: {:?}",
             r.checklist[1]
         );
+    }
+
+    #[test]
+    fn model_and_cmd_read_a_name_with_a_size_through_one_rule() {
+        // Issue 19: `--model mlx-community/…-70B-…-4bit` was "no such model
+        // folder" while `--cmd "… --model <the same name>"` sized it.
+        let name = "mlx-community/Llama-3.3-70B-Instruct-4bit";
+        let (m, bits) = model_from_name(name).expect("sized");
+        let m = m.expect("a model");
+        assert_eq!((m.params, bits, m.name.as_str()), (70e9, Some(4), name));
+        let flags = TrainFlags::from_cmdline(&format!("mlx_lm.lora --model {name}"));
+        let (c, cbits) = model_from_name(flags.model.as_deref().expect("--model")).expect("sized");
+        assert_eq!((c.map(|c| c.params), cbits), (Some(70e9), Some(4)));
+        // A name with no size in it is not guessed at.
+        assert_eq!(model_from_name("org/some-model").expect("no error").0, None);
+    }
+
+    #[test]
+    fn the_largest_batch_line_says_where_it_holds() {
+        let m = model::resolve("llama-7b").expect("named");
+        let c = check(&Request::default(), None).expect("defaults");
+        let r = advise(mac(32), Some(m), &c, None);
+        let rec = r.recommended.as_ref().expect("recommended").plan;
+        let text = super::super::render::render(&r);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("batch:"))
+            .expect("a batch line");
+        let ckpt = if rec.grad_checkpoint {
+            "grad checkpoint"
+        } else {
+            "no grad checkpoint"
+        };
+        assert!(
+            line.contains(&format!(
+                "(at seq {}, {} layers, {ckpt})",
+                rec.max_seq_length, rec.lora_layers
+            )) && line.contains(&format!("(at batch {}, {ckpt})", rec.batch_size)),
+            "{line}"
+        );
+        assert!(text.ends_with('\n'), "the last line ends with its newline");
     }
 
     #[test]

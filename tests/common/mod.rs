@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod lookalikes;
+pub mod mlx_lm;
 pub mod need;
 pub mod swap;
 pub mod tmux;

@@ -122,6 +122,7 @@ pub fn mlx(test: &str) -> Option<PathBuf> {
                 "--quiet",
                 "--disable-pip-version-check",
                 "mlx[cpu]",
+                "mlx-lm",
             ])
             .status()
             .is_ok_and(|s| s.success());
