@@ -20,6 +20,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// A command's output on stdout. A full disk or a closed pipe is an error
+/// with its exit code (74), not a panic (`print!` panics).
+fn emit(text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("standard output: {e}"),
+            ))
+        })
+}
+
 /// `explain`'s input, FILE or `-` (standard input), within its caps.
 fn read_explain_input(file: Option<&std::path::Path>) -> Result<String, Error> {
     use headroom::input::{read_text, EXPLAIN};
@@ -59,7 +74,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
                 notify,
             };
             let (report, failed) = headroom::doctor::run(&opts, json);
-            print!("{report}");
+            emit(&report)?;
             if failed {
                 // Exit 1: a check failed (the report says which).
                 std::process::exit(1);
@@ -68,7 +83,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
         }
         Command::Status { config, json } => {
             let cfg = Config::load(config.as_deref())?;
-            print!("{}", headroom::status::status(&cfg, json)?);
+            emit(&headroom::status::status(&cfg, json)?)?;
             Ok(())
         }
         Command::Explain {
@@ -81,7 +96,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             let text = read_explain_input(file.as_deref())?;
             let out = headroom::explain::run_explain(&text, total_bytes, &cfg, json)
                 .map_err(|e| Error::Data(e.to_string()))?;
-            print!("{out}");
+            emit(&out)?;
             Ok(())
         }
         Command::Advise {
@@ -109,12 +124,12 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
                 grad_checkpoint,
                 cmd,
             };
-            print!("{}", headroom::advise::run(&req, &cfg, json)?);
+            emit(&headroom::advise::run(&req, &cfg, json)?)?;
             Ok(())
         }
         Command::CheckConfig { config } => {
             let cfg = headroom::daemon::load_for_this_machine(config.as_deref())?;
-            print!("{}", headroom::check_config::effective_config(&cfg));
+            emit(&headroom::check_config::effective_config(&cfg))?;
             Ok(())
         }
         Command::Install {
@@ -159,7 +174,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
         }
         Command::Replay { file, config, json } => {
             let cfg = Config::load(config.as_deref())?;
-            print!("{}", headroom::replay::run_replay(&file, &cfg, json)?);
+            emit(&headroom::replay::run_replay(&file, &cfg, json)?)?;
             Ok(())
         }
         Command::Top { config } => {

@@ -201,3 +201,32 @@ fn check_config_says_the_scope_and_the_smallest_victim() {
     };
     assert!(text.contains(&want), "{text}");
 }
+
+/// A full disk on standard output is a one-line error with exit 74, never a
+/// panic (`print!` panicked with exit 101; issue 19's review).
+#[test]
+#[cfg(target_os = "linux")]
+fn output_to_a_full_device_is_exit_74_not_a_panic() {
+    for args in [
+        &["check-config"][..],
+        &["advise", "--model", "7B"],
+        &["doctor"],
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_headroom"))
+            .args(args)
+            .env_remove("HEADROOM_CONFIG")
+            .stdout(full)
+            .output()
+            .expect("headroom runs");
+        let err = String::from_utf8_lossy(&o.stderr);
+        // doctor's own exit (0 or 1) comes after printing: 74 wins.
+        assert_eq!(o.status.code(), Some(74), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("standard output"), "{args:?}: {err}");
+    }
+}
