@@ -67,6 +67,20 @@ impl VmCounters {
     pub fn cached_pages(&self) -> u64 {
         self.external.saturating_add(self.purgeable)
     }
+
+    /// headroom's "available", pages: truly free (free − speculative) +
+    /// file-backed + purgeable — what the kernel can hand out without
+    /// compressing or swapping anything (issue 16). Speculative read-ahead
+    /// pages are file-backed, so they are counted once, in `external`
+    /// (internal + external = active + inactive + speculative on every
+    /// fixture). `hw.memsize` is not used: it includes pages no counter
+    /// reports, and `total − used` overstated sample2 by 27 % at the red line.
+    pub fn available_pages(&self) -> u64 {
+        self.free
+            .saturating_sub(self.speculative)
+            .saturating_add(self.external)
+            .saturating_add(self.purgeable)
+    }
 }
 
 fn pages(n: u64, page_size: u64) -> Bytes {
@@ -76,16 +90,16 @@ fn pages(n: u64, page_size: u64) -> Bytes {
 /// Counters → SystemMemory, the way Activity Monitor splits memory:
 /// App = anonymous − purgeable, Wired, Compressed = pages occupied by the
 /// compressor, Cached = file-backed + purgeable, and headroom's "available"
-/// = total − (App + Wired + Compressed). Swap is left `None` (it comes from
-/// `vm.swapusage`, not from these counters).
+/// = `VmCounters::available_pages` (never more than `total`). Swap is left
+/// `None` (it comes from `vm.swapusage`, not from these counters).
 pub fn breakdown(c: &VmCounters, page_size: u64, total: Bytes) -> SystemMemory {
     let app = pages(c.app_pages(), page_size);
     let wired = pages(c.wired, page_size);
     let compressed = pages(c.compressor, page_size);
-    let used = app.0.saturating_add(wired.0).saturating_add(compressed.0);
+    let available = pages(c.available_pages(), page_size);
     SystemMemory {
         total_bytes: total,
-        available_bytes: Bytes(total.0.saturating_sub(used)),
+        available_bytes: Bytes(available.0.min(total.0)),
         app_bytes: Some(app),
         wired_bytes: Some(wired),
         compressed_bytes: Some(compressed),
@@ -406,16 +420,24 @@ mod tests {
 
     #[test]
     fn breakdown_saturates_instead_of_wrapping() {
-        // purgeable > anonymous, or used > total, must not underflow.
+        // purgeable > anonymous, speculative > free, or available > total,
+        // must not underflow or exceed the total.
         let c = VmCounters {
             internal: 1,
             purgeable: 5,
             wired: 10,
+            speculative: 3,
+            free: 1,
             ..Default::default()
         };
+        assert_eq!(
+            c.available_pages(),
+            5,
+            "0 truly free + 0 file + 5 purgeable"
+        );
         let m = breakdown(&c, PAGE, Bytes(PAGE));
         assert_eq!(m.app_bytes, Some(Bytes(0)));
-        assert_eq!(m.available_bytes, Bytes(0));
+        assert_eq!(m.available_bytes, Bytes(PAGE), "capped at the total");
         assert_eq!(free_percent(&c, 0, Bytes(1)), None);
         assert_eq!(free_percent(&c, PAGE, Bytes(0)), None);
     }
