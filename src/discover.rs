@@ -561,10 +561,15 @@ mod tests {
         procs: HashMap<Pid, (ProcIdentity, Option<String>, ProcMeasure)>,
         identity_reads: usize,
         name_reads: usize,
+        /// The listing fails (macOS: proc_listpids answered 0).
+        list_fails: bool,
     }
 
     impl ProcSource for Table {
         fn pids(&mut self, out: &mut Vec<Pid>) -> std::io::Result<()> {
+            if self.list_fails {
+                return Err(std::io::Error::other("proc_listpids listed no processes"));
+            }
             out.extend(self.procs.keys().copied());
             Ok(())
         }
@@ -934,5 +939,28 @@ mod tests {
         assert!(
             matches!(ev.last(), Some(ProcessEvent::Exited { process, .. }) if process.pid == Pid(31))
         );
+    }
+
+    /// Issue 16: libproc's proc_listpids answers 0 on failure, which the
+    /// macOS source turns into an error (`macos_vm::listed_pid_count`). A
+    /// failed listing is not every tracked job exiting at once.
+    #[test]
+    fn a_failed_process_listing_is_an_error_not_every_job_exiting() {
+        let mut t = Table::default();
+        add(&mut t, 7, 501, "python3 -m mlx_lm.lora", None, 100);
+        add(&mut t, 8, 501, "bash run.sh", None, 1);
+        let mut d = discovery(Scope::user(501));
+        assert_eq!(d.scan(&mut t, Duration::ZERO).expect("scan").len(), 1);
+        d.take_events();
+        t.list_fails = true;
+        let e = d
+            .scan(&mut t, Duration::from_secs(1))
+            .expect_err("a failed listing");
+        assert!(e.to_string().contains("proc_listpids"), "{e}");
+        assert!(d.take_events().is_empty(), "no exit for a failed read");
+        t.list_fails = false;
+        let found = d.scan(&mut t, Duration::from_secs(2)).expect("scan");
+        assert_eq!(found.len(), 1, "still tracked");
+        assert!(d.take_events().is_empty(), "not found a second time");
     }
 }

@@ -282,6 +282,17 @@ pub fn parse_procargs2(buf: &[u8]) -> Option<Vec<String>> {
     Some(args)
 }
 
+/// `proc_listpids`' answer → how many pids it wrote into a buffer of
+/// `capacity` pids. libproc returns the number of *bytes* written, and on
+/// failure 0 with errno set, not −1 (xnu libsyscall/wrappers/libproc/
+/// libproc.c): 0 is an error, never an empty system — headroom itself is
+/// always listed. Issue 16: taking 0 as "no processes" marked every tracked
+/// job as exited.
+pub fn listed_pid_count(bytes: i32, capacity: usize) -> Option<usize> {
+    let bytes = usize::try_from(bytes).ok().filter(|&b| b > 0)?;
+    Some((bytes / size_of::<i32>()).min(capacity))
+}
+
 /// `pbi_start_tvsec`/`pbi_start_tvusec` → microseconds since the epoch, the
 /// macOS `MlxProcess::start_time`.
 pub fn start_time_us(sec: u64, usec: u64) -> u64 {
@@ -483,6 +494,18 @@ mod tests {
         );
         let no_nul = [2u8, 0, 0, 0, b'a', b'b'];
         assert_eq!(parse_procargs2(&no_nul), None);
+    }
+
+    #[test]
+    fn proc_listpids_zero_is_an_error_and_bytes_become_pids() {
+        // libproc answers 0 (errno set) on failure: not "no processes".
+        assert_eq!(listed_pid_count(0, 100), None);
+        assert_eq!(listed_pid_count(-1, 100), None);
+        // Bytes, not pids: 3 pids are 12 bytes; a partial pid is dropped.
+        assert_eq!(listed_pid_count(12, 100), Some(3));
+        assert_eq!(listed_pid_count(14, 100), Some(3));
+        // Never more than the buffer holds.
+        assert_eq!(listed_pid_count(4000, 64), Some(64));
     }
 
     #[test]
