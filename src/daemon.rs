@@ -394,7 +394,7 @@ impl Daemon {
                 // sample when it comes.
                 let pid = crate::discover::READING.load(std::sync::atomic::Ordering::Relaxed);
                 let what = if pid > 0 {
-                    format!("reading /proc/{pid} (a process in uninterruptible sleep?)")
+                    crate::sample::reading_process(pid)
                 } else {
                     "reading system memory".to_string()
                 };

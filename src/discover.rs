@@ -70,19 +70,29 @@ pub trait ProcSource {
 }
 
 /// Whether a mapped file is the MLX library: `libmlx.so` (Linux wheel,
-/// also `libmlx.so.0.21`, `libmlx-<hash>.so`), `libmlx.dylib` (macOS), or
-/// MLX's Metal kernels `mlx.metallib`. Only the file name counts:
-/// `mlx_cpu.libs/libgfortran…` is not MLX, and neither is Mellanox's
-/// `libmlx5.so` (RDMA), which any process using InfiniBand maps.
+/// also `libmlx.so.0.21`, `libmlx-<hash>.so`), MLX's Metal kernels
+/// `mlx.metallib`, or `libmlx.dylib` inside an MLX Python package
+/// (`…/site-packages/mlx/…`). A `libmlx.dylib` anywhere else is not enough
+/// on its own (issue 16): MiniLibX, a graphics library every 42-school
+/// project links, has that name; MLX's own processes map `mlx.metallib`
+/// as well. `mlx_cpu.libs/libgfortran…` is not MLX, and neither is
+/// Mellanox's `libmlx5.so` (RDMA), which any process using InfiniBand maps.
 pub fn is_mlx_library(path: &str) -> bool {
     let path = path.strip_suffix(" (deleted)").unwrap_or(path);
     let base = basename(path);
     if base == "mlx.metallib" {
         return true;
     }
-    base.strip_prefix("libmlx")
-        .is_some_and(|rest| rest.starts_with(['.', '-', '_']))
-        && (base.ends_with(".dylib") || base.contains(".so"))
+    let libmlx = base
+        .strip_prefix("libmlx")
+        .is_some_and(|rest| rest.starts_with(['.', '-', '_']));
+    if base.ends_with(".dylib") {
+        let in_mlx_package = ["/site-packages/mlx/", "/dist-packages/mlx/"]
+            .iter()
+            .any(|d| path.contains(d));
+        return libmlx && in_mlx_package;
+    }
+    libmlx && base.contains(".so")
 }
 
 /// Whether a process not (yet) found to be MLX is worth asking whether it
@@ -630,6 +640,9 @@ mod tests {
     fn mlx_library_paths() {
         let yes = [
             "/Users/a/venv/lib/python3.12/site-packages/mlx/lib/libmlx.dylib",
+            "/opt/homebrew/lib/python3.13/site-packages/mlx/lib/libmlx.dylib",
+            "/usr/lib/python3/dist-packages/mlx/lib/libmlx.dylib",
+            "/opt/homebrew/lib/mlx.metallib",
             "/v/lib/python3.11/site-packages/mlx/lib/libmlx.so",
             "/usr/lib/libmlx.so.0.21",
             "/v/mlx.libs/libmlx-3b2a1c.so",
@@ -643,6 +656,10 @@ mod tests {
             "/usr/lib/libmlxfoo.dylib",
             "/Users/a/libmlx.txt",
             "/Users/a/notes/mlx.metallib.md",
+            // Issue 16: MiniLibX (a graphics library) is libmlx.dylib too.
+            "/Users/a/so_long/mlx/libmlx.dylib",
+            "/usr/local/lib/libmlx.dylib",
+            "/Users/a/site-packages-notes/minilibx/libmlx.dylib",
         ];
         for p in yes {
             assert!(is_mlx_library(p), "{p}");
