@@ -293,6 +293,18 @@ pub fn listed_pid_count(bytes: i32, capacity: usize) -> Option<usize> {
     Some((bytes / size_of::<i32>()).min(capacity))
 }
 
+/// An `audit_token_t` that names `pid` at pid version `idversion` (from
+/// PROC_PIDUNIQIDENTIFIERINFO): the two words xnu's `proc_find_audit_token`
+/// compares (`val[5]` the pid, `val[7]` the pid version, bumped at every
+/// fork and exec). The rest identify the sender's credentials in a real
+/// token; signalling by token does not read them.
+pub fn audit_token_for(pid: i32, idversion: i32) -> [u32; 8] {
+    let mut t = [0u32; 8];
+    t[5] = pid as u32;
+    t[7] = idversion as u32;
+    t
+}
+
 /// `pbi_start_tvsec`/`pbi_start_tvusec` → microseconds since the epoch, the
 /// macOS `MlxProcess::start_time`.
 pub fn start_time_us(sec: u64, usec: u64) -> u64 {
@@ -506,6 +518,14 @@ mod tests {
         assert_eq!(listed_pid_count(14, 100), Some(3));
         // Never more than the buffer holds.
         assert_eq!(listed_pid_count(4000, 64), Some(64));
+    }
+
+    #[test]
+    fn audit_token_names_pid_and_pid_version_only() {
+        // xnu proc_find_audit_token: pid in val[5], pid version in val[7].
+        let t = audit_token_for(4242, 17);
+        assert_eq!(t, [0, 0, 0, 0, 0, 4242, 0, 17]);
+        assert_eq!(audit_token_for(7, -1)[7], u32::MAX, "bit pattern kept");
     }
 
     #[test]

@@ -78,7 +78,11 @@ fn the_test_block_commands_print_what_it_matches() {
             .output()
             .expect("run headroom");
         // shell_output also fails the test on a non-zero exit.
-        assert!(out.status.success(), "headroom {args:?} exited {:?}", out.status);
+        assert!(
+            out.status.success(),
+            "headroom {args:?} exited {:?}",
+            out.status
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
             text.contains(&want),
@@ -99,13 +103,18 @@ fn formula_is_a_release_with_a_sha_and_a_throttled_service() {
     };
     assert!(line("  url \"https://").ends_with(".tar.gz\""));
     let sha = line("  sha256 \"");
-    let hex = sha.trim().trim_start_matches("sha256 \"").trim_end_matches('"');
+    let hex = sha
+        .trim()
+        .trim_start_matches("sha256 \"")
+        .trim_end_matches('"');
     assert_eq!(hex.len(), 64, "{sha}");
     assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()), "{sha}");
     // Homebrew's service DSL: restart_delay becomes launchd's TimeOut;
     // throttle_interval becomes ThrottleInterval (Library/Homebrew/service.rb).
     assert!(f.contains("    throttle_interval 10\n"));
-    assert!(!f.lines().any(|l| l.trim_start().starts_with("restart_delay")));
+    assert!(!f
+        .lines()
+        .any(|l| l.trim_start().starts_with("restart_delay")));
 }
 
 #[test]

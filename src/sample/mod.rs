@@ -125,19 +125,6 @@ fn reading_process_on(os: &str, pid: i32) -> String {
     }
 }
 
-#[cfg(test)]
-mod reading_tests {
-    #[test]
-    fn the_stuck_read_is_named_for_the_platform() {
-        let mac = super::reading_process_on("macos", 42);
-        assert!(
-            mac.contains("process 42") && !mac.contains("/proc"),
-            "{mac}"
-        );
-        assert!(super::reading_process_on("linux", 42).contains("/proc/42"));
-    }
-}
-
 /// This machine's total RAM (MemTotal, `hw.memsize`), for the config rules
 /// that need it (`Config::check_total`).
 pub fn total_ram() -> Result<crate::model::Bytes, SampleError> {
@@ -186,5 +173,18 @@ pub fn for_this_platform(
         Err(SampleError::Unsupported(
             "headroom supports Linux and macOS only".into(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod reading_tests {
+    #[test]
+    fn the_stuck_read_is_named_for_the_platform() {
+        let mac = super::reading_process_on("macos", 42);
+        assert!(
+            mac.contains("process 42") && !mac.contains("/proc"),
+            "{mac}"
+        );
+        assert!(super::reading_process_on("linux", 42).contains("/proc/42"));
     }
 }
