@@ -129,6 +129,11 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             Ok(())
         }
         Command::Man => headroom::agent::man(),
+        Command::NotifyTest => {
+            let said = headroom::act::notify::notify_test().map_err(Error::Unavailable)?;
+            println!("{said}");
+            Ok(())
+        }
         Command::Record {
             out,
             force,
