@@ -14,7 +14,7 @@ use crate::log_event;
 use crate::model::{Level, Pid, Snapshot};
 use crate::pace;
 use crate::policy::Action;
-use crate::sample::psi_trigger::{self, PsiTrigger};
+use crate::sample::psi_trigger::PsiTrigger;
 use crate::sample::{self, Sampler};
 use serde_json::json;
 use std::path::PathBuf;
@@ -222,7 +222,7 @@ impl Daemon {
         if current.is_some() {
             return current;
         }
-        match PsiTrigger::arm(std::path::Path::new(psi_trigger::PSI_MEMORY)) {
+        match PsiTrigger::arm_native() {
             Ok(t) => {
                 log_event!(
                     info,

@@ -4,6 +4,8 @@
 #[cfg(target_os = "macos")]
 pub mod macos;
 #[cfg(target_os = "macos")]
+pub mod macos_pressure;
+#[cfg(target_os = "macos")]
 pub mod macos_signal;
 
 pub mod fs;
