@@ -166,6 +166,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Send one test notification through the path the daemon uses
+    /// (osascript on macOS, D-Bus on Linux) and say whether it was accepted.
+    NotifyTest,
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]

@@ -14,7 +14,7 @@ use crate::log::LogHandle;
 use crate::log_event;
 use crate::model::{Level, Pid, Snapshot};
 use crate::pace;
-use crate::sample::psi_trigger::{self, PsiTrigger};
+use crate::sample::psi_trigger::PsiTrigger;
 use crate::sample::{self, Sampler};
 use serde_json::json;
 use std::path::PathBuf;
@@ -211,7 +211,7 @@ impl Daemon {
         if current.is_some() {
             return current;
         }
-        match PsiTrigger::arm(std::path::Path::new(psi_trigger::PSI_MEMORY)) {
+        match PsiTrigger::arm_native() {
             Ok(t) => {
                 log_event!(
                     info,
@@ -377,7 +377,7 @@ impl Daemon {
                 // sample when it comes.
                 let pid = self.reading.load(Ordering::Relaxed);
                 let what = if pid > 0 {
-                    format!("reading /proc/{pid} (a process in uninterruptible sleep?)")
+                    crate::sample::reading_process(pid)
                 } else {
                     "reading system memory".to_string()
                 };

@@ -66,19 +66,29 @@ pub trait ProcSource {
 }
 
 /// Whether a mapped file is the MLX library: `libmlx.so` (Linux wheel,
-/// also `libmlx.so.0.21`, `libmlx-<hash>.so`), `libmlx.dylib` (macOS), or
-/// MLX's Metal kernels `mlx.metallib`. Only the file name counts:
-/// `mlx_cpu.libs/libgfortran…` is not MLX, and neither is Mellanox's
-/// `libmlx5.so` (RDMA), which any process using InfiniBand maps.
+/// also `libmlx.so.0.21`, `libmlx-<hash>.so`), MLX's Metal kernels
+/// `mlx.metallib`, or `libmlx.dylib` inside an MLX Python package
+/// (`…/site-packages/mlx/…`). A `libmlx.dylib` anywhere else is not enough
+/// on its own (issue 16): MiniLibX, a graphics library every 42-school
+/// project links, has that name; MLX's own processes map `mlx.metallib`
+/// as well. `mlx_cpu.libs/libgfortran…` is not MLX, and neither is
+/// Mellanox's `libmlx5.so` (RDMA), which any process using InfiniBand maps.
 pub fn is_mlx_library(path: &str) -> bool {
     let path = path.strip_suffix(" (deleted)").unwrap_or(path);
     let base = basename(path);
     if base == "mlx.metallib" {
         return true;
     }
-    base.strip_prefix("libmlx")
-        .is_some_and(|rest| rest.starts_with(['.', '-', '_']))
-        && (base.ends_with(".dylib") || base.contains(".so"))
+    let libmlx = base
+        .strip_prefix("libmlx")
+        .is_some_and(|rest| rest.starts_with(['.', '-', '_']));
+    if base.ends_with(".dylib") {
+        let in_mlx_package = ["/site-packages/mlx/", "/dist-packages/mlx/"]
+            .iter()
+            .any(|d| path.contains(d));
+        return libmlx && in_mlx_package;
+    }
+    libmlx && base.contains(".so")
 }
 
 /// Whether a process not (yet) found to be MLX is worth asking whether it
@@ -483,10 +493,15 @@ mod tests {
         procs: HashMap<Pid, (ProcIdentity, Option<String>, ProcMeasure)>,
         identity_reads: usize,
         name_reads: usize,
+        /// The listing fails (macOS: proc_listpids answered 0).
+        list_fails: bool,
     }
 
     impl ProcSource for Table {
         fn pids(&mut self, out: &mut Vec<Pid>) -> std::io::Result<()> {
+            if self.list_fails {
+                return Err(std::io::Error::other("proc_listpids listed no processes"));
+            }
             out.extend(self.procs.keys().copied());
             Ok(())
         }
@@ -547,6 +562,9 @@ mod tests {
     fn mlx_library_paths() {
         let yes = [
             "/Users/a/venv/lib/python3.12/site-packages/mlx/lib/libmlx.dylib",
+            "/opt/homebrew/lib/python3.13/site-packages/mlx/lib/libmlx.dylib",
+            "/usr/lib/python3/dist-packages/mlx/lib/libmlx.dylib",
+            "/opt/homebrew/lib/mlx.metallib",
             "/v/lib/python3.11/site-packages/mlx/lib/libmlx.so",
             "/usr/lib/libmlx.so.0.21",
             "/v/mlx.libs/libmlx-3b2a1c.so",
@@ -560,6 +578,10 @@ mod tests {
             "/usr/lib/libmlxfoo.dylib",
             "/Users/a/libmlx.txt",
             "/Users/a/notes/mlx.metallib.md",
+            // Issue 16: MiniLibX (a graphics library) is libmlx.dylib too.
+            "/Users/a/so_long/mlx/libmlx.dylib",
+            "/usr/local/lib/libmlx.dylib",
+            "/Users/a/site-packages-notes/minilibx/libmlx.dylib",
         ];
         for p in yes {
             assert!(is_mlx_library(p), "{p}");
@@ -843,5 +865,28 @@ mod tests {
         assert!(
             matches!(ev.last(), Some(ProcessEvent::Exited { process, .. }) if process.pid == Pid(31))
         );
+    }
+
+    /// Issue 16: libproc's proc_listpids answers 0 on failure, which the
+    /// macOS source turns into an error (`macos_vm::listed_pid_count`). A
+    /// failed listing is not every tracked job exiting at once.
+    #[test]
+    fn a_failed_process_listing_is_an_error_not_every_job_exiting() {
+        let mut t = Table::default();
+        add(&mut t, 7, 501, "python3 -m mlx_lm.lora", None, 100);
+        add(&mut t, 8, 501, "bash run.sh", None, 1);
+        let mut d = discovery(Scope::user(501));
+        assert_eq!(d.scan(&mut t, Duration::ZERO).expect("scan").len(), 1);
+        d.take_events();
+        t.list_fails = true;
+        let e = d
+            .scan(&mut t, Duration::from_secs(1))
+            .expect_err("a failed listing");
+        assert!(e.to_string().contains("proc_listpids"), "{e}");
+        assert!(d.take_events().is_empty(), "no exit for a failed read");
+        t.list_fails = false;
+        let found = d.scan(&mut t, Duration::from_secs(2)).expect("scan");
+        assert_eq!(found.len(), 1, "still tracked");
+        assert!(d.take_events().is_empty(), "not found a second time");
     }
 }

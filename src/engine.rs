@@ -110,6 +110,11 @@ pub fn action_fields(a: &Action, outcome: &Outcome) -> (&'static str, Value) {
                 m.insert("signal".into(), json!(o.signal));
                 m.insert("reason".into(), json!(o.reason));
                 m.insert("available_bytes".into(), json!(o.available_bytes));
+                // A signal sent through a handle that pins the process
+                // (pidfd / audit token), or by kill(2): only when one was sent.
+                if *outcome == Outcome::Done {
+                    m.insert("pinned".into(), json!(crate::sys::unix::pins_signals()));
+                }
             }
             (ev, v)
         }

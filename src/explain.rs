@@ -450,8 +450,8 @@ pub struct Explanation {
     pub cached_bytes: Bytes,
     /// The kernel's free_count: includes speculative pages.
     pub free_bytes: Bytes,
-    /// total − (App + Wired + Compressed); null without a total.
-    pub available_bytes: Option<Bytes>,
+    /// (free − speculative) + file-backed + purgeable: needs no total.
+    pub available_bytes: Bytes,
     /// Uncompressed data the compressor holds.
     pub stored_in_compressor_bytes: Bytes,
     /// ANC / total pages × 100; null without a total.
@@ -515,7 +515,10 @@ pub fn explain(input: &ExplainInput, total_override: Option<u64>, cfg: &Config) 
         compressed_bytes: mem.compressed_bytes.unwrap_or_default(),
         cached_bytes: mem.cached_bytes.unwrap_or_default(),
         free_bytes: mem.free_bytes.unwrap_or_default(),
-        available_bytes: total.map(|_| mem.available_bytes),
+        available_bytes: match total {
+            Some(_) => mem.available_bytes,
+            None => bytes(c.available_pages()),
+        },
         stored_in_compressor_bytes: bytes(c.stored_in_compressor),
         free_percent: total.and_then(|(t, _)| macos_vm::free_percent(c, ps, t)),
         anc_am_ratio: c.anc_am_ratio(),
@@ -585,20 +588,12 @@ fn render(e: &Explanation) -> String {
         e.free_bytes.to_string(),
         "includes speculative",
     );
-    match e.available_bytes {
-        Some(a) => row(
-            &mut o,
-            "Available",
-            a.to_string(),
-            "total − (App + Wired + Compressed)",
-        ),
-        None => row(
-            &mut o,
-            "Available",
-            "?".into(),
-            "needs total RAM: --total-bytes N, or paste `sysctl hw.memsize`",
-        ),
-    }
+    row(
+        &mut o,
+        "Available",
+        e.available_bytes.to_string(),
+        "(free − speculative) + file-backed + purgeable",
+    );
     if let Some(p) = e.free_percent {
         row(
             &mut o,

@@ -50,6 +50,9 @@ pub enum Error {
     /// A file another user could plant or redirect (issue 13): exit 73.
     #[error("{0}")]
     Refused(String),
+    /// A service headroom needs is not there (`notify-test`): exit 69.
+    #[error("{0}")]
+    Unavailable(String),
     /// install/uninstall: its own exit codes (73 foreign file, 69 service manager, …).
     #[error(transparent)]
     Agent(#[from] agent::AgentError),
@@ -64,6 +67,7 @@ impl Error {
             Error::Data(_) => 65,              // EX_DATAERR
             Error::Input(_) => 66,             // EX_NOINPUT
             Error::Refused(_) => 73,           // EX_CANTCREAT
+            Error::Unavailable(_) => 69,       // EX_UNAVAILABLE
             Error::Agent(e) => e.exit_code(),
         }
     }

@@ -67,6 +67,20 @@ impl VmCounters {
     pub fn cached_pages(&self) -> u64 {
         self.external.saturating_add(self.purgeable)
     }
+
+    /// headroom's "available", pages: truly free (free − speculative) +
+    /// file-backed + purgeable — what the kernel can hand out without
+    /// compressing or swapping anything (issue 16). Speculative read-ahead
+    /// pages are file-backed, so they are counted once, in `external`
+    /// (internal + external = active + inactive + speculative on every
+    /// fixture). `hw.memsize` is not used: it includes pages no counter
+    /// reports, and `total − used` overstated sample2 by 27 % at the red line.
+    pub fn available_pages(&self) -> u64 {
+        self.free
+            .saturating_sub(self.speculative)
+            .saturating_add(self.external)
+            .saturating_add(self.purgeable)
+    }
 }
 
 fn pages(n: u64, page_size: u64) -> Bytes {
@@ -76,16 +90,16 @@ fn pages(n: u64, page_size: u64) -> Bytes {
 /// Counters → SystemMemory, the way Activity Monitor splits memory:
 /// App = anonymous − purgeable, Wired, Compressed = pages occupied by the
 /// compressor, Cached = file-backed + purgeable, and headroom's "available"
-/// = total − (App + Wired + Compressed). Swap is left `None` (it comes from
-/// `vm.swapusage`, not from these counters).
+/// = `VmCounters::available_pages` (never more than `total`). Swap is left
+/// `None` (it comes from `vm.swapusage`, not from these counters).
 pub fn breakdown(c: &VmCounters, page_size: u64, total: Bytes) -> SystemMemory {
     let app = pages(c.app_pages(), page_size);
     let wired = pages(c.wired, page_size);
     let compressed = pages(c.compressor, page_size);
-    let used = app.0.saturating_add(wired.0).saturating_add(compressed.0);
+    let available = pages(c.available_pages(), page_size);
     SystemMemory {
         total_bytes: total,
-        available_bytes: Bytes(total.0.saturating_sub(used)),
+        available_bytes: Bytes(available.0.min(total.0)),
         app_bytes: Some(app),
         wired_bytes: Some(wired),
         compressed_bytes: Some(compressed),
@@ -268,6 +282,29 @@ pub fn parse_procargs2(buf: &[u8]) -> Option<Vec<String>> {
     Some(args)
 }
 
+/// `proc_listpids`' answer → how many pids it wrote into a buffer of
+/// `capacity` pids. libproc returns the number of *bytes* written, and on
+/// failure 0 with errno set, not −1 (xnu libsyscall/wrappers/libproc/
+/// libproc.c): 0 is an error, never an empty system — headroom itself is
+/// always listed. Issue 16: taking 0 as "no processes" marked every tracked
+/// job as exited.
+pub fn listed_pid_count(bytes: i32, capacity: usize) -> Option<usize> {
+    let bytes = usize::try_from(bytes).ok().filter(|&b| b > 0)?;
+    Some((bytes / size_of::<i32>()).min(capacity))
+}
+
+/// An `audit_token_t` that names `pid` at pid version `idversion` (from
+/// PROC_PIDUNIQIDENTIFIERINFO): the two words xnu's `proc_find_audit_token`
+/// compares (`val[5]` the pid, `val[7]` the pid version, bumped at every
+/// fork and exec). The rest identify the sender's credentials in a real
+/// token; signalling by token does not read them.
+pub fn audit_token_for(pid: i32, idversion: i32) -> [u32; 8] {
+    let mut t = [0u32; 8];
+    t[5] = pid as u32;
+    t[7] = idversion as u32;
+    t
+}
+
 /// `pbi_start_tvsec`/`pbi_start_tvusec` → microseconds since the epoch, the
 /// macOS `MlxProcess::start_time`.
 pub fn start_time_us(sec: u64, usec: u64) -> u64 {
@@ -406,16 +443,24 @@ mod tests {
 
     #[test]
     fn breakdown_saturates_instead_of_wrapping() {
-        // purgeable > anonymous, or used > total, must not underflow.
+        // purgeable > anonymous, speculative > free, or available > total,
+        // must not underflow or exceed the total.
         let c = VmCounters {
             internal: 1,
             purgeable: 5,
             wired: 10,
+            speculative: 3,
+            free: 1,
             ..Default::default()
         };
+        assert_eq!(
+            c.available_pages(),
+            5,
+            "0 truly free + 0 file + 5 purgeable"
+        );
         let m = breakdown(&c, PAGE, Bytes(PAGE));
         assert_eq!(m.app_bytes, Some(Bytes(0)));
-        assert_eq!(m.available_bytes, Bytes(0));
+        assert_eq!(m.available_bytes, Bytes(PAGE), "capped at the total");
         assert_eq!(free_percent(&c, 0, Bytes(1)), None);
         assert_eq!(free_percent(&c, PAGE, Bytes(0)), None);
     }
@@ -461,6 +506,26 @@ mod tests {
         );
         let no_nul = [2u8, 0, 0, 0, b'a', b'b'];
         assert_eq!(parse_procargs2(&no_nul), None);
+    }
+
+    #[test]
+    fn proc_listpids_zero_is_an_error_and_bytes_become_pids() {
+        // libproc answers 0 (errno set) on failure: not "no processes".
+        assert_eq!(listed_pid_count(0, 100), None);
+        assert_eq!(listed_pid_count(-1, 100), None);
+        // Bytes, not pids: 3 pids are 12 bytes; a partial pid is dropped.
+        assert_eq!(listed_pid_count(12, 100), Some(3));
+        assert_eq!(listed_pid_count(14, 100), Some(3));
+        // Never more than the buffer holds.
+        assert_eq!(listed_pid_count(4000, 64), Some(64));
+    }
+
+    #[test]
+    fn audit_token_names_pid_and_pid_version_only() {
+        // xnu proc_find_audit_token: pid in val[5], pid version in val[7].
+        let t = audit_token_for(4242, 17);
+        assert_eq!(t, [0, 0, 0, 0, 0, 4242, 0, 17]);
+        assert_eq!(audit_token_for(7, -1)[7], u32::MAX, "bit pattern kept");
     }
 
     #[test]

@@ -158,6 +158,10 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             Ok(())
         }
         Command::Man => headroom::cli::man(),
+        Command::NotifyTest => {
+            let said = headroom::act::notify::notify_test().map_err(Error::Unavailable)?;
+            emit(&format!("{said}\n"))
+        }
         Command::Record {
             out,
             force,

@@ -122,7 +122,7 @@ impl Metrics {
         for (name, _) in byte_figures(&Snapshot::default()) {
             let g = Optional::<Gauge>::default();
             let help = match name {
-                "available" => "Available memory (headroom): Linux MemAvailable, macOS total - (app + wired + compressed)",
+                "available" => "Available memory (headroom): Linux MemAvailable, macOS (free - speculative) + file-backed + purgeable",
                 "total" => "Total physical memory",
                 "app" => "App memory (macOS) / anonymous pages (Linux)",
                 "wired" => "Wired memory (macOS) / unevictable and kernel memory (Linux)",

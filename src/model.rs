@@ -114,7 +114,8 @@ impl KernelLevel {
 }
 
 /// System-wide memory. `available` is headroom's "headroom": on Linux
-/// MemAvailable, on macOS total − (App + Wired + Compressed). Figures one OS
+/// MemAvailable, on macOS (free − speculative) + file-backed + purgeable
+/// (`macos_vm::VmCounters::available_pages`). Figures one OS
 /// does not have are `None`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SystemMemory {

@@ -38,7 +38,11 @@ case "$1" in
     esac ;;
   bootstrap)
     if [ -n "$FAKE_BOOTSTRAP_EXIT" ]; then echo "Bootstrap failed: $FAKE_BOOTSTRAP_EXIT: Input/output error" >&2; exit "$FAKE_BOOTSTRAP_EXIT"; fi
+    # A disabled label cannot be bootstrapped: the real launchctl says 5.
+    if [ -e "$FAKE_STATE/disabled" ]; then echo "Bootstrap failed: 5: Input/output error" >&2; exit 5; fi
     : > "$loaded"; exit 0 ;;
+  enable) rm -f "$FAKE_STATE/disabled"; exit 0 ;;
+  disable) : > "$FAKE_STATE/disabled"; exit 0 ;;
   bootout) rm -f "$loaded"; exit 0 ;;
 esac
 exit 64
@@ -171,7 +175,8 @@ fn check_plist(xml: &[u8], home: &Path) {
     assert!(d["ThrottleInterval"].as_signed_integer().is_some());
     assert_eq!(d["LimitLoadToSessionType"].as_string(), Some("Aqua"));
     assert_eq!(d["ProcessType"].as_string(), Some("Standard"));
-    assert_eq!(d["LowPriorityIO"].as_boolean(), Some(true));
+    // Issue 16: LowPriorityIO throttles the watchdog's own I/O under pressure.
+    assert!(d.get("LowPriorityIO").is_none(), "no LowPriorityIO");
     for (k, f) in [
         ("StandardOutPath", "stdout.log"),
         ("StandardErrorPath", "stderr.log"),
@@ -224,11 +229,17 @@ fn dry_run_renders_the_plist_on_any_os_and_touches_nothing() {
     let o = out.get_output();
     check_plist(&o.stdout, &e.home);
     let err = String::from_utf8_lossy(&o.stderr);
+    let boot = err
+        .find(&format!("launchctl bootstrap gui/{} ", uid()))
+        .unwrap_or_else(|| panic!("no bootstrap: {err}"));
+    let enable = err
+        .find(&format!("launchctl enable gui/{}/{LABEL}", uid()))
+        .unwrap_or_else(|| panic!("no enable: {err}"));
+    let bootout = err.find("launchctl bootout").expect("bootout");
     assert!(
-        err.contains(&format!("launchctl bootstrap gui/{} ", uid())),
-        "{err}"
+        bootout < enable && enable < boot,
+        "bootout, enable, bootstrap: {err}"
     );
-    assert!(err.contains("launchctl bootout"), "{err}");
     assert!(e.calls().is_empty(), "dry run ran a command");
     let entries: Vec<_> = std::fs::read_dir(&e.home).expect("home").collect();
     assert!(entries.is_empty(), "dry run wrote into HOME");
@@ -259,6 +270,7 @@ fn launchd_install_is_idempotent_and_uninstall_leaves_config_and_logs() {
         [
             v(&["print", &domain]),
             v(&["print", &target]),
+            v(&["enable", &target]),
             v(&["bootstrap", &domain, &plist]),
         ]
     );
@@ -278,6 +290,7 @@ fn launchd_install_is_idempotent_and_uninstall_leaves_config_and_logs() {
             v(&["print", &domain]),
             v(&["print", &target]),
             v(&["bootout", &target]),
+            v(&["enable", &target]),
             v(&["bootstrap", &domain, &plist]),
         ]
     );
@@ -300,6 +313,25 @@ fn launchd_install_is_idempotent_and_uninstall_leaves_config_and_logs() {
         .assert()
         .success()
         .stdout(predicates::str::contains("not installed"));
+}
+
+/// Issue 16: after `launchctl disable` (or an old `unload -w`) bootstrap
+/// fails with 5 until the label is enabled; install enables it first.
+#[test]
+fn install_enables_a_disabled_label_before_bootstrap() {
+    let e = Env::new();
+    let target = format!("gui/{}/{LABEL}", uid());
+    std::fs::write(e.state.join("disabled"), "").expect("disabled marker");
+    e.cmd()
+        .args(["install", "--manager", "launchd"])
+        .assert()
+        .success();
+    let calls = e.calls();
+    let pos = |verb: &str| calls.iter().position(|c| c[0] == verb);
+    let (enable, boot) = (pos("enable"), pos("bootstrap"));
+    assert!(enable.is_some() && enable < boot, "{calls:?}");
+    assert_eq!(calls[enable.expect("enable")], v(&["enable", &target]));
+    assert!(!e.state.join("disabled").exists());
 }
 
 #[test]

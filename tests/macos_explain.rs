@@ -120,8 +120,12 @@ fn sample2_through_the_twins() {
     assert_eq!(input.counters.free, 4229 + 681);
     assert_eq!(input.counters.stored_in_compressor, 1_736_474);
     let m = macos_vm::breakdown(&input.counters, PAGE, Bytes(SAMPLE2_TOTAL));
-    // 1048576 − (238649 + 198107 + 436782) = 175038 pages.
-    assert_eq!(m.available_bytes, Bytes(175_038 * PAGE));
+    // Issue 16: (free − speculative) + file-backed + purgeable
+    // = 4229 + 133056 + 24 = 137309 pages = 2.10 GiB (docs/macos.md).
+    // The old total − (App + Wired + Compressed) said 175038 pages, 2.67 GiB:
+    // 27 % too much, right at the 2 GiB red line.
+    assert_eq!(m.available_bytes, Bytes(137_309 * PAGE));
+    assert_ne!(m.available_bytes, Bytes(175_038 * PAGE));
     let pct = macos_vm::free_percent(&input.counters, PAGE, Bytes(SAMPLE2_TOTAL));
     assert!((pct.expect("pct") - 35.85).abs() < 0.01, "{pct:?}");
 }
@@ -132,9 +136,10 @@ fn sample2_through_explain_json() {
     check_json("sample2", &v, &SAMPLE2_FIGURES);
     assert_eq!(v["total_bytes"], SAMPLE2_TOTAL);
     assert_eq!(v["total_source"], "--total-bytes");
-    assert_gib("available_bytes", json_gib(&v, "available_bytes"), 2.67);
+    assert_eq!(v["available_bytes"], 137_309 * PAGE);
+    assert_gib("available_bytes", json_gib(&v, "available_bytes"), 2.10);
     assert!((v["free_percent"].as_f64().expect("pct") - 35.85).abs() < 0.01);
-    // 2.67 GiB is under the 4 GiB yellow line and over the 2 GiB red line,
+    // 2.10 GiB is under the 4 GiB yellow line and over the 2 GiB red line,
     // and the kernel rule says warn: yellow either way.
     assert_eq!(v["level"], "yellow");
     let reasons: Vec<&str> = v["reasons"]
@@ -154,18 +159,56 @@ fn sample2_through_explain_json() {
 fn sample1_through_explain_with_and_without_total() {
     let v = json(SAMPLE1, None);
     check_json("sample1", &v, &SAMPLE1_FIGURES);
-    for key in ["total_bytes", "available_bytes", "free_percent", "level"] {
+    for key in ["total_bytes", "free_percent", "level"] {
         assert!(v[key].is_null(), "{key} must be null without a total: {v}");
     }
+    // Available needs no total: 355378 + 148451 + 3946 = 507775 pages.
+    assert_eq!(v["available_bytes"], 507_775 * PAGE);
     // sample1's RAM is not stated; its counted pages (1,000,022) fit a 16 GiB M1.
     let v = json(SAMPLE1, Some(16 * Bytes::GIB));
     assert_eq!(v["level"], "green");
-    assert_gib("available_bytes", json_gib(&v, "available_bytes"), 8.49);
+    assert_eq!(v["available_bytes"], 507_775 * PAGE);
+    assert_gib("available_bytes", json_gib(&v, "available_bytes"), 7.75);
 
     let text = run_explain(SAMPLE1, None, &cfg(), false).expect("text");
     assert!(text.contains("total unknown"), "{text}");
     assert!(text.contains("Level: unknown"), "{text}");
     assert!(text.contains("Kernel rule: normal"), "{text}");
+}
+
+/// Issue 16: the available formula on both vm_stat fixtures, page by page,
+/// and the identity it rests on (speculative pages are file-backed, so
+/// "free − speculative" does not count them twice). The figures are the ones
+/// derived in docs/macos.md.
+#[test]
+fn available_is_free_plus_file_backed_plus_purgeable_on_every_fixture() {
+    // (fixture, printed free, speculative, file-backed, purgeable, available pages)
+    let table = [
+        (
+            "sample1", SAMPLE1, 355_378, 56_413, 148_451, 3_946, 507_775u64,
+        ),
+        ("sample2", SAMPLE2, 4_229, 681, 133_056, 24, 137_309),
+    ];
+    for (name, text, free_printed, spec, ext, purg, want) in table {
+        let c = parse_input(text).expect(name).counters;
+        assert_eq!(c.free, free_printed + spec, "{name}: kernel free_count");
+        assert_eq!(
+            c.internal + c.external,
+            c.active + c.inactive + c.speculative,
+            "{name}: internal + external = active + inactive + speculative"
+        );
+        assert_eq!((c.external, c.purgeable), (ext, purg), "{name}");
+        assert_eq!(c.available_pages(), want, "{name}");
+        assert_eq!(want, free_printed + ext + purg, "{name}");
+        // Whatever the total, available is the counters' figure (below it).
+        for total in [16 * Bytes::GIB, 64 * Bytes::GIB] {
+            let m = macos_vm::breakdown(&c, PAGE, Bytes(total));
+            assert_eq!(m.available_bytes, Bytes(want * PAGE), "{name} at {total}");
+        }
+    }
+    // sample6 (vm_stat through perl, MiB) has no file-backed line: the
+    // formula cannot be applied, and explain refuses it (below).
+    assert!(!SAMPLE6.contains("File-backed"));
 }
 
 // sample7: the text format of one `sysctl vm.swapusage` line (SOURCES.md).

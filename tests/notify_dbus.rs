@@ -12,11 +12,18 @@
 //!
 //! The environment is process-global and notify-rust reads the bus address
 //! from it, so every test here holds `SERIAL` while it runs.
+//!
+//! The macOS backend (osascript) is run here too, through a stand-in: a
+//! shell script named osascript that records its arguments and exits as
+//! told. Real osascript cannot exist on Linux; the stand-in proves which
+//! arguments headroom passes and what it logs for each answer, not that a
+//! banner appears on a Mac.
 #![cfg(target_os = "linux")]
 
 mod common;
 
 use headroom::act::notify::Notifier;
+use headroom::act::notify_backend::{self, Osascript};
 use headroom::action::{Notice, NoticeKind, Outcome};
 use headroom::model::Pid;
 use serde_json::Value;
@@ -392,10 +399,11 @@ fn yellow_notice_naming_an_mlx_process_reaches_a_real_notification_server() {
     assert_eq!(got_body, body);
     // 3. The thread logged it as shown, and no error.
     let events = events_since(before);
-    let shown = named(&events, "notification_shown");
+    let shown = named(&events, "notification_sent");
     assert_eq!(shown.len(), 1, "{events:?}");
     assert_eq!(shown[0]["kind"], "yellow");
     assert_eq!(shown[0]["pid"], 4242);
+    assert_eq!(shown[0]["backend"], "dbus", "Linux sends over D-Bus");
     assert!(named(&events, "error").is_empty(), "{events:?}");
 }
 
@@ -463,7 +471,7 @@ fn hostile_text_arrives_escaped_and_printable_without_panic() {
     );
 
     let events = events_since(before);
-    assert_eq!(named(&events, "notification_shown").len(), 3, "{events:?}");
+    assert_eq!(named(&events, "notification_sent").len(), 3, "{events:?}");
     assert!(named(&events, "error").is_empty(), "{events:?}");
 }
 
@@ -506,7 +514,8 @@ fn without_a_reachable_bus_the_error_is_logged_once_and_posting_never_blocks() {
     );
     let e = errors[0]["error"].as_str().unwrap_or_default();
     assert!(e.starts_with("notifications unavailable: "), "{e}");
-    assert!(named(&events, "notification_shown").is_empty());
+    assert_eq!(errors[0]["backend"], "dbus");
+    assert!(named(&events, "notification_sent").is_empty());
 
     // 2. No address and no $XDG_RUNTIME_DIR/bus: refused before zbus is asked.
     use_bus(None, runtime.path());
@@ -532,7 +541,7 @@ fn without_a_reachable_bus_the_error_is_logged_once_and_posting_never_blocks() {
     assert_eq!(notifier.post(&yellow(5)), Outcome::Done);
     assert!(notifier.flush(WAIT));
     let events = events_since(before);
-    let shown = named(&events, "notification_shown");
+    let shown = named(&events, "notification_sent");
     assert_eq!(shown.len(), 1, "{events:?}");
     assert_eq!(shown[0]["pid"], 104);
     let errors = named(&events, "error");
@@ -823,10 +832,10 @@ fn a_yellow_transition_posts_a_notification_naming_the_mlx_process() {
     assert_eq!(app, "headroom");
     assert_eq!(got_body, body);
     // 3. The daemon's notification thread logged it as shown, and no error.
-    let events = wait_for_log(&mut d, "a `notification_shown` event", |ev| {
-        ev.iter().any(|e| e["event"] == "notification_shown")
+    let events = wait_for_log(&mut d, "a `notification_sent` event", |ev| {
+        ev.iter().any(|e| e["event"] == "notification_sent")
     });
-    let shown = named(&events, "notification_shown");
+    let shown = named(&events, "notification_sent");
     assert_eq!(shown[0]["kind"], "yellow", "{events:?}");
     assert_eq!(shown[0]["pid"], pid, "{events:?}");
     let unavailable: Vec<&Value> = named(&events, "error")
@@ -948,7 +957,7 @@ fn doctor_finds_the_notification_server_and_sends_only_when_asked() {
     assert!(detail.contains("dunst"), "{c}");
     assert!(!detail.contains("sent"), "{c}");
     assert!(
-        !session.monitored().contains("headroom doctor"),
+        !session.monitored().contains("headroom: test notification"),
         "doctor sent a notice without --notify"
     );
     let (code, c) = doctor(&["--notify"]);
@@ -959,6 +968,130 @@ fn doctor_finds_the_notification_server_and_sends_only_when_asked() {
             .is_some_and(|d| d.contains("test notice was sent")),
         "{c}"
     );
-    let captured = session.wait_for_notify_call("string \"headroom doctor\"");
+    let captured = session.wait_for_notify_call("string \"headroom: test notification\"");
     assert!(captured.contains("string \"headroom\""), "{captured}");
+}
+
+const FAKE_OSASCRIPT: &str = r#"#!/bin/sh
+# Stand-in for /usr/bin/osascript: one argument per line to $0.argv, then
+# exit as $0.exit says (with its stderr), or hang when $0.hang exists.
+for a in "$@"; do printf '%s\n' "$a"; done >> "$0.argv"
+if [ -e "$0.hang" ]; then exec sleep 600; fi
+if [ -e "$0.exit" ]; then echo "execution error: Not authorized to send Apple events (-1743)" >&2; exit "$(cat "$0.exit")"; fi
+exit 0
+"#;
+
+fn fake_osascript(dir: &Path) -> PathBuf {
+    let p = dir.join("osascript");
+    std::fs::write(&p, FAKE_OSASCRIPT).expect("stand-in");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    p
+}
+
+/// Issue 16: macOS sends through osascript, with the text as arguments to
+/// a fixed script; an accepted send is `notification_sent` with backend
+/// `osascript`, a failure one `error` naming the backend and osascript's
+/// own message, and a hung osascript is killed, not waited on for good.
+#[test]
+fn osascript_backend_passes_text_as_arguments_and_logs_what_it_knows() {
+    let _g = serial();
+    assert_eq!(
+        notify_backend::for_os("macos"),
+        notify_backend::Kind::Osascript(PathBuf::from("/usr/bin/osascript"))
+    );
+    assert_eq!(notify_backend::for_os("linux"), notify_backend::Kind::Dbus);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prog = fake_osascript(dir.path());
+    let before = common::read_events(log_path()).len();
+    let notifier = Notifier::start_with(Box::new(
+        Osascript::at(prog.clone()).with_timeout(Duration::from_secs(3)),
+    ));
+    assert_eq!(notifier.backend(), "osascript");
+
+    // 1. Accepted: the argv is the fixed script, then "headroom", title, body.
+    let hostile = "mlx\" & (do shell script \"touch pwned\") & \"";
+    let n = notice(NoticeKind::Red, "-e", hostile, 77);
+    assert_eq!(notifier.post(&n), Outcome::Done);
+    assert!(notifier.flush(WAIT));
+    let argv = std::fs::read_to_string(dir.path().join("osascript.argv")).expect("argv");
+    let argv: Vec<&str> = argv.lines().collect();
+    let mut want: Vec<&str> = Vec::new();
+    for line in notify_backend::SCRIPT {
+        want.push("-e");
+        want.push(line);
+    }
+    want.extend(["headroom", "-e", hostile]);
+    assert_eq!(argv, want);
+    assert!(!dir.path().join("pwned").exists());
+    let events = events_since(before);
+    let sent = named(&events, "notification_sent");
+    assert_eq!(sent.len(), 1, "{events:?}");
+    assert_eq!(sent[0]["backend"], "osascript");
+    assert_eq!(sent[0]["kind"], "red");
+    assert_eq!(sent[0]["pid"], 77);
+    assert!(
+        named(&events, "notification_shown").is_empty(),
+        "never 'shown'"
+    );
+
+    // 2. osascript fails: one error with the backend and its message; the
+    // send_now answer (notify-test) carries it too.
+    std::fs::write(dir.path().join("osascript.exit"), "1").expect("exit");
+    let e = notifier.send_now(&n, WAIT).expect_err("osascript exited 1");
+    assert!(e.contains("-1743"), "{e}");
+    let events = events_since(before);
+    let errors = named(&events, "error");
+    assert_eq!(errors.len(), 1, "{events:?}");
+    assert_eq!(errors[0]["backend"], "osascript");
+    assert!(errors[0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("Not authorized"));
+    assert_eq!(named(&events, "notification_sent").len(), 1);
+
+    // 3. A hung osascript is killed after its timeout.
+    std::fs::remove_file(dir.path().join("osascript.exit")).expect("rm");
+    std::fs::write(dir.path().join("osascript.hang"), "").expect("hang");
+    let e = notifier.send_now(&n, WAIT).expect_err("hangs");
+    assert!(e.contains("did not return within 3 s"), "{e}");
+}
+
+/// `headroom notify-test` sends one notice through the real path: here
+/// D-Bus to dunst; with no bus it fails with exit 69 and one line.
+#[test]
+fn notify_test_sends_one_notice_through_the_real_path() {
+    let _g = serial();
+    let Some(mut session) = Session::start("notify_test_sends_one_notice_through_the_real_path")
+    else {
+        return;
+    };
+    let runtime = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_headroom"))
+        .arg("notify-test")
+        .env("DBUS_SESSION_BUS_ADDRESS", &session.addr)
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .output()
+        .expect("notify-test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("sent via dbus"), "{stdout}");
+    let (app, _, body) = session.wait_for_history("headroom: test notification");
+    assert_eq!(app, "headroom");
+    assert!(body.contains("notifications reach you"), "{body}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_headroom"))
+        .arg("notify-test")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .output()
+        .expect("notify-test");
+    assert_eq!(out.status.code(), Some(69));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no D-Bus session bus"), "{err}");
 }

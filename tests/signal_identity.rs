@@ -119,3 +119,26 @@ fn a_fresh_reading_above_the_red_line_stands_down_unless_the_kernel_says_critica
     };
     assert_eq!(stand_down(&o, &critical), None);
 }
+
+/// Issue 16: `terminate_sent` says whether the signal went through a handle
+/// that pins the process. On Linux that is the pidfd (this CI kernel has
+/// pidfd_open, 5.3+); the handle and the log field agree.
+#[test]
+fn terminate_sent_says_whether_the_signal_was_pinned() {
+    use headroom::action::Action;
+    use headroom::engine::action_fields;
+    use headroom::sys::unix::{pins_signals, ProcessHandle};
+    let kid = Kid::new(Command::new("sleep").arg("600").spawn().expect("sleep"));
+    let pid = kid.pid() as i32;
+    let handle = ProcessHandle::open(pid).expect("handle");
+    assert!(handle.pinned(), "pidfd_open exists on this kernel");
+    assert_eq!(handle.pinned(), pins_signals());
+    let o = order(pid, start_time(pid).expect("start"), Sig::Term);
+    let (event, v) = action_fields(&Action::Signal(o.clone()), &Outcome::Done);
+    assert_eq!(event, "terminate_sent");
+    assert_eq!(v["pinned"], true, "{v}");
+    // Nothing sent (a dry run, a replay on another host): no field.
+    let (_, v) = action_fields(&Action::Signal(o), &Outcome::DryRun);
+    assert!(v.get("pinned").is_none(), "{v}");
+    drop(kid); // killed and reaped by pid
+}

@@ -6,6 +6,7 @@
 
 pub mod hook;
 pub mod notify;
+pub mod notify_backend;
 pub mod pending;
 pub mod signal;
 

@@ -1,17 +1,21 @@
-//! Desktop notifications (notify-rust), posted from a dedicated thread so
-//! that a slow or hung notification service can never stall sampling.
+//! Desktop notifications, posted from a dedicated thread so that a slow or
+//! hung notification service can never stall sampling. The backend
+//! (`notify_backend`): osascript on macOS, notify-rust's D-Bus call elsewhere.
 //!
 //! `post` only `try_send`s into a bounded queue and returns at once. Sending
-//! can block: on macOS a send takes up to ~2 s, and on Linux notify-rust's
-//! D-Bus call has no timeout, so a notification server that accepts the
-//! connection but never answers blocks the thread for good. Then the queue
-//! fills and `post` reports `Failed("notification queue full")` — a lost
-//! notification, never a late sample.
+//! can block: osascript is given 10 s, and on Linux notify-rust's D-Bus call
+//! has no timeout, so a notification server that accepts the connection but
+//! never answers blocks the thread for good. Then the queue fills and `post`
+//! reports `Failed("notification queue full")` — a lost notification, never
+//! a late sample.
 //!
-//! When no notification service is reachable (no D-Bus session, no GUI
-//! session) the thread logs `event="error"` once, keeps taking notices, and
-//! logs again only if it has succeeded in between.
+//! Each accepted notice is logged as `notification_sent` with its `backend`:
+//! the service took it, which is all headroom can know (macOS does not say
+//! whether a banner appeared). When no notification service is reachable (no
+//! D-Bus session, no GUI session) the thread logs `event="error"` once, keeps
+//! taking notices, and logs again only if it has succeeded in between.
 
+use super::notify_backend::{self, Backend, Kind};
 use crate::action::{Notice, Outcome};
 use crate::log_event;
 use serde_json::json;
@@ -29,6 +33,8 @@ pub const BODY_MAX_CHARS: usize = 1000;
 
 enum Msg {
     Show(Notice),
+    /// Sent like `Show`, and the result answered (`headroom notify-test`).
+    Test(Notice, mpsc::Sender<Result<(), String>>),
     /// Answered once everything queued before it has been handled.
     Flush(mpsc::Sender<()>),
 }
@@ -37,15 +43,35 @@ enum Msg {
 /// what is queued and exit; nothing waits for it.
 pub struct Notifier {
     tx: SyncSender<Msg>,
+    backend: &'static str,
+}
+
+/// The backend of a kind. D-Bus exists only off macOS (notify-rust is not
+/// built there); asking for it on a Mac gives one that always fails.
+pub fn backend(kind: Kind) -> Box<dyn Backend + Send> {
+    match kind {
+        Kind::Osascript(path) => Box::new(notify_backend::Osascript::at(path)),
+        #[cfg(not(target_os = "macos"))]
+        Kind::Dbus => Box::new(platform::Dbus::default()),
+        #[cfg(target_os = "macos")]
+        Kind::Dbus => Box::new(platform::NoDbus),
+    }
 }
 
 impl Notifier {
-    /// Start the notification thread.
+    /// Start the notification thread with this OS's backend.
     pub fn start() -> Notifier {
+        Notifier::start_with(backend(notify_backend::for_os(std::env::consts::OS)))
+    }
+
+    /// Start the notification thread with `backend` (tests: osascript
+    /// through a stand-in program).
+    pub fn start_with(backend: Box<dyn Backend + Send>) -> Notifier {
+        let name = backend.name();
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
         let spawned = std::thread::Builder::new()
             .name("headroom-notify".into())
-            .spawn(move || run(rx));
+            .spawn(move || run(rx, backend));
         if let Err(e) = spawned {
             // The receiver went down with the closure: every post reports it.
             log_event!(
@@ -54,11 +80,33 @@ impl Notifier {
                 json!({ "error": format!("notifications unavailable: cannot start thread: {e}") })
             );
         }
-        Notifier { tx }
+        Notifier { tx, backend: name }
+    }
+
+    /// The `backend` log field of this notifier's notices.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Send `n` through the real path and wait at most `timeout` for the
+    /// answer: Ok when the notification service accepted it (`headroom
+    /// notify-test`). Logged like any notice.
+    pub fn send_now(&self, n: &Notice, timeout: Duration) -> Result<(), String> {
+        let (tx, rx) = mpsc::channel();
+        self.tx
+            .try_send(Msg::Test(n.clone(), tx))
+            .map_err(|_| "the notification thread is not taking notices".to_string())?;
+        rx.recv_timeout(timeout).unwrap_or_else(|_| {
+            Err(format!(
+                "no answer from the {} backend within {} s",
+                self.backend,
+                timeout.as_secs()
+            ))
+        })
     }
 
     /// Queue `n` for display; never blocks. `Done` means queued, not shown:
-    /// the thread logs `notification_shown` or the error.
+    /// the thread logs `notification_sent` or the error.
     pub fn post(&self, n: &Notice) -> Outcome {
         match self.tx.try_send(Msg::Show(n.clone())) {
             Ok(()) => Outcome::Done,
@@ -92,48 +140,80 @@ impl Notifier {
     }
 }
 
+/// How long `headroom notify-test` waits for its notice to be taken.
+pub const NOTIFY_TEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `headroom notify-test`: one notice through this OS's real path. Ok is
+/// what can be said of it (accepted, by which backend); Err one line.
+pub fn notify_test() -> Result<String, String> {
+    let notifier = Notifier::start();
+    let n = Notice {
+        kind: crate::action::NoticeKind::Yellow,
+        title: "headroom: test notification".into(),
+        body: "If you can read this, headroom's notifications reach you.".into(),
+        pid: None,
+    };
+    let backend = notifier.backend();
+    notifier
+        .send_now(&n, NOTIFY_TEST_TIMEOUT)
+        .map_err(|e| format!("the {backend} backend could not send the test notice: {e}"))?;
+    Ok(match backend {
+        // osascript's exit status says only that the request was made.
+        "osascript" => "sent via osascript. macOS does not say whether it was shown: \
+                        if no banner appeared, allow notifications for \"Script Editor\" in \
+                        System Settings → Notifications, and check Focus."
+            .to_string(),
+        b => format!("sent via {b}: the notification server accepted it."),
+    })
+}
+
 impl super::Poster for Notifier {
     fn post(&self, n: &Notice) -> Outcome {
         Notifier::post(self, n)
     }
 }
 
-fn run(rx: Receiver<Msg>) {
-    let mut backend = platform::Backend::default();
+fn run(rx: Receiver<Msg>, mut backend: Box<dyn Backend + Send>) {
+    let name = backend.name();
     let mut failing = false;
     for msg in rx {
-        let n = match msg {
-            Msg::Show(n) => Notice {
-                title: printable(&n.title, TITLE_MAX_CHARS),
-                body: printable(&n.body, BODY_MAX_CHARS),
-                ..n
-            },
+        let (n, reply) = match msg {
+            Msg::Show(n) => (n, None),
+            Msg::Test(n, reply) => (n, Some(reply)),
             Msg::Flush(done) => {
                 let _ = done.send(());
                 continue;
             }
         };
+        let n = Notice {
+            title: printable(&n.title, TITLE_MAX_CHARS),
+            body: printable(&n.body, BODY_MAX_CHARS),
+            ..n
+        };
         // A panic in the backend must not take notifications down for good.
-        let shown = catch_unwind(AssertUnwindSafe(|| backend.show(&n)))
+        let sent = catch_unwind(AssertUnwindSafe(|| backend.send(&n)))
             .unwrap_or_else(|_| Err("notification backend panicked".into()));
-        match shown {
+        match &sent {
             Ok(()) => {
                 failing = false;
                 log_event!(
                     info,
-                    "notification_shown",
-                    json!({ "kind": n.kind, "pid": n.pid })
+                    "notification_sent",
+                    json!({ "kind": n.kind, "pid": n.pid, "backend": name })
                 );
             }
-            Err(e) if !failing => {
+            Err(e) if !failing || reply.is_some() => {
                 failing = true;
                 log_event!(
                     error,
                     "error",
-                    json!({ "error": format!("notifications unavailable: {e}"), "kind": n.kind, "pid": n.pid })
+                    json!({ "error": format!("notifications unavailable: {e}"), "backend": name, "kind": n.kind, "pid": n.pid })
                 );
             }
             Err(_) => {}
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(sent);
         }
     }
 }
@@ -149,29 +229,16 @@ pub fn printable(s: &str, max: usize) -> String {
 #[cfg(target_os = "macos")]
 mod platform {
     use crate::action::Notice;
-    use notify_rust::Notification;
 
-    #[derive(Default)]
-    pub struct Backend {
-        application_set: bool,
-    }
+    /// No D-Bus notifications on a Mac (notify-rust is not built there).
+    pub struct NoDbus;
 
-    impl Backend {
-        pub fn show(&mut self, n: &Notice) -> Result<(), String> {
-            if !self.application_set {
-                self.application_set = true;
-                // Without a bundle to send as, mac-notification-sys looks one up
-                // with AppleScript, which can hang or pop a dialog. Terminal is
-                // on every Mac. An error only means it was already set.
-                let _ = notify_rust::set_application("com.apple.Terminal");
-            }
-            Notification::new()
-                .appname("headroom")
-                .summary(&n.title)
-                .body(&n.body)
-                .show()
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+    impl super::Backend for NoDbus {
+        fn name(&self) -> &'static str {
+            "dbus"
+        }
+        fn send(&mut self, _n: &Notice) -> Result<(), String> {
+            Err("no D-Bus notifications on macOS".into())
         }
     }
 }
@@ -183,14 +250,19 @@ mod platform {
     use std::path::PathBuf;
 
     #[derive(Default)]
-    pub struct Backend {
+    pub struct Dbus {
         /// Whether the server reads the body as markup (its "body-markup"
         /// capability), asked once per process.
         body_markup: Option<bool>,
     }
 
-    impl Backend {
-        pub fn show(&mut self, n: &Notice) -> Result<(), String> {
+    impl super::Backend for Dbus {
+        fn name(&self) -> &'static str {
+            "dbus"
+        }
+
+        /// Ok once the server has answered the Notify call with an id.
+        fn send(&mut self, n: &Notice) -> Result<(), String> {
             if let Some(why) = no_session_bus() {
                 return Err(why);
             }
@@ -305,7 +377,10 @@ mod tests {
     fn post_never_blocks_when_the_thread_is_gone() {
         let (tx, rx) = mpsc::sync_channel(1);
         drop(rx);
-        let n = Notifier { tx };
+        let n = Notifier {
+            tx,
+            backend: "test",
+        };
         assert_eq!(
             n.post(&notice("x")),
             Outcome::Failed("notification thread stopped".into())
@@ -317,7 +392,10 @@ mod tests {
     fn full_queue_is_reported_not_waited_on() {
         // A receiver nobody reads: the thread of a hung notification service.
         let (tx, _rx) = mpsc::sync_channel(QUEUE_CAPACITY);
-        let n = Notifier { tx };
+        let n = Notifier {
+            tx,
+            backend: "test",
+        };
         for _ in 0..QUEUE_CAPACITY {
             assert_eq!(n.post(&notice("x")), Outcome::Done);
         }

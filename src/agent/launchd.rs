@@ -37,9 +37,10 @@ pub fn plist_value(l: &Layout) -> Result<Value, AgentError> {
         Value::String("Aqua".into()),
     );
     // Not Background: launchd throttles Background jobs' CPU and I/O, and a
-    // watchdog must still get to run when the machine is struggling.
+    // watchdog must still get to run when the machine is struggling. For the
+    // same reason no LowPriorityIO (issue 16): it throttles the daemon's own
+    // log writes and page-ins exactly under memory pressure.
     d.insert("ProcessType".into(), Value::String("Standard".into()));
-    d.insert("LowPriorityIO".into(), Value::Boolean(true));
     // launchd does not expand `~`: these are absolute.
     d.insert("StandardOutPath".into(), s(&l.stdout_path)?);
     d.insert("StandardErrorPath".into(), s(&l.stderr_path)?);

@@ -426,6 +426,10 @@ fn planned_install(l: &Layout) -> Vec<String> {
             ) + "   # only if loaded",
             display(
                 "launchctl",
+                &args(&["enable", &launchd::service_target(l.uid)]),
+            ) + "   # undo an earlier disable or `unload -w`",
+            display(
+                "launchctl",
                 &args(&["bootstrap", &launchd::domain(l.uid), &file]),
             ),
         ],
@@ -458,6 +462,9 @@ fn install_launchd(l: &Layout, text: &str) -> Result<(), AgentError> {
     if loaded {
         must("launchctl", &args(&["bootout", &target]), "")?;
     }
+    // A label left disabled (`launchctl disable`, or an old `unload -w`) makes
+    // bootstrap fail with 5 (Input/output error) however often it is retried.
+    must("launchctl", &args(&["enable", &target]), "")?;
     let file = utf8(&l.service_file)?;
     let boot = args(&["bootstrap", &domain, file]);
     // Right after a bootout the old job can still be exiting, and bootstrap

@@ -290,13 +290,10 @@ fn notify_reachable(send: bool) -> Result<String, String> {
                     info.name, info.version, info.vendor
                 );
                 if send {
-                    notify_rust::Notification::new()
-                        .appname("headroom")
-                        .summary("headroom doctor")
-                        .body("A test notice: notifications reach this desktop.")
-                        .show()
+                    let sent = crate::act::notify::notify_test()
                         .map_err(|e| format!("the test notice was not accepted: {e}"))?;
-                    what.push_str("; a test notice was sent");
+                    what.push_str("; a test notice was sent: ");
+                    what.push_str(&sent);
                 }
                 Ok(what)
             });
@@ -315,26 +312,14 @@ fn notify_reachable(send: bool) -> Result<String, String> {
     }
 }
 
-/// macOS delivers through the notification centre, which cannot be asked
-/// without posting (docs/macos.md); `--notify` posts one.
+/// macOS delivers through osascript, which cannot be asked without
+/// posting (docs/macos.md); `--notify` posts one through `notify-test`'s path.
 #[cfg(target_os = "macos")]
 fn notify_reachable(send: bool) -> Result<String, String> {
     if !send {
         return Err("not checked: run `headroom doctor --notify` to post a test notice".into());
     }
-    let n = crate::action::Notice {
-        kind: crate::action::NoticeKind::Yellow,
-        title: "headroom doctor".into(),
-        body: "A test notice: notifications reach this desktop.".into(),
-        pid: None,
-    };
-    let notifier = crate::act::notify::Notifier::start();
-    match notifier.post(&n) {
-        crate::action::Outcome::Done => {
-            Ok("a test notice was handed to the notification centre".into())
-        }
-        o => Err(format!("the test notice failed: {o:?}")),
-    }
+    crate::act::notify::notify_test()
 }
 
 #[cfg(target_os = "linux")]

@@ -62,7 +62,7 @@ impl MacSampler {
             total,
             rates: RateTracker::with_min_interval(RATE_WINDOW),
             processes: Processes::new(cfg, scope, self_pid),
-            source: MacProcSource::default(),
+            source: MacProcSource::for_uid(sys::effective_uid()),
             warned_swap: false,
             warned_pressure: false,
         })
@@ -107,7 +107,7 @@ impl Sampler for MacSampler {
                 i32::try_from(std::os::unix::process::parent_id()).unwrap_or(0),
                 |_, pid| sys::bsd_info(pid).map(|b| i32::try_from(b.ppid).unwrap_or(0)),
             )
-            .map_err(|e| io_err("proc_listallpids", e))?;
+            .map_err(|e| io_err("proc_listpids", e))?;
 
         let pressure = Pressure {
             kernel_level,
@@ -176,17 +176,37 @@ impl crate::sample::Probe for MacProbe {
 }
 
 /// Processes through libproc and KERN_PROCARGS2.
-#[derive(Default)]
 struct MacProcSource {
     pids: Vec<i32>,
     args: Vec<u8>,
+    /// List only this user's pids: a normal user cannot read anyone
+    /// else's (`None` for root, who watches everyone).
+    uid_only: Option<u32>,
+}
+
+impl MacProcSource {
+    fn for_uid(euid: u32) -> MacProcSource {
+        MacProcSource {
+            pids: Vec::new(),
+            args: Vec::new(),
+            uid_only: (euid != 0).then_some(euid),
+        }
+    }
 }
 
 impl ProcSource for MacProcSource {
     fn pids(&mut self, out: &mut Vec<Pid>) -> std::io::Result<()> {
-        sys::list_pids(&mut self.pids)?;
+        sys::list_pids(&mut self.pids, self.uid_only)?;
         out.extend(self.pids.iter().map(|&p| Pid(p)));
         Ok(())
+    }
+
+    /// The cheap recheck: one PROC_PIDTBSDINFO call, no KERN_PROCARGS2 copy.
+    fn name(&mut self, pid: Pid, name: &mut String) -> Option<u64> {
+        let b = sys::bsd_info(pid.0).filter(|b| !b.zombie)?;
+        name.clear();
+        name.push_str(&b.name);
+        Some(b.start_time_us)
     }
 
     fn identity(&mut self, pid: Pid) -> Option<ProcIdentity> {

@@ -237,6 +237,22 @@ impl TopCache {
     }
 }
 
+/// What a sample stuck on process `pid` is waiting for, in the daemon's
+/// "sampling has not returned" error: a /proc read on Linux, libproc and
+/// sysctl calls on macOS (issue 16: it said /proc on a Mac).
+pub fn reading_process(pid: i32) -> String {
+    reading_process_on(std::env::consts::OS, pid)
+}
+
+fn reading_process_on(os: &str, pid: i32) -> String {
+    match os {
+        "macos" => format!(
+            "asking the kernel about process {pid} (proc_pidinfo / KERN_PROCARGS2; a process stuck in exec or exit?)"
+        ),
+        _ => format!("reading /proc/{pid} (a process in uninterruptible sleep?)"),
+    }
+}
+
 /// This machine's total RAM (MemTotal, `hw.memsize`), for the config rules
 /// that need it (`Config::check_total`).
 pub fn total_ram() -> Result<crate::model::Bytes, SampleError> {
@@ -297,5 +313,18 @@ fn for_this_platform(
         Err(SampleError::Unsupported(
             "headroom supports Linux and macOS only".into(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod reading_tests {
+    #[test]
+    fn the_stuck_read_is_named_for_the_platform() {
+        let mac = super::reading_process_on("macos", 42);
+        assert!(
+            mac.contains("process 42") && !mac.contains("/proc"),
+            "{mac}"
+        );
+        assert!(super::reading_process_on("linux", 42).contains("/proc/42"));
     }
 }

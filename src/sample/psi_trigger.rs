@@ -1,6 +1,9 @@
 //! A PSI trigger on /proc/pressure/memory: the kernel wakes the daemon as
 //! soon as tasks stall on memory for longer than a threshold within a
-//! window, instead of the daemon finding out at its next sample.
+//! window, instead of the daemon finding out at its next sample. On macOS
+//! the same wake-up comes from the kernel's memory-pressure event (warning
+//! or critical, `sys::macos_pressure`), armed by the same `poll.psi_trigger`
+//! key ([`PsiTrigger::arm_native`]).
 //!
 //! Kernel rules (Documentation/accounting/psi.rst, kernel/sched/psi.c):
 //! - the trigger is `"<some|full> <stall µs> <window µs>"`, NUL-terminated
@@ -100,6 +103,20 @@ impl PsiTrigger {
         Err(last)
     }
 
+    /// Arm this OS's early wake-up: the PSI trigger on Linux, the kernel's
+    /// memory-pressure event on macOS (issue 16: a Mac has no
+    /// /proc/pressure/memory, so every start logged `armed: false`).
+    pub fn arm_native() -> Result<PsiTrigger, String> {
+        #[cfg(target_os = "macos")]
+        {
+            arm_memory_pressure()
+        }
+        #[cfg(not(target_os = "macos"))]
+        {
+            PsiTrigger::arm(Path::new(PSI_MEMORY))
+        }
+    }
+
     /// The spec the kernel accepted.
     pub fn spec(&self) -> &'static str {
         self.spec
@@ -125,14 +142,41 @@ fn wait_loop(f: &File, tx: &mpsc::Sender<()>) {
         if revents.intersects(PollFlags::POLLERR | PollFlags::POLLNVAL) {
             return;
         }
-        if revents.contains(PollFlags::POLLPRI) {
-            match tx.try_send(()) {
-                // Full: a wake-up is already pending; this one coalesces.
-                Ok(()) | Err(mpsc::error::TrySendError::Full(())) => {}
-                Err(mpsc::error::TrySendError::Closed(())) => return,
-            }
+        if revents.contains(PollFlags::POLLPRI) && !wake(tx) {
+            return;
         }
     }
+}
+
+/// Send one wake-up; false once the daemon is gone.
+fn wake(tx: &mpsc::Sender<()>) -> bool {
+    match tx.try_send(()) {
+        // Full: a wake-up is already pending; this one coalesces.
+        Ok(()) | Err(mpsc::error::TrySendError::Full(())) => true,
+        Err(mpsc::error::TrySendError::Closed(())) => false,
+    }
+}
+
+/// The kernel's memory-pressure event on a kqueue, waited on by the same
+/// kind of small thread.
+#[cfg(target_os = "macos")]
+fn arm_memory_pressure() -> Result<PsiTrigger, String> {
+    use crate::sys::macos_pressure as mp;
+    let kq = mp::pressure_queue()
+        .map_err(|e| format!("cannot register the kernel's memory-pressure event: {e}"))?;
+    let (tx, rx) = mpsc::channel(1);
+    std::thread::Builder::new()
+        .name("memory-pressure".into())
+        .stack_size(64 * 1024)
+        .spawn(move || loop {
+            match mp::wait(&kq) {
+                Ok(true) if !wake(&tx) => return,
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        })
+        .map_err(|e| format!("cannot start the memory-pressure waiter thread: {e}"))?;
+    Ok(PsiTrigger { rx, spec: mp::SPEC })
 }
 
 #[cfg(test)]
@@ -181,6 +225,13 @@ mod tests {
         match PsiTrigger::arm(Path::new(PSI_MEMORY)) {
             Ok(t) => assert!(SPECS.contains(&t.spec())),
             // Unprivileged on an old kernel: the reason must say so.
+            Err(why) => assert!(why.starts_with("not permitted"), "{why}"),
+        }
+        // The daemon's entry point arms the same trigger here (on macOS it
+        // arms the kernel's pressure event instead, a Mac-only test).
+        #[cfg(target_os = "linux")]
+        match PsiTrigger::arm_native() {
+            Ok(t) => assert!(SPECS.contains(&t.spec())),
             Err(why) => assert!(why.starts_with("not permitted"), "{why}"),
         }
     }

@@ -277,26 +277,48 @@ fn c_chars(chars: impl IntoIterator<Item = libc::c_char>) -> String {
 
 // ------------------------------------------------------------ processes
 
-/// Every pid now (proc_listallpids). `buf` is scratch space kept by the caller.
-pub fn list_pids(buf: &mut Vec<i32>) -> io::Result<()> {
-    // SAFETY: a null buffer asks only for the number of pids.
-    let n = unsafe { libc::proc_listallpids(ptr::null_mut(), 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
+/// libproc.h `PROC_ALL_PIDS` and `PROC_UID_ONLY` (the effective uid, the
+/// one `PROC_PIDTBSDINFO`'s same-user check compares).
+const PROC_ALL_PIDS: u32 = 1;
+const PROC_UID_ONLY: u32 = 4;
+
+fn list_error() -> io::Error {
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(0) | None => io::Error::other("proc_listpids listed no processes"),
+        _ => e,
     }
+}
+
+/// Every pid now, or with `uid` only that user's (proc_listpids). A normal
+/// user can read only their own processes (xnu `proc_pidinfo` checks the
+/// same user for PROC_PIDTBSDINFO), so listing the rest would re-probe
+/// hundreds of root pids that answer EPERM. `buf` is the caller's scratch.
+/// An answer of 0 is an error (`macos_vm::listed_pid_count`).
+pub fn list_pids(buf: &mut Vec<i32>, uid: Option<u32>) -> io::Result<()> {
+    let (kind, info) = match uid {
+        Some(u) => (PROC_UID_ONLY, u),
+        None => (PROC_ALL_PIDS, 0),
+    };
+    // SAFETY: a null buffer asks only for the size needed, in bytes.
+    let need = unsafe { libc::proc_listpids(kind, info, ptr::null_mut(), 0) };
     // Room for processes started between the two calls.
-    let cap = usize::try_from(n).unwrap_or(0) + 64;
+    let cap = macos_vm::listed_pid_count(need, usize::MAX).ok_or_else(list_error)? + 64;
     buf.clear();
     buf.resize(cap, 0);
     let bytes = c_int::try_from(cap * size_of::<i32>()).unwrap_or(c_int::MAX);
-    // SAFETY: `buf` holds `cap` pids, `bytes` is its size in bytes.
-    let got = unsafe { libc::proc_listallpids(buf.as_mut_ptr().cast::<c_void>(), bytes) };
-    if got < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    buf.truncate(usize::try_from(got).unwrap_or(0).min(cap));
+    // SAFETY: `buf` holds `cap` pids, `bytes` is at most its size in bytes.
+    let got = unsafe { libc::proc_listpids(kind, info, buf.as_mut_ptr().cast::<c_void>(), bytes) };
+    let n = macos_vm::listed_pid_count(got, cap).ok_or_else(list_error)?;
+    buf.truncate(n);
     buf.retain(|&p| p > 0);
     Ok(())
+}
+
+/// The effective uid of this process.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
 }
 
 /// Who a process is (PROC_PIDTBSDINFO).
@@ -499,8 +521,13 @@ mod tests {
     #[test]
     fn this_process_is_readable() {
         let mut pids = Vec::new();
-        list_pids(&mut pids).expect("pids");
+        list_pids(&mut pids, None).expect("pids");
         assert!(pids.contains(&me()));
+        list_pids(&mut pids, Some(effective_uid())).expect("own pids");
+        assert!(pids.contains(&me()));
+        if effective_uid() != 0 {
+            assert!(!pids.contains(&1), "launchd is root's");
+        }
         let b = bsd_info(me()).expect("bsd info");
         // SAFETY: getuid cannot fail.
         assert_eq!(b.uid, unsafe { libc::getuid() });

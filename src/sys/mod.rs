@@ -3,6 +3,10 @@
 
 #[cfg(target_os = "macos")]
 pub mod macos;
+#[cfg(target_os = "macos")]
+pub mod macos_pressure;
+#[cfg(target_os = "macos")]
+pub mod macos_signal;
 
 pub mod fs;
 pub mod unix;

@@ -1,5 +1,6 @@
 //! Signalling a process so that a reused pid can never be hit: on Linux a
-//! pidfd pins the process before its identity is checked; elsewhere kill(2).
+//! pidfd pins the process before its identity is checked; on macOS 14.4+ an
+//! audit token (pid + pid version, `sys::macos_signal`); elsewhere kill(2).
 #![allow(unsafe_code)]
 
 use std::io;
@@ -9,6 +10,37 @@ pub struct ProcessHandle {
     pid: i32,
     #[cfg(target_os = "linux")]
     pidfd: Option<std::os::fd::OwnedFd>,
+    #[cfg(target_os = "macos")]
+    token: Option<[u32; 8]>,
+}
+
+/// Whether signals on this system go through a handle that pins the process
+/// (pidfd on Linux 5.3+, audit token on macOS 14.4+). Handles fall back to
+/// the bare pid only when the system lacks the call, so this is what every
+/// `ProcessHandle::pinned` says here (the `pinned` log field).
+pub fn pins_signals() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        static PIDFD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *PIDFD.get_or_init(|| {
+            // SAFETY: pidfd_open on our own pid, flags 0; no memory passed.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+            if fd < 0 {
+                return io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS);
+            }
+            // SAFETY: `fd` was just returned by pidfd_open and nothing else owns it.
+            unsafe { libc::close(fd as i32) };
+            true
+        })
+    }
+    #[cfg(target_os = "macos")]
+    {
+        super::macos_signal::available()
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    {
+        false
+    }
 }
 
 impl ProcessHandle {
@@ -45,7 +77,19 @@ impl ProcessHandle {
             }
             Ok(ProcessHandle { pid, pidfd: None })
         }
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(target_os = "macos")]
+        {
+            // The token is read now, before the caller checks the start
+            // time: if the pid is reused after that check, the token's pid
+            // version no longer matches and the kernel answers ESRCH.
+            let token = if super::macos_signal::available() {
+                Some(super::macos_signal::token(pid)?)
+            } else {
+                None
+            };
+            Ok(ProcessHandle { pid, token })
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "macos")))]
         {
             Ok(ProcessHandle { pid })
         }
@@ -61,7 +105,11 @@ impl ProcessHandle {
         {
             self.pidfd.is_some()
         }
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(target_os = "macos")]
+        {
+            self.token.is_some()
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "macos")))]
         {
             false
         }
@@ -88,6 +136,10 @@ impl ProcessHandle {
             } else {
                 Err(io::Error::last_os_error())
             };
+        }
+        #[cfg(target_os = "macos")]
+        if let Some(t) = &self.token {
+            return super::macos_signal::signal(t, sig);
         }
         // SAFETY: kill(2) takes plain integers; pid > 1 was checked in open().
         let rc = unsafe { libc::kill(self.pid, sig) };

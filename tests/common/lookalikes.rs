@@ -1,6 +1,7 @@
 //! The lookalikes of issue 12 as real running processes, for every test
 //! near discovery, policy or signals: processes whose *arguments* mention
-//! MLX tools, never MLX themselves, that must never be listed or signalled.
+//! MLX tools (and, issue 16, one mapping MiniLibX's `libmlx.dylib`), never
+//! MLX themselves, that must never be listed or signalled.
 //!
 //! Stand-in, said plainly: `git`, `ls`, `rsync`, `docker`, `man`, `ssh` and
 //! `git-remote-https` are GNU `tail -f` run through a symlink of that name
@@ -106,6 +107,21 @@ impl Lookalikes {
         spawn(
             "python3 -c … mlx_lm.lora",
             Command::new(python3()).args(["-c", "import time; time.sleep(600)", "mlx_lm.lora"]),
+        );
+        // Issue 16: MiniLibX, a graphics library, is also `libmlx.dylib`. A
+        // Python (asked about its libraries) with a file of that name mapped,
+        // as a 42-school game would have on a Mac, is not MLX. (Stand-in: the
+        // file is mapped with mmap, not loaded; discovery reads only names.)
+        let minilibx = dir.join("so_long/mlx/libmlx.dylib");
+        std::fs::create_dir_all(minilibx.parent().expect("parent")).expect("mkdir");
+        write_file(&minilibx, "not a real dylib\n");
+        spawn(
+            "python3 with MiniLibX's libmlx.dylib mapped",
+            Command::new(python3()).args([
+                "-c",
+                "import mmap,sys,time\nf=open(sys.argv[1],'rb')\nm=mmap.mmap(f.fileno(),0,access=mmap.ACCESS_READ)\ntime.sleep(600)",
+                "so_long/mlx/libmlx.dylib",
+            ]),
         );
         // pip is a Python console script: argv is [python, …/bin/pip, install, …].
         let pip = bin.join("pip");
