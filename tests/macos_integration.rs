@@ -9,7 +9,7 @@
 mod common;
 
 use common::{bin, Kid};
-use headroom::doctor::{compare_macos, Status};
+use headroom::doctor::{compare_macos, Status, MAC_MEMORY_CHECKS};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -72,16 +72,7 @@ fn sampler_agrees_with_vm_stat_sysctl_and_memory_pressure() {
     );
     let after = sample();
     let checks = compare_macos(&before, &after, &text);
-    for name in [
-        "total",
-        "available",
-        "app",
-        "wired",
-        "compressed",
-        "free",
-        "swap total",
-        "swap used",
-    ] {
+    for name in MAC_MEMORY_CHECKS {
         let c = checks
             .iter()
             .find(|c| c.name == name)

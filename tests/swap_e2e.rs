@@ -20,6 +20,13 @@ use std::time::{Duration, Instant, SystemTime};
 const LONG: Duration = Duration::from_secs(120);
 const LIMIT: u64 = 256 * MIB;
 
+/// Levels by available memory stay green (the group holds 256 MiB); PSI is
+/// off as a reason so that only the swap rule speaks; a 3 s swap hold.
+const SWAP_CONFIG: &str = "[poll]\ninterval = \"500ms\"\nmax_interval = \"2s\"\n\
+     [thresholds]\nyellow_below = \"512MiB\"\nred_below = \"256MiB\"\n\
+     swapout_rate = \"8MiB\"\nswapout_hold = \"3s\"\ndwell = \"2s\"\npsi_full_avg10 = 0.0\n\
+     [actions]\nkill_floor = \"128MiB\"\n";
+
 /// Touches `size` bytes page by page, then keeps touching them for `secs`
 /// (in a group below `size`, every pass swaps), then holds them untouched:
 /// prints `go` before the first byte, `churn` once all are touched, `quiet`
@@ -149,15 +156,7 @@ fn sustained_swap_outs_hold_yellow_with_the_swap_reason_and_never_red() {
         return;
     };
     let work = tempfile::tempdir().expect("tempdir");
-    // Levels by available memory stay green (the group holds 256 MiB); PSI
-    // is off as a reason here so that only the swap rule speaks.
-    let d = Daemon::start(
-        "[poll]\ninterval = \"500ms\"\nmax_interval = \"2s\"\n\
-         [thresholds]\nyellow_below = \"512MiB\"\nred_below = \"256MiB\"\n\
-         swapout_rate = \"8MiB\"\nswapout_hold = \"3s\"\ndwell = \"2s\"\npsi_full_avg10 = 0.0\n\
-         [actions]\nkill_floor = \"128MiB\"\n",
-        &[],
-    );
+    let d = Daemon::start(SWAP_CONFIG, &[]);
     d.wait_for("started", LONG, |e| is(e, "started"));
     let (_pid, rx) = churner(&mut s, work.path(), 3 * LIMIT, 20);
     wait_line(&rx, "churn", LONG);
@@ -298,13 +297,7 @@ fn an_mlx_job_swapping_is_named_with_the_remedy_and_not_stopped_while_yellow() {
         return;
     };
     let work = tempfile::tempdir().expect("tempdir");
-    let d = Daemon::start(
-        "[poll]\ninterval = \"500ms\"\nmax_interval = \"2s\"\n\
-         [thresholds]\nyellow_below = \"512MiB\"\nred_below = \"256MiB\"\n\
-         swapout_rate = \"8MiB\"\nswapout_hold = \"3s\"\ndwell = \"2s\"\npsi_full_avg10 = 0.0\n\
-         [actions]\nkill_floor = \"128MiB\"\n",
-        &[],
-    );
+    let d = Daemon::start(SWAP_CONFIG, &[]);
     // Green first (an earlier test's stall may still be in the averages),
     // so the yellow notice is the swapping job's.
     d.wait_for("a green sample", LONG, |e| {

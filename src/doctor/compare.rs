@@ -128,6 +128,19 @@ pub fn compare_linux(before: &Snapshot, after: &Snapshot, text: &str) -> Vec<Che
     out
 }
 
+/// The checks `compare_macos` makes of memory figures (there may be more:
+/// the kernel's level and free percentage when the text has them).
+pub const MAC_MEMORY_CHECKS: [&str; 8] = [
+    "total",
+    "available",
+    "app",
+    "wired",
+    "compressed",
+    "free",
+    "swap total",
+    "swap used",
+];
+
 /// macOS: the page-count breakdown, total, swap and the kernel's level
 /// against `vm_stat`, `sysctl hw.memsize vm.swapusage
 /// kern.memorystatus_vm_pressure_level` and `memory_pressure -Q`, read with
@@ -379,16 +392,7 @@ Swap:   8589930496    1245184 8588685312
         let text = mac_text("");
         let s = mac_snap(&text);
         let c = compare_macos(&s, &s, &text);
-        for name in [
-            "total",
-            "available",
-            "app",
-            "wired",
-            "compressed",
-            "free",
-            "swap total",
-            "swap used",
-        ] {
+        for name in MAC_MEMORY_CHECKS {
             assert_eq!(status_of(&c, name).status, Status::Ok, "{name}: {c:?}");
         }
         // The sampler reading 1 GiB more wired memory than vm_stat: a failure

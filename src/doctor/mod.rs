@@ -5,7 +5,7 @@
 //! any check fails (docs/doctor.md).
 
 mod compare;
-pub use compare::{compare_linux, compare_macos, parse_free, Free};
+pub use compare::{compare_linux, compare_macos, parse_free, Free, MAC_MEMORY_CHECKS};
 
 use crate::config::Config;
 use crate::model::Snapshot;
