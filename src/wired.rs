@@ -1,0 +1,303 @@
+//! The GPU wired limit on Apple Silicon (`iogpu.wired_limit_mb`): how much
+//! memory the GPU may wire, what that leaves macOS, and the verdict by the
+//! guide's headroom. Pure arithmetic, compiled and tested on every OS; the
+//! sysctl read is `sys::macos::wired_limit_mb`.
+//!
+//! `iogpu`'s "MB" are MiB (`sysctl -n hw.memsize` / 1048576 is how every
+//! setup script converts). 0 means "the system default", which macOS does
+//! not expose as a sysctl: [`default_limit`] is a documented approximation
+//! (docs/macos.md), not a reading.
+
+use crate::classify::Lines;
+use crate::model::{Bytes, Level, SystemMemory};
+use std::fmt;
+
+/// The guide's headroom: what macOS should keep for itself, at least.
+pub const GUIDE_HEADROOM: Bytes = Bytes(4 * Bytes::GIB);
+
+/// Macs up to this much RAM get 2/3 of it by default, larger ones 3/4.
+const DEFAULT_SPLIT: Bytes = Bytes(36 * Bytes::GIB);
+
+/// macOS's default GPU working-set limit (Metal's
+/// `recommendedMaxWorkingSetSize`, MLX's `max_recommended_working_set_size`)
+/// as commonly measured: 2/3 of RAM up to 36 GiB, 3/4 above. An
+/// approximation: macOS 26 has been measured higher on 128 GiB Macs.
+pub fn default_limit(total: Bytes) -> Bytes {
+    let t = u128::from(total.0);
+    let v = if total <= DEFAULT_SPLIT {
+        t * 2 / 3
+    } else {
+        t * 3 / 4
+    };
+    Bytes(u64::try_from(v).unwrap_or(u64::MAX))
+}
+
+/// The limit in force: the sysctl's value, or the default when it is 0;
+/// never more than the RAM there is.
+pub fn effective_limit(total: Bytes, limit_mb: u64) -> Bytes {
+    if limit_mb == 0 {
+        default_limit(total)
+    } else {
+        Bytes(limit_mb.saturating_mul(Bytes::MIB)).min(total)
+    }
+}
+
+/// The highest limit that still leaves the guide's headroom (or the yellow
+/// line, if that is higher), in MB for `sysctl`.
+pub fn safe_limit_mb(total: Bytes, lines: &Lines) -> u64 {
+    let keep = GUIDE_HEADROOM.max(lines.yellow);
+    total.saturating_sub(keep).0 / Bytes::MIB
+}
+
+/// The command that sets a limit (until reboot).
+pub fn sysctl_command(mb: u64) -> String {
+    format!("sudo sysctl iogpu.wired_limit_mb={mb}")
+}
+
+/// What the wired limit leaves macOS, judged by the thresholds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub total: Bytes,
+    /// The sysctl's value (0: the system default).
+    pub limit_mb: u64,
+    pub lwm_mb: Option<u64>,
+    pub limit: Bytes,
+    /// `total − limit`: what the GPU can never take from macOS.
+    pub kept: Bytes,
+    /// Green, or the line `kept` is below. A limit left at the default is
+    /// always green: it is macOS's own choice, and ours is an estimate.
+    pub level: Level,
+    /// The limit to suggest (MB).
+    pub safe_mb: u64,
+}
+
+/// The verdict for a snapshot's memory; `None` where the limit is unknown
+/// (Linux, Intel Macs, older macOS).
+pub fn judge(m: &SystemMemory, lines: &Lines) -> Option<Verdict> {
+    let limit_mb = m.gpu_wired_limit_mb?;
+    let total = m.total_bytes;
+    let limit = effective_limit(total, limit_mb);
+    let kept = total.saturating_sub(limit);
+    let level = if limit_mb == 0 {
+        Level::Green
+    } else if kept < lines.red {
+        Level::Red
+    } else if kept < lines.yellow {
+        Level::Yellow
+    } else {
+        Level::Green
+    };
+    Some(Verdict {
+        total,
+        limit_mb,
+        lwm_mb: m.gpu_wired_lwm_mb,
+        limit,
+        kept,
+        level,
+        safe_mb: safe_limit_mb(total, lines),
+    })
+}
+
+impl Verdict {
+    /// "GPU wired limit 61.00 GiB (iogpu.wired_limit_mb=62464): macOS keeps 3.00 GiB of 64.00 GiB"
+    pub fn figures(&self) -> String {
+        let how = if self.limit_mb == 0 {
+            "system default, about".to_string()
+        } else {
+            format!("iogpu.wired_limit_mb={}", self.limit_mb)
+        };
+        format!(
+            "GPU wired limit {} ({how}): macOS keeps {} of {}",
+            self.limit, self.kept, self.total
+        )
+    }
+
+    /// The warning (yellow or red): figures, why, and the command.
+    pub fn warning(&self) -> Option<String> {
+        if self.level == Level::Green {
+            return None;
+        }
+        Some(format!(
+            "{}, below the {} headroom macOS needs; memory the GPU wires cannot be compressed or swapped, \
+             and an MLX process whose footprint grows while red is growing wired memory. \
+             Set a safer limit (until reboot): {}",
+            self.figures(),
+            self.total.saturating_sub(Bytes::mib(self.safe_mb)),
+            sysctl_command(self.safe_mb)
+        ))
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.warning() {
+            Some(w) => f.write_str(&w),
+            None => f.write_str(&self.figures()),
+        }
+    }
+}
+
+/// What `advise` says about a model needing `need` bytes of wired memory.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Advice {
+    /// It fits under the limit in force.
+    Fits,
+    /// It fits if the limit is raised to `mb` (still leaving the headroom).
+    Raise { mb: u64 },
+    /// It does not fit even with the headroom left: no limit to advise.
+    TooBig { safe_mb: u64 },
+}
+
+pub fn advise(total: Bytes, limit_mb: u64, need: Bytes, lines: &Lines) -> Advice {
+    if need <= effective_limit(total, limit_mb) {
+        return Advice::Fits;
+    }
+    let safe_mb = safe_limit_mb(total, lines);
+    if need.0 <= safe_mb * Bytes::MIB {
+        // The smallest whole MB that holds `need`, rounded up to a GiB for a
+        // little room, never above the safe limit.
+        let need_mb = need.0.div_ceil(Bytes::MIB);
+        let mb = need_mb.div_ceil(1024).saturating_mul(1024).min(safe_mb);
+        Advice::Raise { mb }
+    } else {
+        Advice::TooBig { safe_mb }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MACS: [u64; 6] = [16, 24, 36, 64, 128, 192];
+
+    fn lines() -> Lines {
+        // The shipped thresholds: yellow below 4 GiB, red below 2 GiB.
+        Lines {
+            yellow: Bytes::gib(4),
+            red: Bytes::gib(2),
+            hysteresis: Bytes::mib(512),
+        }
+    }
+
+    fn mem(total_gib: u64, limit_mb: Option<u64>) -> SystemMemory {
+        SystemMemory {
+            total_bytes: Bytes::gib(total_gib),
+            gpu_wired_limit_mb: limit_mb,
+            ..Default::default()
+        }
+    }
+
+    fn gib_mb(g: u64) -> u64 {
+        g * 1024
+    }
+
+    #[test]
+    fn default_is_two_thirds_up_to_36_gib_then_three_quarters() {
+        let want = [(16, 10922), (24, 16384), (36, 24576), (64, 49152), (128, 98304), (192, 147456)];
+        for (g, mb) in want {
+            let l = effective_limit(Bytes::gib(g), 0);
+            assert_eq!(l.0 / Bytes::MIB, mb, "{g} GiB");
+        }
+    }
+
+    #[test]
+    fn a_set_limit_is_taken_as_is_but_never_above_ram() {
+        assert_eq!(effective_limit(Bytes::gib(64), 62464), Bytes::mib(62464));
+        assert_eq!(effective_limit(Bytes::gib(16), 999_999), Bytes::gib(16));
+    }
+
+    /// (RAM, limit) → level, for the limits setup scripts use: 0, 80 %,
+    /// RAM − 5 GiB, 95 %.
+    #[test]
+    fn verdict_table() {
+        use Level::*;
+        let pct = |g: u64, p: u64| gib_mb(g) * p / 100;
+        let cases: Vec<(u64, u64, Level)> = MACS
+            .iter()
+            .flat_map(|&g| {
+                let eighty = if g * 20 / 100 < 2 {
+                    Red
+                } else if g * 20 < 400 {
+                    Yellow
+                } else {
+                    Green
+                };
+                let ninety_five = if g * 5 < 200 {
+                    Red
+                } else if g * 5 < 400 {
+                    Yellow
+                } else {
+                    Green
+                };
+                [
+                    (g, 0, Green),
+                    (g, pct(g, 80), eighty),
+                    (g, gib_mb(g - 5), Green),
+                    (g, pct(g, 95), ninety_five),
+                ]
+            })
+            .collect();
+        for (g, mb, want) in cases {
+            let v = judge(&mem(g, Some(mb)), &lines()).expect("known");
+            assert_eq!(v.level, want, "{g} GiB Mac, limit {mb} MB: keeps {}", v.kept);
+        }
+        // Spot checks against the arithmetic, not the table's own formula.
+        assert_eq!(judge(&mem(16, Some(pct(16, 80))), &lines()).map(|v| v.level), Some(Yellow));
+        assert_eq!(judge(&mem(16, Some(pct(16, 95))), &lines()).map(|v| v.level), Some(Red));
+        assert_eq!(judge(&mem(64, Some(pct(64, 95))), &lines()).map(|v| v.level), Some(Yellow));
+        assert_eq!(judge(&mem(128, Some(pct(128, 95))), &lines()).map(|v| v.level), Some(Green));
+        assert_eq!(judge(&mem(64, Some(gib_mb(61))), &lines()).map(|v| v.level), Some(Yellow));
+    }
+
+    #[test]
+    fn unknown_limit_has_no_verdict() {
+        assert_eq!(judge(&mem(64, None), &lines()), None);
+    }
+
+    #[test]
+    fn the_warning_names_the_figures_and_the_command() {
+        let v = judge(&mem(64, Some(gib_mb(61))), &lines()).expect("known");
+        let w = v.warning().expect("yellow warns");
+        assert!(w.contains("macOS keeps 3.00 GiB of 64.00 GiB"), "{w}");
+        assert!(w.contains("sudo sysctl iogpu.wired_limit_mb=61440"), "{w}");
+        assert!(judge(&mem(64, Some(0)), &lines()).and_then(|v| v.warning()).is_none());
+    }
+
+    #[test]
+    fn safe_limit_keeps_the_higher_of_the_guide_and_the_yellow_line() {
+        assert_eq!(safe_limit_mb(Bytes::gib(64), &lines()), 60 * 1024);
+        let wide = Lines {
+            yellow: Bytes::gib(8),
+            ..lines()
+        };
+        assert_eq!(safe_limit_mb(Bytes::gib(64), &wide), 56 * 1024);
+        assert_eq!(safe_limit_mb(Bytes::gib(2), &lines()), 0);
+    }
+
+    #[test]
+    fn advice_raises_only_within_the_headroom() {
+        let l = lines();
+        // 64 GiB Mac at the default (48 GiB): 40 GiB fits, 55 GiB needs 56 GiB, 62 GiB never.
+        assert_eq!(advise(Bytes::gib(64), 0, Bytes::gib(40), &l), Advice::Fits);
+        assert_eq!(
+            advise(Bytes::gib(64), 0, Bytes(Bytes::gib(55).0 + 1), &l),
+            Advice::Raise { mb: 57344 }
+        );
+        assert_eq!(
+            advise(Bytes::gib(64), 0, Bytes::mib(59 * 1024 + 512), &l),
+            Advice::Raise { mb: 60 * 1024 }
+        );
+        assert_eq!(
+            advise(Bytes::gib(64), 0, Bytes::gib(62), &l),
+            Advice::TooBig { safe_mb: 61440 }
+        );
+        for g in MACS {
+            for need in 1..g {
+                if let Advice::Raise { mb } = advise(Bytes::gib(g), 0, Bytes::gib(need), &l) {
+                    assert!(Bytes::gib(g).saturating_sub(Bytes::mib(mb)) >= GUIDE_HEADROOM);
+                    assert!(Bytes::mib(mb) >= Bytes::gib(need));
+                }
+            }
+        }
+    }
+}
