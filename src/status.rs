@@ -35,6 +35,13 @@ pub fn render(cfg: &Config, snap: &Snapshot, as_json: bool) -> String {
             );
             m.insert("yellow_below_bytes".into(), json!(lines.yellow));
             m.insert("red_below_bytes".into(), json!(lines.red));
+            if let Some(w) = crate::wired::judge(&snap.memory, &lines) {
+                m.insert("gpu_wired_limit_bytes".into(), json!(w.limit));
+                m.insert("gpu_wired_level".into(), json!(w.level));
+                if let Some(warning) = w.warning() {
+                    m.insert("gpu_wired_warning".into(), json!(warning));
+                }
+            }
         }
         return format!("{v:#}\n");
     }
@@ -63,6 +70,12 @@ pub fn render(cfg: &Config, snap: &Snapshot, as_json: bool) -> String {
     }
     if let Some(k) = snap.pressure.kernel_level {
         let _ = writeln!(o, "kernel:    {}", k.as_str());
+    }
+    if let Some(w) = crate::wired::judge(m, &lines) {
+        let _ = match w.warning() {
+            Some(warn) => writeln!(o, "GPU wired: {} — {warn}", w.level.as_str().to_uppercase()),
+            None => writeln!(o, "GPU wired: {}", w.figures()),
+        };
     }
     let why: Vec<String> = reasons.iter().map(|r| r.to_string()).collect();
     let _ = writeln!(

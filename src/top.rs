@@ -119,6 +119,18 @@ pub fn frame(snap: &Snapshot, c: &Classification) -> Vec<Row> {
     if !pressure.is_empty() {
         rows.push(vec![plain(format!("pressure    {}", pressure.join("   ")))]);
     }
+    if let Some(w) = crate::wired::judge(m, &lines) {
+        rows.push(match w.warning() {
+            Some(warn) => vec![
+                plain("GPU wired   "),
+                Span {
+                    text: crate::text::line(&warn),
+                    color: Some(level_color(w.level)),
+                },
+            ],
+            None => vec![plain(format!("GPU wired   {}", w.figures()))],
+        });
+    }
     let why: Vec<String> = c.reasons.iter().map(|r| r.to_string()).collect();
     rows.push(vec![plain(format!(
         "reasons     {}",

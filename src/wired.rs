@@ -193,7 +193,14 @@ mod tests {
 
     #[test]
     fn default_is_two_thirds_up_to_36_gib_then_three_quarters() {
-        let want = [(16, 10922), (24, 16384), (36, 24576), (64, 49152), (128, 98304), (192, 147456)];
+        let want = [
+            (16, 10922),
+            (24, 16384),
+            (36, 24576),
+            (64, 49152),
+            (128, 98304),
+            (192, 147456),
+        ];
         for (g, mb) in want {
             let l = effective_limit(Bytes::gib(g), 0);
             assert_eq!(l.0 / Bytes::MIB, mb, "{g} GiB");
@@ -239,14 +246,33 @@ mod tests {
             .collect();
         for (g, mb, want) in cases {
             let v = judge(&mem(g, Some(mb)), &lines()).expect("known");
-            assert_eq!(v.level, want, "{g} GiB Mac, limit {mb} MB: keeps {}", v.kept);
+            assert_eq!(
+                v.level, want,
+                "{g} GiB Mac, limit {mb} MB: keeps {}",
+                v.kept
+            );
         }
         // Spot checks against the arithmetic, not the table's own formula.
-        assert_eq!(judge(&mem(16, Some(pct(16, 80))), &lines()).map(|v| v.level), Some(Yellow));
-        assert_eq!(judge(&mem(16, Some(pct(16, 95))), &lines()).map(|v| v.level), Some(Red));
-        assert_eq!(judge(&mem(64, Some(pct(64, 95))), &lines()).map(|v| v.level), Some(Yellow));
-        assert_eq!(judge(&mem(128, Some(pct(128, 95))), &lines()).map(|v| v.level), Some(Green));
-        assert_eq!(judge(&mem(64, Some(gib_mb(61))), &lines()).map(|v| v.level), Some(Yellow));
+        assert_eq!(
+            judge(&mem(16, Some(pct(16, 80))), &lines()).map(|v| v.level),
+            Some(Yellow)
+        );
+        assert_eq!(
+            judge(&mem(16, Some(pct(16, 95))), &lines()).map(|v| v.level),
+            Some(Red)
+        );
+        assert_eq!(
+            judge(&mem(64, Some(pct(64, 95))), &lines()).map(|v| v.level),
+            Some(Yellow)
+        );
+        assert_eq!(
+            judge(&mem(128, Some(pct(128, 95))), &lines()).map(|v| v.level),
+            Some(Green)
+        );
+        assert_eq!(
+            judge(&mem(64, Some(gib_mb(61))), &lines()).map(|v| v.level),
+            Some(Yellow)
+        );
     }
 
     #[test]
@@ -260,7 +286,9 @@ mod tests {
         let w = v.warning().expect("yellow warns");
         assert!(w.contains("macOS keeps 3.00 GiB of 64.00 GiB"), "{w}");
         assert!(w.contains("sudo sysctl iogpu.wired_limit_mb=61440"), "{w}");
-        assert!(judge(&mem(64, Some(0)), &lines()).and_then(|v| v.warning()).is_none());
+        assert!(judge(&mem(64, Some(0)), &lines())
+            .and_then(|v| v.warning())
+            .is_none());
     }
 
     #[test]

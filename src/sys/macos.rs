@@ -223,7 +223,10 @@ pub fn memorystatus_level() -> io::Result<i32> {
 /// 0 = the system default), unprivileged. `None` where this Mac has no
 /// such sysctl (Intel, older macOS) or it cannot be read: unknown, not an error.
 pub fn gpu_wired_mb() -> (Option<u64>, Option<u64>) {
-    (iogpu_mb(c"iogpu.wired_limit_mb"), iogpu_mb(c"iogpu.wired_lwm_mb"))
+    (
+        iogpu_mb(c"iogpu.wired_limit_mb"),
+        iogpu_mb(c"iogpu.wired_lwm_mb"),
+    )
 }
 
 /// An `iogpu` MB sysctl: an `int` on the kernels seen; a 64-bit one is read too.
