@@ -148,19 +148,40 @@ pub enum Advice {
     TooBig { safe_mb: u64 },
 }
 
-pub fn advise(total: Bytes, limit_mb: u64, need: Bytes, lines: &Lines) -> Advice {
-    if need <= effective_limit(total, limit_mb) {
+/// `need` against the limit in force (`limit`) and the highest safe one
+/// (`safe_mb`, from [`safe_limit_mb`]).
+pub fn advise(limit: Bytes, safe_mb: u64, need: Bytes) -> Advice {
+    if need <= limit {
         return Advice::Fits;
     }
-    let safe_mb = safe_limit_mb(total, lines);
-    if need.0 <= safe_mb * Bytes::MIB {
-        // The smallest whole MB that holds `need`, rounded up to a GiB for a
-        // little room, never above the safe limit.
+    if need.0 <= safe_mb.saturating_mul(Bytes::MIB) {
+        // The whole GiB above `need`, never above the safe limit.
         let need_mb = need.0.div_ceil(Bytes::MIB);
         let mb = need_mb.div_ceil(1024).saturating_mul(1024).min(safe_mb);
         Advice::Raise { mb }
     } else {
         Advice::TooBig { safe_mb }
+    }
+}
+
+impl Advice {
+    /// What `advise` prints; `None` when it fits.
+    pub fn text(&self, need: Bytes, limit: Bytes) -> Option<String> {
+        match self {
+            Advice::Fits => None,
+            Advice::Raise { mb } => Some(format!(
+                "the estimate ({need}) is above the GPU wired limit ({limit}); raise it with \
+                 `{}` (it resets at reboot; macOS keeps at least the guide's {} of headroom)",
+                sysctl_command(*mb),
+                GUIDE_HEADROOM
+            )),
+            Advice::TooBig { safe_mb } => Some(format!(
+                "the estimate ({need}) is above the GPU wired limit ({limit}) and above the \
+                 highest limit that leaves macOS the guide's headroom ({} MB): no wired limit \
+                 makes it fit safely",
+                safe_mb
+            )),
+        }
     }
 }
 
@@ -302,26 +323,52 @@ mod tests {
         assert_eq!(safe_limit_mb(Bytes::gib(2), &lines()), 0);
     }
 
+    fn advise_on(total_gib: u64, limit_mb: u64, need: Bytes) -> Advice {
+        let total = Bytes::gib(total_gib);
+        advise(
+            effective_limit(total, limit_mb),
+            safe_limit_mb(total, &lines()),
+            need,
+        )
+    }
+
     #[test]
     fn advice_raises_only_within_the_headroom() {
-        let l = lines();
         // 64 GiB Mac at the default (48 GiB): 40 GiB fits, 55 GiB needs 56 GiB, 62 GiB never.
-        assert_eq!(advise(Bytes::gib(64), 0, Bytes::gib(40), &l), Advice::Fits);
+        assert_eq!(advise_on(64, 0, Bytes::gib(40)), Advice::Fits);
         assert_eq!(
-            advise(Bytes::gib(64), 0, Bytes(Bytes::gib(55).0 + 1), &l),
+            advise_on(64, 0, Bytes(Bytes::gib(55).0 + 1)),
             Advice::Raise { mb: 57344 }
         );
         assert_eq!(
-            advise(Bytes::gib(64), 0, Bytes::mib(59 * 1024 + 512), &l),
+            advise_on(64, 0, Bytes::mib(59 * 1024 + 512)),
             Advice::Raise { mb: 60 * 1024 }
         );
         assert_eq!(
-            advise(Bytes::gib(64), 0, Bytes::gib(62), &l),
+            advise_on(64, 0, Bytes::gib(62)),
             Advice::TooBig { safe_mb: 61440 }
         );
+        // A limit already raised to 62 GiB: 50 GiB fits, no advice.
+        assert_eq!(advise_on(64, 62 * 1024, Bytes::gib(50)), Advice::Fits);
+        let text = advise_on(64, 0, Bytes::gib(55))
+            .text(Bytes::gib(55), Bytes::gib(48))
+            .expect("raise");
+        assert!(
+            text.contains("`sudo sysctl iogpu.wired_limit_mb=56320`"),
+            "{text}"
+        );
+        assert!(text.contains("resets at reboot"), "{text}");
+        let text = advise_on(16, 0, Bytes::gib(13))
+            .text(Bytes::gib(13), Bytes::mib(10922))
+            .expect("too big");
+        assert!(
+            text.contains("no wired limit makes it fit safely"),
+            "{text}"
+        );
+        assert!(!text.contains("sudo"), "{text}");
         for g in MACS {
             for need in 1..g {
-                if let Advice::Raise { mb } = advise(Bytes::gib(g), 0, Bytes::gib(need), &l) {
+                if let Advice::Raise { mb } = advise_on(g, 0, Bytes::gib(need)) {
                     assert!(Bytes::gib(g).saturating_sub(Bytes::mib(mb)) >= GUIDE_HEADROOM);
                     assert!(Bytes::mib(mb) >= Bytes::gib(need));
                 }
