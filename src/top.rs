@@ -375,4 +375,43 @@ mod tests {
         let level = &rows[0][1];
         assert_eq!(level.color, Some(Color::Yellow));
     }
+
+    /// Issue 21: a Mac whose wired limit leaves macOS 1 GiB shows it in red
+    /// with the command; at the default it is one plain line; absent, none.
+    #[test]
+    fn frame_shows_the_gpu_wired_limit() {
+        let cfg = Config::embedded().expect("defaults");
+        let mut s = Snapshot::default();
+        s.memory.total_bytes = Bytes::gib(16);
+        s.memory.available_bytes = Bytes::gib(10);
+        let c = Classifier::default().step(&s, &cfg.thresholds);
+        let all = |s: &Snapshot| -> String {
+            frame(s, &c)
+                .iter()
+                .map(row_text)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert!(!all(&s).contains("GPU wired"), "Linux: nothing");
+        s.memory.gpu_wired_limit_mb = Some(0);
+        let text = all(&s);
+        assert!(
+            text.contains("GPU wired   GPU wired limit 10.67 GiB (system default"),
+            "{text}"
+        );
+        assert!(!text.contains("sudo"), "{text}");
+        s.memory.gpu_wired_limit_mb = Some(15 * 1024);
+        let rows = frame(&s, &c);
+        let row = rows
+            .iter()
+            .find(|r| row_text(r).starts_with("GPU wired"))
+            .expect("a row");
+        let text = row_text(row);
+        assert!(text.contains("macOS keeps 1.00 GiB of 16.00 GiB"), "{text}");
+        assert!(
+            text.contains("sudo sysctl iogpu.wired_limit_mb=12288"),
+            "{text}"
+        );
+        assert_eq!(row[1].color, Some(Color::Red));
+    }
 }
