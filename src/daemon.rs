@@ -466,35 +466,15 @@ impl Daemon {
             return;
         };
         self.wired_judged = true;
-        let Some(warning) = v.warning() else {
+        let Some((fields, notice)) = crate::wired::warning_event(&v) else {
             return;
         };
-        let mut fields = json!({
-            "level": v.level,
-            "wired_limit_mb": v.limit_mb,
-            "limit_bytes": v.limit,
-            "kept_bytes": v.kept,
-            "total_bytes": v.total,
-            "suggested_mb": v.safe_mb,
-            "command": crate::wired::sysctl_command(v.safe_mb),
-            "message": warning,
-        });
-        if let (Some(m), Some(lwm)) = (fields.as_object_mut(), v.lwm_mb) {
-            m.insert("wired_lwm_mb".into(), json!(lwm));
-        }
         log_event!(warn, "gpu_wired_limit", fields);
-        if v.level == Level::Red {
-            let n = crate::action::Notice {
-                kind: crate::action::NoticeKind::Red,
-                title: "headroom: GPU wired limit leaves macOS too little".into(),
-                body: warning,
-                pid: None,
-            };
-            if let Some(probe) = self.sampler.as_deref_mut() {
-                let outcome = self.actuator.act(&Action::Notify(n.clone()), probe);
-                let (event, fields) = action_fields(&Action::Notify(n), &outcome);
-                log_event!(info, event, fields);
-            }
+        if let (Some(n), Some(probe)) = (notice, self.sampler.as_deref_mut()) {
+            let a = Action::Notify(n);
+            let outcome = self.actuator.act(&a, probe);
+            let (event, fields) = action_fields(&a, &outcome);
+            log_event!(info, event, fields);
         }
     }
 

@@ -8,6 +8,7 @@
 //! not expose as a sysctl: [`default_limit`] is a documented approximation
 //! (docs/macos.md), not a reading.
 
+use crate::action::{Notice, NoticeKind};
 use crate::classify::Lines;
 use crate::model::{Bytes, Level, SystemMemory};
 use std::fmt;
@@ -135,6 +136,32 @@ impl fmt::Display for Verdict {
             None => f.write_str(&self.figures()),
         }
     }
+}
+
+/// The daemon's once-per-start report of a yellow or red limit: the
+/// `gpu_wired_limit` event's fields and, when red, the notice to post.
+pub fn warning_event(v: &Verdict) -> Option<(serde_json::Value, Option<Notice>)> {
+    let warning = v.warning()?;
+    let mut fields = serde_json::json!({
+        "level": v.level,
+        "wired_limit_mb": v.limit_mb,
+        "limit_bytes": v.limit,
+        "kept_bytes": v.kept,
+        "total_bytes": v.total,
+        "suggested_mb": v.safe_mb,
+        "command": sysctl_command(v.safe_mb),
+        "message": warning,
+    });
+    if let (Some(m), Some(lwm)) = (fields.as_object_mut(), v.lwm_mb) {
+        m.insert("wired_lwm_mb".into(), lwm.into());
+    }
+    let notice = (v.level == Level::Red).then(|| Notice {
+        kind: NoticeKind::Red,
+        title: "headroom: the GPU wired limit leaves macOS too little".into(),
+        body: warning,
+        pid: None,
+    });
+    Some((fields, notice))
 }
 
 /// What `advise` says about a model needing `need` bytes of wired memory.
@@ -310,6 +337,28 @@ mod tests {
         assert!(judge(&mem(64, Some(0)), &lines())
             .and_then(|v| v.warning())
             .is_none());
+    }
+
+    #[test]
+    fn the_daemon_logs_yellow_and_notifies_only_red() {
+        let l = lines();
+        let event = |mb: u64| judge(&mem(64, Some(mb)), &l).and_then(|v| warning_event(&v));
+        assert!(event(0).is_none(), "the default: nothing");
+        assert!(event(56 * 1024).is_none(), "8 GiB kept: nothing");
+        let (f, n) = event(61 * 1024).expect("yellow: an event");
+        assert_eq!(f["level"], "yellow");
+        assert_eq!(f["kept_bytes"], 3 * Bytes::GIB);
+        assert_eq!(f["command"], "sudo sysctl iogpu.wired_limit_mb=61440");
+        assert!(n.is_none(), "yellow: no notification");
+        let (f, n) = event(63 * 1024).expect("red: an event");
+        assert_eq!(f["level"], "red");
+        let n = n.expect("red: a notification");
+        assert_eq!(n.kind, NoticeKind::Red);
+        assert!(
+            n.body.contains("macOS keeps 1.00 GiB of 64.00 GiB"),
+            "{}",
+            n.body
+        );
     }
 
     #[test]
