@@ -121,3 +121,44 @@ pub fn render(cfg: &Config, snap: &Snapshot, as_json: bool) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 21: the GPU wired limit in `status`, text and JSON: a warning
+    /// with the command below the yellow line, one plain line at the
+    /// default, nothing where the limit is unknown (Linux).
+    #[test]
+    fn status_shows_the_gpu_wired_limit_only_where_there_is_one() {
+        let cfg = Config::embedded().expect("defaults");
+        let mut s = Snapshot::default();
+        s.memory.total_bytes = Bytes::gib(64);
+        s.memory.available_bytes = Bytes::gib(30);
+        let text = render(&cfg, &s, false);
+        assert!(!text.contains("GPU wired"), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&render(&cfg, &s, true)).expect("JSON");
+        assert!(v.get("gpu_wired_limit_mb").is_none() && v.get("gpu_wired_level").is_none());
+
+        s.memory.gpu_wired_limit_mb = Some(0);
+        let text = render(&cfg, &s, false);
+        assert!(
+            text.contains("GPU wired: GPU wired limit about 48.00 GiB (the system default)"),
+            "{text}"
+        );
+
+        s.memory.gpu_wired_limit_mb = Some(61 * 1024);
+        let text = render(&cfg, &s, false);
+        assert!(text.contains("GPU wired: YELLOW"), "{text}");
+        assert!(
+            text.contains("sudo sysctl iogpu.wired_limit_mb=61440"),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&render(&cfg, &s, true)).expect("JSON");
+        assert_eq!(v["gpu_wired_limit_mb"], 61 * 1024);
+        assert_eq!(v["gpu_wired_level"], "yellow");
+        assert!(v["gpu_wired_warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("keeps 3.00 GiB")));
+    }
+}

@@ -396,7 +396,7 @@ mod tests {
         s.memory.gpu_wired_limit_mb = Some(0);
         let text = all(&s);
         assert!(
-            text.contains("GPU wired   GPU wired limit 10.67 GiB (system default"),
+            text.contains("GPU wired   GPU wired limit about 10.67 GiB (the system default)"),
             "{text}"
         );
         assert!(!text.contains("sudo"), "{text}");

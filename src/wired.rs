@@ -103,13 +103,13 @@ impl Verdict {
     /// "GPU wired limit 61.00 GiB (iogpu.wired_limit_mb=62464): macOS keeps 3.00 GiB of 64.00 GiB"
     pub fn figures(&self) -> String {
         let how = if self.limit_mb == 0 {
-            "system default, about".to_string()
+            format!("about {} (the system default)", self.limit)
         } else {
-            format!("iogpu.wired_limit_mb={}", self.limit_mb)
+            format!("{} (iogpu.wired_limit_mb={})", self.limit, self.limit_mb)
         };
         format!(
-            "GPU wired limit {} ({how}): macOS keeps {} of {}",
-            self.limit, self.kept, self.total
+            "GPU wired limit {how}: macOS keeps {} of {}",
+            self.kept, self.total
         )
     }
 
@@ -119,9 +119,9 @@ impl Verdict {
             return None;
         }
         Some(format!(
-            "{}, below the {} headroom macOS needs; memory the GPU wires cannot be compressed or swapped, \
-             and an MLX process whose footprint grows while red is growing wired memory. \
-             Set a safer limit (until reboot): {}",
+            "{}, less than the {} it needs; what the GPU wires cannot be compressed or swapped \
+             (while memory is red, an MLX process whose footprint keeps growing is the likeliest \
+             holder). A safer limit, until reboot: {}",
             self.figures(),
             self.total.saturating_sub(Bytes::mib(self.safe_mb)),
             sysctl_command(self.safe_mb)
