@@ -423,6 +423,18 @@ mod tests {
         }
     }
 
+    /// mlx_lm's defaults at 4-bit.
+    fn four_bit() -> Checked {
+        check(
+            &Request {
+                bits: Some(4),
+                ..Default::default()
+            },
+            None,
+        )
+        .expect("4-bit")
+    }
+
     /// The N of `sudo sysctl iogpu.wired_limit_mb=N` in an advice line.
     fn sysctl_mb(line: &str) -> Option<u64> {
         line.split("sudo sysctl iogpu.wired_limit_mb=")
@@ -434,14 +446,7 @@ mod tests {
     #[test]
     fn the_wired_limit_line_only_within_the_headroom() {
         let m = model::resolve("llama-7b").expect("named");
-        let c4 = check(
-            &Request {
-                bits: Some(4),
-                ..Default::default()
-            },
-            None,
-        )
-        .expect("4-bit");
+        let c4 = four_bit();
         // Linux (no limit known): no line.
         assert_eq!(advise(mac(16), Some(m.clone()), &c4, None).gpu_wired, None);
         // A 16 GiB Mac whose limit someone lowered to 2 GiB: raise it, within 12 GiB.
@@ -525,14 +530,7 @@ mod tests {
             r.notes
         );
         // At 4-bit: fits once stepped down, with checkpointing.
-        let c4 = check(
-            &Request {
-                bits: Some(4),
-                ..Default::default()
-            },
-            None,
-        )
-        .expect("4-bit");
+        let c4 = four_bit();
         let r = advise(mac(16), Some(m), &c4, None);
         let rec = r.recommended.as_ref().expect("recommended");
         assert_eq!(rec.verdict, Verdict::Fits);
