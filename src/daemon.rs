@@ -64,6 +64,8 @@ pub struct Daemon {
     /// The pid the sampler is reading now (0 between reads), for the error
     /// about a sample that does not return; every sampler writes here.
     reading: Arc<AtomicI32>,
+    /// The GPU wired limit was judged (once per start: `gpu_wired_limit`).
+    wired_judged: bool,
 }
 
 type PendingSample = tokio::task::JoinHandle<sample::Taken>;
@@ -124,6 +126,7 @@ impl Daemon {
             pending: None,
             last_discovery: None,
             reading,
+            wired_judged: false,
         })
     }
 
@@ -413,6 +416,7 @@ impl Daemon {
                 return;
             }
         };
+        self.judge_wired_once(&snap);
         let Some(probe) = self.sampler.as_deref_mut() else {
             return;
         };
@@ -447,6 +451,30 @@ impl Daemon {
         if due || timing || c.changed() || !actions.is_empty() {
             self.last_sample_logged = Some(snap.at);
             log_sample(&snap, c);
+        }
+    }
+
+    /// The GPU wired limit (Apple Silicon), judged on the first sample that
+    /// has it: a `gpu_wired_limit` event when it leaves macOS less than the
+    /// yellow line, and a notification too below the red line.
+    fn judge_wired_once(&mut self, snap: &Snapshot) {
+        if self.wired_judged {
+            return;
+        }
+        let lines = crate::classify::Lines::resolve(&self.cfg.thresholds, snap.memory.total_bytes);
+        let Some(v) = crate::wired::judge(&snap.memory, &lines) else {
+            return;
+        };
+        self.wired_judged = true;
+        let Some((fields, notice)) = crate::wired::warning_event(&v) else {
+            return;
+        };
+        log_event!(warn, "gpu_wired_limit", fields);
+        if let (Some(n), Some(probe)) = (notice, self.sampler.as_deref_mut()) {
+            let a = Action::Notify(n);
+            let outcome = self.actuator.act(&a, probe);
+            let (event, fields) = action_fields(&a, &outcome);
+            log_event!(info, event, fields);
         }
     }
 

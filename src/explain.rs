@@ -121,6 +121,9 @@ pub struct ExplainInput {
     pub kernel_level_reported: Option<KernelLevel>,
     /// memory_pressure's "System-wide memory free percentage" (kern.memorystatus_level).
     pub memorystatus_level: Option<u64>,
+    /// Pasted `iogpu.wired_limit_mb` / `iogpu.wired_lwm_mb` lines (MB).
+    pub gpu_wired_limit_mb: Option<u64>,
+    pub gpu_wired_lwm_mb: Option<u64>,
     /// Labels this version does not know (newer macOS adds lines): ignored.
     pub ignored: Vec<String>,
 }
@@ -144,6 +147,8 @@ struct Reader {
     swap: Option<SwapUsage>,
     kernel: Option<KernelLevel>,
     mem_level: Option<u64>,
+    wired_limit_mb: Option<u64>,
+    wired_lwm_mb: Option<u64>,
     ignored: Vec<String>,
 }
 
@@ -264,6 +269,18 @@ impl Reader {
                     Some(k.ok_or_else(|| format!("unknown pressure level {v} (1, 2 or 4)"))?);
             }
             "kern.memorystatus_level" => self.mem_level = Some(int()?),
+            // `sudo sysctl NAME=N` prints "NAME: old -> new": the new value counts.
+            "iogpu.wired_limit_mb" | "iogpu.wired_lwm_mb" => {
+                let v = value.rsplit("->").next().unwrap_or(value).trim();
+                let v = v
+                    .parse::<u64>()
+                    .map_err(|_| format!("'{name}' is not a whole number of MB"))?;
+                if name == "iogpu.wired_limit_mb" {
+                    self.wired_limit_mb = Some(v);
+                } else {
+                    self.wired_lwm_mb = Some(v);
+                }
+            }
             other => self.ignored.push(other.to_string()),
         }
         Ok(())
@@ -321,6 +338,8 @@ impl Reader {
             swap: self.swap,
             kernel_level_reported: self.kernel,
             memorystatus_level: self.mem_level,
+            gpu_wired_limit_mb: self.wired_limit_mb,
+            gpu_wired_lwm_mb: self.wired_lwm_mb,
             ignored: self.ignored,
         })
     }
@@ -414,12 +433,17 @@ struct Command {
 
 fn command(line: &str) -> Option<Command> {
     let l = line.trim_start_matches(['$', '%', '#', '>']).trim_start();
+    let l = l.strip_prefix("sudo ").map_or(l, str::trim_start);
     let mut words = l.split_whitespace();
     let tool = words.next().unwrap_or("");
     let tool = tool.rsplit('/').next().unwrap_or(tool);
-    if !matches!(tool, "vm_stat" | "memory_pressure" | "sysctl")
-        || l.contains(['|', ';', '&', '<', '>', ':', '='])
-    {
+    // `sysctl NAME=N` sets a value (its output line says what it was).
+    let forbidden: &[char] = if tool == "sysctl" {
+        &['|', ';', '&', '<', '>', ':']
+    } else {
+        &['|', ';', '&', '<', '>', ':', '=']
+    };
+    if !matches!(tool, "vm_stat" | "memory_pressure" | "sysctl") || l.contains(forbidden) {
         return None;
     }
     let args: Vec<&str> = words.collect();
@@ -470,6 +494,16 @@ pub struct Explanation {
     pub swap_total_bytes: Option<Bytes>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub swap_used_bytes: Option<Bytes>,
+    /// Pasted `iogpu.wired_limit_mb` (0: the system default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_wired_limit_mb: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_wired_lwm_mb: Option<u64>,
+    /// What the wired limit leaves macOS (src/wired.rs); needs a total.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_wired_level: Option<Level>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_wired: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ignored_labels: Vec<String>,
 }
@@ -505,6 +539,16 @@ pub fn explain(input: &ExplainInput, total_override: Option<u64>, cfg: &Config) 
         }
         None => (None, Vec::new()),
     };
+    let wired = total.and_then(|(t, _)| {
+        let memory = crate::model::SystemMemory {
+            total_bytes: t,
+            gpu_wired_limit_mb: input.gpu_wired_limit_mb,
+            gpu_wired_lwm_mb: input.gpu_wired_lwm_mb,
+            ..Default::default()
+        };
+        let lines = crate::classify::Lines::resolve(&cfg.thresholds, t);
+        crate::wired::judge(&memory, &lines)
+    });
     let bytes = |n: u64| Bytes(n.saturating_mul(ps));
     Explanation {
         page_size: ps,
@@ -528,6 +572,10 @@ pub fn explain(input: &ExplainInput, total_override: Option<u64>, cfg: &Config) 
         reasons,
         swap_total_bytes: input.swap.map(|s| s.total),
         swap_used_bytes: input.swap.map(|s| s.used),
+        gpu_wired_limit_mb: input.gpu_wired_limit_mb,
+        gpu_wired_lwm_mb: input.gpu_wired_lwm_mb,
+        gpu_wired_level: wired.as_ref().map(|v| v.level),
+        gpu_wired: wired.map(|v| v.to_string()),
         ignored_labels: input.ignored.clone(),
     }
 }
@@ -631,6 +679,18 @@ fn render(e: &Explanation) -> String {
         None => {
             let _ = writeln!(o, "Level: unknown without total RAM");
         }
+    }
+    match (&e.gpu_wired, e.gpu_wired_level, e.gpu_wired_limit_mb) {
+        (Some(w), Some(l), _) => {
+            let _ = writeln!(o, "GPU wired ({l}): {w}");
+        }
+        (_, _, Some(mb)) => {
+            let _ = writeln!(
+                o,
+                "GPU wired: iogpu.wired_limit_mb={mb}; unjudged without total RAM"
+            );
+        }
+        _ => {}
     }
     if !e.ignored_labels.is_empty() {
         let _ = writeln!(o, "Ignored: {}", e.ignored_labels.join(", "));

@@ -31,6 +31,7 @@ pub mod status;
 pub mod sys;
 pub mod text;
 pub mod top;
+pub mod wired;
 
 /// A failure that ends a command, with its exit code (sysexits).
 #[derive(Debug, thiserror::Error)]

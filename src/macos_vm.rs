@@ -107,6 +107,8 @@ pub fn breakdown(c: &VmCounters, page_size: u64, total: Bytes) -> SystemMemory {
         free_bytes: Some(pages(c.free, page_size)),
         swap_total_bytes: None,
         swap_used_bytes: None,
+        gpu_wired_limit_mb: None,
+        gpu_wired_lwm_mb: None,
     }
 }
 

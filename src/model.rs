@@ -135,6 +135,13 @@ pub struct SystemMemory {
     pub swap_total_bytes: Option<Bytes>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swap_used_bytes: Option<Bytes>,
+    /// macOS `iogpu.wired_limit_mb` (MiB; 0 = the system default): how
+    /// much the GPU may wire (src/wired.rs). `None` where there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_wired_limit_mb: Option<u64>,
+    /// macOS `iogpu.wired_lwm_mb`: the GPU wired low-water mark (MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_wired_lwm_mb: Option<u64>,
 }
 
 impl SystemMemory {

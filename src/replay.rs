@@ -361,6 +361,35 @@ mod tests {
         assert_eq!(parse_line(&log).expect("log"), bare);
     }
 
+    /// Issue 21: a recorded Mac's GPU wired limit survives record → replay.
+    #[test]
+    fn the_gpu_wired_limit_is_carried_through_a_trace() {
+        let line = format!(
+            r#"{{"at":1.5,"total_bytes":{},"available_bytes":{},"gpu_wired_limit_mb":62464,"gpu_wired_lwm_mb":0,"mlx_processes":[]}}"#,
+            64 * Bytes::GIB,
+            3 * Bytes::GIB
+        );
+        let TraceLine::Snapshot(s) = parse_line(&line).expect("parses") else {
+            panic!("not a snapshot");
+        };
+        assert_eq!(s.memory.gpu_wired_limit_mb, Some(62464));
+        assert_eq!(s.memory.gpu_wired_lwm_mb, Some(0));
+        // What `record` writes for it (the Snapshot's serde form) reads back the same.
+        let written = serde_json::to_string(&*s).expect("serialise");
+        assert!(
+            written.contains(r#""gpu_wired_limit_mb":62464"#),
+            "{written}"
+        );
+        assert_eq!(parse_line(&written), Ok(TraceLine::Snapshot(s)));
+        // A Linux trace has neither: absent, not zero.
+        let TraceLine::Snapshot(l) = parse_line(&snap_json(1.5, 3)).expect("parses") else {
+            panic!("not a snapshot");
+        };
+        assert_eq!(l.memory.gpu_wired_limit_mb, None);
+        let written = serde_json::to_string(&*l).expect("serialise");
+        assert!(!written.contains("gpu_wired"), "{written}");
+    }
+
     #[test]
     fn other_log_events_are_skipped_and_started_restarts() {
         let l = r#"{"ts":"t","at":2.0,"event":"level_changed","severity":"warn","from":"green"}"#;

@@ -35,6 +35,13 @@ pub fn render(cfg: &Config, snap: &Snapshot, as_json: bool) -> String {
             );
             m.insert("yellow_below_bytes".into(), json!(lines.yellow));
             m.insert("red_below_bytes".into(), json!(lines.red));
+            if let Some(w) = crate::wired::judge(&snap.memory, &lines) {
+                m.insert("gpu_wired_limit_bytes".into(), json!(w.limit));
+                m.insert("gpu_wired_level".into(), json!(w.level));
+                if let Some(warning) = w.warning() {
+                    m.insert("gpu_wired_warning".into(), json!(warning));
+                }
+            }
         }
         return format!("{v:#}\n");
     }
@@ -63,6 +70,12 @@ pub fn render(cfg: &Config, snap: &Snapshot, as_json: bool) -> String {
     }
     if let Some(k) = snap.pressure.kernel_level {
         let _ = writeln!(o, "kernel:    {}", k.as_str());
+    }
+    if let Some(w) = crate::wired::judge(m, &lines) {
+        let _ = match w.warning() {
+            Some(warn) => writeln!(o, "GPU wired: {} — {warn}", w.level.as_str().to_uppercase()),
+            None => writeln!(o, "GPU wired: {}", w.figures()),
+        };
     }
     let why: Vec<String> = reasons.iter().map(|r| r.to_string()).collect();
     let _ = writeln!(
@@ -107,4 +120,45 @@ pub fn render(cfg: &Config, snap: &Snapshot, as_json: bool) -> String {
         );
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 21: the GPU wired limit in `status`, text and JSON: a warning
+    /// with the command below the yellow line, one plain line at the
+    /// default, nothing where the limit is unknown (Linux).
+    #[test]
+    fn status_shows_the_gpu_wired_limit_only_where_there_is_one() {
+        let cfg = Config::embedded().expect("defaults");
+        let mut s = Snapshot::default();
+        s.memory.total_bytes = Bytes::gib(64);
+        s.memory.available_bytes = Bytes::gib(30);
+        let text = render(&cfg, &s, false);
+        assert!(!text.contains("GPU wired"), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&render(&cfg, &s, true)).expect("JSON");
+        assert!(v.get("gpu_wired_limit_mb").is_none() && v.get("gpu_wired_level").is_none());
+
+        s.memory.gpu_wired_limit_mb = Some(0);
+        let text = render(&cfg, &s, false);
+        assert!(
+            text.contains("GPU wired: GPU wired limit about 48.00 GiB (the system default)"),
+            "{text}"
+        );
+
+        s.memory.gpu_wired_limit_mb = Some(61 * 1024);
+        let text = render(&cfg, &s, false);
+        assert!(text.contains("GPU wired: YELLOW"), "{text}");
+        assert!(
+            text.contains("sudo sysctl iogpu.wired_limit_mb=61440"),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&render(&cfg, &s, true)).expect("JSON");
+        assert_eq!(v["gpu_wired_limit_mb"], 61 * 1024);
+        assert_eq!(v["gpu_wired_level"], "yellow");
+        assert!(v["gpu_wired_warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("keeps 3.00 GiB")));
+    }
 }

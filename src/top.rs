@@ -119,6 +119,18 @@ pub fn frame(snap: &Snapshot, c: &Classification) -> Vec<Row> {
     if !pressure.is_empty() {
         rows.push(vec![plain(format!("pressure    {}", pressure.join("   ")))]);
     }
+    if let Some(w) = crate::wired::judge(m, &lines) {
+        rows.push(match w.warning() {
+            Some(warn) => vec![
+                plain("GPU wired   "),
+                Span {
+                    text: crate::text::line(&warn),
+                    color: Some(level_color(w.level)),
+                },
+            ],
+            None => vec![plain(format!("GPU wired   {}", w.figures()))],
+        });
+    }
     let why: Vec<String> = c.reasons.iter().map(|r| r.to_string()).collect();
     rows.push(vec![plain(format!(
         "reasons     {}",
@@ -362,5 +374,44 @@ mod tests {
         );
         let level = &rows[0][1];
         assert_eq!(level.color, Some(Color::Yellow));
+    }
+
+    /// Issue 21: a Mac whose wired limit leaves macOS 1 GiB shows it in red
+    /// with the command; at the default it is one plain line; absent, none.
+    #[test]
+    fn frame_shows_the_gpu_wired_limit() {
+        let cfg = Config::embedded().expect("defaults");
+        let mut s = Snapshot::default();
+        s.memory.total_bytes = Bytes::gib(16);
+        s.memory.available_bytes = Bytes::gib(10);
+        let c = Classifier::default().step(&s, &cfg.thresholds);
+        let all = |s: &Snapshot| -> String {
+            frame(s, &c)
+                .iter()
+                .map(row_text)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert!(!all(&s).contains("GPU wired"), "Linux: nothing");
+        s.memory.gpu_wired_limit_mb = Some(0);
+        let text = all(&s);
+        assert!(
+            text.contains("GPU wired   GPU wired limit about 10.67 GiB (the system default)"),
+            "{text}"
+        );
+        assert!(!text.contains("sudo"), "{text}");
+        s.memory.gpu_wired_limit_mb = Some(15 * 1024);
+        let rows = frame(&s, &c);
+        let row = rows
+            .iter()
+            .find(|r| row_text(r).starts_with("GPU wired"))
+            .expect("a row");
+        let text = row_text(row);
+        assert!(text.contains("macOS keeps 1.00 GiB of 16.00 GiB"), "{text}");
+        assert!(
+            text.contains("sudo sysctl iogpu.wired_limit_mb=12288"),
+            "{text}"
+        );
+        assert_eq!(row[1].color, Some(Color::Red));
     }
 }

@@ -130,6 +130,24 @@ fn status_json_has_the_documented_fields() {
     let total = v["total_bytes"].as_u64().expect("total");
     let avail = v["available_bytes"].as_u64().expect("available");
     assert!(total > 0 && avail <= total);
+    // Issue 21: Linux has no GPU wired limit: the fields are absent (not
+    // zero) and nothing warns about it.
+    if cfg!(target_os = "linux") {
+        for k in [
+            "gpu_wired_limit_mb",
+            "gpu_wired_lwm_mb",
+            "gpu_wired_limit_bytes",
+            "gpu_wired_warning",
+        ] {
+            assert!(v.get(k).is_none(), "{k} on Linux: {v}");
+        }
+        let out = headroom().arg("status").output().expect("run");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && !text.contains("GPU wired"),
+            "{text}"
+        );
+    }
 }
 
 #[test]

@@ -495,3 +495,56 @@ fn timeline_of_counters_crosses_warn_and_critical_and_recovers() {
     assert_eq!(e.kernel_level, KernelLevel::Critical);
     assert_eq!(e.level, Some(Level::Red));
 }
+
+/// Issue 21: pasted `sysctl iogpu.wired_limit_mb` lines (the three forms
+/// sysctl prints: `NAME: N`, `-n NAME` then N, and a set's `NAME: old -> new`)
+/// are judged against total RAM; without them nothing is said.
+#[test]
+fn pasted_gpu_wired_limit_is_judged_by_the_headroom_it_leaves() {
+    // sample2's Mac has 16 GiB; 15 GiB wired leaves 1 GiB: red.
+    let pasted = format!(
+        "$ sysctl iogpu.wired_limit_mb iogpu.wired_lwm_mb\niogpu.wired_limit_mb: 15360\niogpu.wired_lwm_mb: 12288\n{SAMPLE2}\nhw.memsize: {SAMPLE2_TOTAL}\n"
+    );
+    let v = json(&pasted, None);
+    assert_eq!(v["gpu_wired_limit_mb"], 15360);
+    assert_eq!(v["gpu_wired_lwm_mb"], 12288);
+    assert_eq!(v["gpu_wired_level"], "red");
+    let w = v["gpu_wired"].as_str().expect("a verdict");
+    assert!(w.contains("macOS keeps 1.00 GiB of 16.00 GiB"), "{w}");
+    assert!(w.contains("sudo sysctl iogpu.wired_limit_mb=12288"), "{w}");
+    let text = run_explain(&pasted, None, &cfg(), false).expect("text");
+    assert!(text.contains("GPU wired (red):"), "{text}");
+
+    // `sudo sysctl NAME=N` then its output: the new value counts. 80 % of
+    // 16 GiB leaves 3.2 GiB: yellow.
+    let set = format!(
+        "% sudo sysctl iogpu.wired_limit_mb=13107\niogpu.wired_limit_mb: 0 -> 13107\n{SAMPLE2}\nhw.memsize: {SAMPLE2_TOTAL}\n"
+    );
+    assert_eq!(json(&set, None)["gpu_wired_level"], "yellow");
+
+    // `sysctl -n`: the bare value; 0 is the system default, never a warning.
+    let bare =
+        format!("$ sysctl -n iogpu.wired_limit_mb\n0\n{SAMPLE2}\nhw.memsize: {SAMPLE2_TOTAL}\n");
+    let v = json(&bare, None);
+    assert_eq!(v["gpu_wired_limit_mb"], 0);
+    assert_eq!(v["gpu_wired_level"], "green");
+    assert!(v["gpu_wired"]
+        .as_str()
+        .is_some_and(|w| w.contains("system default")));
+
+    // Without a total it is read but not judged; without the lines, absent.
+    let v = json(&format!("iogpu.wired_limit_mb: 15360\n{SAMPLE2}"), None);
+    assert_eq!(v["gpu_wired_limit_mb"], 15360);
+    assert!(v.get("gpu_wired_level").is_none(), "{v}");
+    let v = json(SAMPLE2, Some(SAMPLE2_TOTAL));
+    assert!(v.get("gpu_wired_limit_mb").is_none() && v.get("gpu_wired").is_none());
+
+    // Not a number: one error naming the line.
+    let bad = format!("iogpu.wired_limit_mb: lots\n{SAMPLE2}");
+    match parse_input(&bad) {
+        Err(e @ ExplainError::Unreadable { line_no: 1, .. }) => {
+            assert!(e.to_string().contains("iogpu.wired_limit_mb"), "{e}")
+        }
+        other => panic!("expected an unreadable line 1, got {other:?}"),
+    }
+}

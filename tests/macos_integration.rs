@@ -343,3 +343,33 @@ fn doctor_passes_on_this_mac() {
     assert_eq!(o.status.code(), Some(0), "{r:#}");
     assert_eq!(r["ok"], true, "{r:#}");
 }
+
+/// Issue 21: the GPU wired limit read through sysctlbyname equals what
+/// `sysctl -n` prints (both unprivileged); on a Mac without the sysctl
+/// (Intel, older macOS) both say nothing, and the Snapshot omits the field.
+#[test]
+fn the_gpu_wired_limit_matches_sysctl() {
+    let cli = |name: &str| -> Option<u64> {
+        let o = Command::new("sysctl")
+            .args(["-n", name])
+            .output()
+            .expect("sysctl runs");
+        if !o.status.success() {
+            return None;
+        }
+        String::from_utf8_lossy(&o.stdout).trim().parse().ok()
+    };
+    let (limit, lwm) = headroom::sys::macos::gpu_wired_mb();
+    assert_eq!(limit, cli("iogpu.wired_limit_mb"), "iogpu.wired_limit_mb");
+    assert_eq!(lwm, cli("iogpu.wired_lwm_mb"), "iogpu.wired_lwm_mb");
+    let s = sample();
+    assert_eq!(s.memory.gpu_wired_limit_mb, limit);
+    let v = json(&["status", "--json"]);
+    match limit {
+        Some(mb) => {
+            assert_eq!(v["gpu_wired_limit_mb"], mb, "{v}");
+            assert!(v["gpu_wired_limit_bytes"].as_u64().is_some(), "{v}");
+        }
+        None => assert!(v.get("gpu_wired_limit_mb").is_none(), "{v}"),
+    }
+}

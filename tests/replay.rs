@@ -515,3 +515,41 @@ fn replay_json_with(trace: &Path, cfg: &Path) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).expect("JSON"))
         .collect()
 }
+
+/// Issue 21: a trace recorded on a Mac carries `gpu_wired_limit_mb` and
+/// `gpu_wired_lwm_mb`; replay reads them and decides exactly as without.
+#[test]
+fn a_trace_with_the_gpu_wired_limit_replays_like_one_without() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = std::fs::read_to_string(traces().join("lora_swap_creep.jsonl")).expect("trace");
+    let mut out = String::new();
+    for line in src.lines() {
+        let mut v: Value = serde_json::from_str(line).expect("snapshot");
+        let m = v.as_object_mut().expect("object");
+        m.insert("gpu_wired_limit_mb".into(), 29_696.into());
+        m.insert("gpu_wired_lwm_mb".into(), 0.into());
+        out.push_str(&v.to_string());
+        out.push('\n');
+    }
+    let path = dir.path().join("mac.jsonl");
+    std::fs::write(&path, out).expect("write trace");
+    let with = replay_json(&path);
+    assert!(!with.is_empty());
+    assert_eq!(with, replay_json(&traces().join("lora_swap_creep.jsonl")));
+    // A wrong type is a malformed line, not a silent zero.
+    let bad = dir.path().join("bad.jsonl");
+    let first = src.lines().next().expect("a line");
+    let mut v: Value = serde_json::from_str(first).expect("snapshot");
+    v.as_object_mut()
+        .expect("object")
+        .insert("gpu_wired_limit_mb".into(), "lots".into());
+    std::fs::write(&bad, format!("{v}\n")).expect("write");
+    let o = run(&["replay", bad.to_str().expect("utf-8 path")]);
+    assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
+    // (serde's flatten loses the field's name; the line and the value are named.)
+    assert!(
+        stderr(&o).contains("bad.jsonl:1:") && stderr(&o).contains(r#""lots""#),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -91,13 +91,32 @@ pub struct Machine {
     pub total_bytes: u64,
     pub available_bytes: u64,
     pub level: String,
+    /// Apple Silicon's GPU wired limit; absent where unknown (Linux).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_wired: Option<GpuWired>,
+}
+
+/// The GPU wired limit in force and the highest one that leaves macOS the
+/// guide's headroom (src/wired.rs).
+#[derive(Clone, Debug, Serialize)]
+pub struct GpuWired {
+    /// `iogpu.wired_limit_mb` (0: the system default).
+    pub limit_mb: u64,
+    pub limit_bytes: u64,
+    pub safe_limit_mb: u64,
 }
 
 /// Sample this machine once (the same sampler and classifier as `status`).
 pub fn this_machine(cfg: &crate::config::Config) -> Result<Machine, crate::Error> {
     let (mut sampler, _) = crate::sample::open(cfg, std::time::Instant::now())?;
     let snap = sampler.sample()?;
-    let level = crate::classify::classify_once(&snap, &cfg.thresholds).level;
+    let c = crate::classify::classify_once(&snap, &cfg.thresholds);
+    let level = c.level;
+    let gpu_wired = crate::wired::judge(&snap.memory, &c.lines).map(|v| GpuWired {
+        limit_mb: v.limit_mb,
+        limit_bytes: v.limit.0,
+        safe_limit_mb: v.safe_mb,
+    });
     let chip = cpu_brand();
     Ok(Machine {
         chip_info: chip.as_deref().and_then(chip_info),
@@ -105,6 +124,7 @@ pub fn this_machine(cfg: &crate::config::Config) -> Result<Machine, crate::Error
         total_bytes: snap.memory.total_bytes.0,
         available_bytes: snap.memory.available_bytes.0,
         level: level.as_str().to_string(),
+        gpu_wired,
     })
 }
 

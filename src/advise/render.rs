@@ -142,6 +142,9 @@ fn render_raw(r: &Report) -> String {
     if let Some(c) = &r.command {
         let _ = writeln!(o, "run:       {c}");
     }
+    if let Some(w) = &r.gpu_wired {
+        let _ = writeln!(o, "GPU wired: {w}");
+    }
     if !r.checklist.is_empty() {
         let _ = writeln!(o, "checklist:");
         for c in &r.checklist {

@@ -133,6 +133,10 @@ pub struct Report {
     pub command: Option<String>,
     pub checklist: Vec<CheckItem>,
     pub notes: Vec<String>,
+    /// The recommended run against the GPU wired limit (Apple Silicon):
+    /// the `sudo sysctl iogpu.wired_limit_mb=…` line, or why none helps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_wired: Option<String>,
 }
 
 fn assess(m: &ModelInfo, bits: u32, group: u32, plan: Plan, ram: u64) -> Assessment {
@@ -216,6 +220,7 @@ pub fn advise(
         command: None,
         checklist: Vec::new(),
         notes,
+        gpu_wired: None,
         machine,
     };
     let Some(m) = model else {
@@ -283,6 +288,11 @@ pub fn advise(
         int4_g64_gb: m.params * est::bits_per_weight(4, 64) / 8.0 / GB,
     });
     report.guide_batch_size = Some(guide_batch);
+    if let Some(g) = &report.machine.gpu_wired {
+        let need = crate::model::Bytes(recommended.estimate.training_bytes);
+        let limit = crate::model::Bytes(g.limit_bytes);
+        report.gpu_wired = crate::wired::advise(limit, g.safe_limit_mb, need).text(need, limit);
+    }
     report.command = (recommended.verdict != Verdict::DoesNotFit).then_some(cmdline);
     report.requested = Some(requested);
     report.recommended = Some(recommended);
@@ -392,6 +402,83 @@ mod tests {
             total_bytes: gb * est::GIB,
             available_bytes: gb * est::GIB / 2,
             level: "green".into(),
+            gpu_wired: None,
+        }
+    }
+
+    /// A Mac whose GPU wired limit is `limit_mb` (0: the default).
+    fn mac_wired(gb: u64, limit_mb: u64) -> Machine {
+        let total = crate::model::Bytes::gib(gb);
+        let lines = crate::classify::Lines {
+            yellow: crate::model::Bytes::gib(4),
+            ..Default::default()
+        };
+        Machine {
+            gpu_wired: Some(super::super::machine::GpuWired {
+                limit_mb,
+                limit_bytes: crate::wired::effective_limit(total, limit_mb).0,
+                safe_limit_mb: crate::wired::safe_limit_mb(total, &lines),
+            }),
+            ..mac(gb)
+        }
+    }
+
+    /// mlx_lm's defaults at 4-bit.
+    fn four_bit() -> Checked {
+        check(
+            &Request {
+                bits: Some(4),
+                ..Default::default()
+            },
+            None,
+        )
+        .expect("4-bit")
+    }
+
+    /// The N of `sudo sysctl iogpu.wired_limit_mb=N` in an advice line.
+    fn sysctl_mb(line: &str) -> Option<u64> {
+        line.split("sudo sysctl iogpu.wired_limit_mb=")
+            .nth(1)
+            .and_then(|t| t.split('`').next())
+            .and_then(|n| n.parse().ok())
+    }
+
+    #[test]
+    fn the_wired_limit_line_only_within_the_headroom() {
+        let m = model::resolve("llama-7b").expect("named");
+        let c4 = four_bit();
+        // Linux (no limit known): no line.
+        assert_eq!(advise(mac(16), Some(m.clone()), &c4, None).gpu_wired, None);
+        // A 16 GiB Mac whose limit someone lowered to 2 GiB: raise it, within 12 GiB.
+        let r = advise(mac_wired(16, 2048), Some(m.clone()), &c4, None);
+        let need = r.recommended.as_ref().expect("rec").estimate.training_bytes;
+        assert!(need > 2 * est::GIB && need <= 12 * est::GIB, "{need}");
+        let line = r.gpu_wired.expect("a line");
+        let mb = sysctl_mb(&line).expect("a sysctl line");
+        assert!(mb * 1024 * 1024 >= need && mb <= 12 * 1024, "{line}");
+        assert!(line.contains("resets at reboot"), "{line}");
+        // FP16 on the same Mac needs more than 16 − 4 GiB: no limit advised.
+        let c16 = check(&Request::default(), None).expect("defaults");
+        let r = advise(mac_wired(16, 0), Some(m.clone()), &c16, None);
+        let line = r.gpu_wired.expect("a line");
+        assert!(
+            line.contains("no wired limit makes it fit safely"),
+            "{line}"
+        );
+        assert!(!line.contains("sudo"), "{line}");
+        // A limit already above the estimate: no line.
+        assert_eq!(
+            advise(mac_wired(64, 62 * 1024), Some(m.clone()), &c4, None).gpu_wired,
+            None
+        );
+        // At the default (48 GiB) a 64 GiB Mac's plan (the caps lifted) needs
+        // more: the line never goes above 64 − 4 GiB.
+        let r = advise(mac_wired(64, 0), Some(m), &c4, None);
+        let need = r.recommended.as_ref().expect("rec").estimate.training_bytes;
+        if need > 48 * est::GIB {
+            let line = r.gpu_wired.expect("a line");
+            let mb = sysctl_mb(&line).expect("a sysctl line");
+            assert!(mb * 1024 * 1024 >= need && mb <= 60 * 1024, "{line}");
         }
     }
 
@@ -443,14 +530,7 @@ mod tests {
             r.notes
         );
         // At 4-bit: fits once stepped down, with checkpointing.
-        let c4 = check(
-            &Request {
-                bits: Some(4),
-                ..Default::default()
-            },
-            None,
-        )
-        .expect("4-bit");
+        let c4 = four_bit();
         let r = advise(mac(16), Some(m), &c4, None);
         let rec = r.recommended.as_ref().expect("recommended");
         assert_eq!(rec.verdict, Verdict::Fits);

@@ -97,6 +97,7 @@ fn checks(opts: &Options) -> Vec<Check> {
             out.extend(system_checks(&snap, &after, system.as_deref()));
             out.push(mlx_check(&snap));
             out.push(machine_check(&snap));
+            out.extend(wired_check(&snap, &cfg));
         }
         Err(e) => out.push(Check::new("sampler", Status::Fail, e)),
     }
@@ -225,6 +226,18 @@ fn machine_check(snap: &Snapshot) -> Check {
             snap.memory.total_bytes
         ),
     )
+}
+
+/// The GPU wired limit (Apple Silicon): what it leaves macOS, by the
+/// thresholds. A warning, not a failure: headroom itself works either way.
+/// `None` where the limit is unknown (Linux, Intel, older macOS).
+fn wired_check(snap: &Snapshot, cfg: &Config) -> Option<Check> {
+    let lines = crate::classify::Lines::resolve(&cfg.thresholds, snap.memory.total_bytes);
+    let v = crate::wired::judge(&snap.memory, &lines)?;
+    Some(match v.warning() {
+        Some(w) => Check::new("gpu_wired", Status::Warn, w),
+        None => Check::new("gpu_wired", Status::Ok, v.figures()),
+    })
 }
 
 fn agent_check() -> Check {

@@ -60,6 +60,9 @@ impl MemInfo {
                 (Some(t), Some(f)) => Some(t.saturating_sub(f)),
                 _ => None,
             },
+            // Apple Silicon's GPU wired limit: absent, not zero.
+            gpu_wired_limit_mb: None,
+            gpu_wired_lwm_mb: None,
         }
     }
 }

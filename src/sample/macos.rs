@@ -87,6 +87,7 @@ impl Sampler for MacSampler {
             }
             Err(_) => {}
         }
+        (memory.gpu_wired_limit_mb, memory.gpu_wired_lwm_mb) = sys::gpu_wired_mb();
         let kernel_level = match sys::pressure_level() {
             Ok(v) => KernelLevel::from_sysctl(i64::from(v)),
             Err(e) => {

@@ -219,6 +219,24 @@ pub fn memorystatus_level() -> io::Result<i32> {
     sysctl_value::<i32>(c"kern.memorystatus_level")
 }
 
+/// `iogpu.wired_limit_mb` and `iogpu.wired_lwm_mb` (Apple Silicon; MiB,
+/// 0 = the system default), unprivileged. `None` where this Mac has no
+/// such sysctl (Intel, older macOS) or it cannot be read: unknown, not an error.
+pub fn gpu_wired_mb() -> (Option<u64>, Option<u64>) {
+    (
+        iogpu_mb(c"iogpu.wired_limit_mb"),
+        iogpu_mb(c"iogpu.wired_lwm_mb"),
+    )
+}
+
+/// An `iogpu` MB sysctl: an `int` on the kernels seen; a 64-bit one is read too.
+fn iogpu_mb(name: &CStr) -> Option<u64> {
+    match sysctl_value::<i32>(name) {
+        Ok(v) => u64::try_from(v).ok(),
+        Err(_) => sysctl_value::<u64>(name).ok(),
+    }
+}
+
 /// `vm.swapusage` (struct xsw_usage).
 pub fn swap_usage() -> io::Result<SwapUsage> {
     let x = sysctl_value::<libc::xsw_usage>(c"vm.swapusage")?;
