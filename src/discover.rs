@@ -204,6 +204,27 @@ impl Discovery {
         src: &mut dyn ProcSource,
         at: Duration,
     ) -> std::io::Result<Vec<MlxProcess>> {
+        self.scan_with(src, at, false)
+    }
+
+    /// `scan`, but only pids not seen before are examined (and the MLX
+    /// ones re-measured): no rechecks of known non-MLX pids, whose backoff
+    /// waits for a full `scan` (the daemon's listings while memory is not
+    /// quiet). O(new pids) in /proc reads.
+    pub fn scan_new_only(
+        &mut self,
+        src: &mut dyn ProcSource,
+        at: Duration,
+    ) -> std::io::Result<Vec<MlxProcess>> {
+        self.scan_with(src, at, true)
+    }
+
+    fn scan_with(
+        &mut self,
+        src: &mut dyn ProcSource,
+        at: Duration,
+        new_only: bool,
+    ) -> std::io::Result<Vec<MlxProcess>> {
         let mut pids = std::mem::take(&mut self.pids);
         pids.clear();
         src.pids(&mut pids)?;
@@ -219,7 +240,7 @@ impl Discovery {
             } else {
                 match self.ignored.get(&pid) {
                     None => self.examine(src, pid, at),
-                    Some(i) if at >= i.next_check => self.recheck(src, pid, at),
+                    Some(i) if !new_only && at >= i.next_check => self.recheck(src, pid, at),
                     Some(_) => {}
                 }
             }

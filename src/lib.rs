@@ -30,6 +30,7 @@ pub mod sample;
 pub mod status;
 pub mod sys;
 pub mod text;
+pub mod timer;
 pub mod top;
 
 /// A failure that ends a command, with its exit code (sysexits).
