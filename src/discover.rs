@@ -616,6 +616,29 @@ mod tests {
         assert_eq!(t.identity_reads, 101);
     }
 
+    #[test]
+    fn a_new_pids_only_scan_reads_only_the_new_pids() {
+        let mut t = Table::default();
+        for pid in 2..1002 {
+            let cmd = if pid % 2 == 0 { "bash run.sh" } else { "python3 x.py" };
+            add(&mut t, pid, 501, cmd, None, 1);
+        }
+        let mut d = discovery(Scope::user(501));
+        d.scan(&mut t, Duration::ZERO).expect("scan");
+        assert_eq!(t.identity_reads, 999, "every pid but headroom's (999)");
+        // Long after every backoff ran out: still no read of a known pid.
+        add(&mut t, 5000, 501, "python3 -m mlx_lm.lora", None, 64);
+        let found = d
+            .scan_new_only(&mut t, Duration::from_secs(600))
+            .expect("scan");
+        assert_eq!(found.len(), 1, "the new MLX process is found");
+        assert_eq!(t.identity_reads, 1000, "one identity read: the new pid");
+        assert_eq!(t.name_reads, 0, "no recheck of a known pid");
+        // A full scan rechecks them again (memory no longer quiet).
+        d.scan(&mut t, Duration::from_secs(601)).expect("scan");
+        assert!(t.identity_reads + t.name_reads > 1000);
+    }
+
     fn add(t: &mut Table, pid: i32, uid: u32, cmd: &str, lib: Option<&str>, mib: u64) {
         let argv: Vec<String> = cmd.split(' ').map(String::from).collect();
         let id = ProcIdentity {

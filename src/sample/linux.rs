@@ -537,7 +537,7 @@ impl KeptOpen {
 
 /// The last pid the kernel handed out: the fifth field of /proc/loadavg
 /// (`0.00 0.01 0.05 1/123 4567`).
-pub fn parse_loadavg_last_pid(text: &str) -> Option<i32> {
+fn parse_loadavg_last_pid(text: &str) -> Option<i32> {
     text.split_ascii_whitespace().nth(4)?.parse().ok()
 }
 
@@ -716,5 +716,40 @@ impl crate::sample::Probe for ProcProbe {
 
     fn start_time(&mut self, pid: Pid) -> Option<u64> {
         ProcProbe::start_time_at(&self.proc_dir, pid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_pid_is_the_fifth_field_of_loadavg() {
+        assert_eq!(
+            parse_loadavg_last_pid("0.00 0.01 0.05 1/123 4567\n"),
+            Some(4567)
+        );
+        assert_eq!(parse_loadavg_last_pid("0.00 0.01 0.05 1/123"), None);
+        assert_eq!(parse_loadavg_last_pid(""), None);
+    }
+
+    /// A kept-open file is read whole from offset 0 each time, whatever it
+    /// grew or shrank to, and a missing one is an error naming it, tried
+    /// again on the next read.
+    #[test]
+    fn a_kept_open_file_is_reread_whole_and_reopened_after_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("meminfo");
+        let mut f = KeptOpen::new(p.clone());
+        let mut buf = Vec::new();
+        let err = f.read_into(&mut buf).expect_err("missing");
+        assert!(err.to_string().contains("meminfo"), "{err}");
+        let long = "x".repeat(10_000);
+        std::fs::write(&p, &long).expect("write");
+        f.read_into(&mut buf).expect("read");
+        assert_eq!(buf, long.as_bytes());
+        std::fs::write(&p, "short").expect("write");
+        f.read_into(&mut buf).expect("read");
+        assert_eq!(buf, b"short");
     }
 }
