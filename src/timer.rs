@@ -94,7 +94,12 @@ mod linux {
             // `wait` reads the expiry count; EAGAIN (stale readiness from
             // an earlier sleep) clears the readiness and waits again.
             match guard.try_io(|f| f.get_ref().0.wait().map_err(io::Error::from)) {
-                Ok(r) => return r,
+                Ok(r) => {
+                    // Read: not readable until it fires again (the next
+                    // sleep then waits without a read that finds nothing).
+                    guard.clear_ready();
+                    return r;
+                }
                 Err(_would_block) => continue,
             }
         }

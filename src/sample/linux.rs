@@ -629,16 +629,19 @@ impl Sampler for LinuxSampler {
         } else {
             None
         };
-        if self.processes.lists_next() {
+        let parent = if self.processes.lists_next() {
             // Before the listing: a pid made after this read is seen next time.
             self.listed_last_pid = self.last_pid();
-        }
+            nix::unistd::getppid().as_raw()
+        } else {
+            0 // not read: the parent chain is followed only on a listing
+        };
         let procs = self
             .processes
             .read(
                 &mut self.procs,
                 at,
-                nix::unistd::getppid().as_raw(),
+                parent,
                 |procs, pid| procs.stat_any(Pid(pid)).map(|st| st.ppid),
             )
             .map_err(|source| SampleError::Io {
