@@ -1,5 +1,6 @@
-//! The daemon loop on a current-thread tokio runtime: timer → sample (on a
-//! blocking thread) → classify → policy → act → log; SIGTERM/SIGINT stop
+//! The daemon loop on a current-thread tokio runtime: timer → sample (on
+//! the loop's thread while quiet, on a blocking thread when it lists
+//! pids) → classify → policy → act → log; SIGTERM/SIGINT stop
 //! it cleanly, SIGHUP reloads the config (a bad new one is reported and the
 //! old one kept).
 
