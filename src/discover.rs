@@ -620,7 +620,11 @@ mod tests {
     fn a_new_pids_only_scan_reads_only_the_new_pids() {
         let mut t = Table::default();
         for pid in 2..1002 {
-            let cmd = if pid % 2 == 0 { "bash run.sh" } else { "python3 x.py" };
+            let cmd = if pid % 2 == 0 {
+                "bash run.sh"
+            } else {
+                "python3 x.py"
+            };
             add(&mut t, pid, 501, cmd, None, 1);
         }
         let mut d = discovery(Scope::user(501));

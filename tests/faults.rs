@@ -473,9 +473,13 @@ fn proc_entries_vanishing_mid_read_are_exits_not_errors() {
     s.sample().expect("the kept-open file read afresh");
     // A tree without them is an error naming the file.
     std::fs::remove_file(proc_dir.join("meminfo")).expect("rm");
-    let mut fresh =
-        LinuxSampler::with_root(root.path(), &cfg, headroom::model::Scope::root([]), Instant::now())
-            .expect("sampler");
+    let mut fresh = LinuxSampler::with_root(
+        root.path(),
+        &cfg,
+        headroom::model::Scope::root([]),
+        Instant::now(),
+    )
+    .expect("sampler");
     let err = fresh.sample().expect_err("no meminfo");
     assert!(err.to_string().contains("meminfo"), "{err}");
 }

@@ -638,12 +638,9 @@ impl Sampler for LinuxSampler {
         };
         let procs = self
             .processes
-            .read(
-                &mut self.procs,
-                at,
-                parent,
-                |procs, pid| procs.stat_any(Pid(pid)).map(|st| st.ppid),
-            )
+            .read(&mut self.procs, at, parent, |procs, pid| {
+                procs.stat_any(Pid(pid)).map(|st| st.ppid)
+            })
             .map_err(|source| SampleError::Io {
                 path: self.proc_dir.clone(),
                 source,
