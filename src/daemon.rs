@@ -370,9 +370,11 @@ impl Daemon {
                     false
                 } else if quiet {
                     // The quiet listing: nothing when no pid was made since
-                    // the last one, else only the new pids are examined.
+                    // the last one and no interpreter is due for its
+                    // recheck, else only those are read.
                     self.last_discovery = Some(now);
-                    let new = sampler.new_pids();
+                    let at = now.saturating_duration_since(self.start);
+                    let new = sampler.new_pids() || sampler.rechecks_due(at);
                     if new {
                         sampler.new_pids_only_once();
                     }

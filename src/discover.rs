@@ -208,9 +208,11 @@ impl Discovery {
     }
 
     /// `scan`, but only pids not seen before are examined (and the MLX
-    /// ones re-measured): no rechecks of known non-MLX pids, whose backoff
-    /// waits for a full `scan` (the daemon's listings while memory is not
-    /// quiet). O(new pids) in /proc reads.
+    /// ones re-measured), and of the known non-MLX pids only those that may
+    /// still load MLX (interpreters: a `python train.py` maps libmlx only
+    /// after its imports) are rechecked on their backoff; the name-only
+    /// recheck of everything else waits for a full `scan` (the daemon's
+    /// listings while memory is not quiet). O(new pids + interpreters).
     pub fn scan_new_only(
         &mut self,
         src: &mut dyn ProcSource,
@@ -240,7 +242,9 @@ impl Discovery {
             } else {
                 match self.ignored.get(&pid) {
                     None => self.examine(src, pid, at),
-                    Some(i) if !new_only && at >= i.next_check => self.recheck(src, pid, at),
+                    Some(i) if at >= i.next_check && (i.full || !new_only) => {
+                        self.recheck(src, pid, at)
+                    }
                     Some(_) => {}
                 }
             }
@@ -262,6 +266,12 @@ impl Discovery {
         let seen = &self.seen;
         self.ignored.retain(|p, _| seen.contains(p));
         Ok(self.tracked())
+    }
+
+    /// Whether a known pid that may still load MLX is due for its recheck
+    /// at `at` (a quiet listing is then worth it even with no new pid).
+    pub fn rechecks_due(&self, at: Duration) -> bool {
+        self.ignored.values().any(|i| i.full && at >= i.next_check)
     }
 
     /// Re-measure only the MLX processes already tracked, without listing
@@ -636,11 +646,17 @@ mod tests {
             .scan_new_only(&mut t, Duration::from_secs(600))
             .expect("scan");
         assert_eq!(found.len(), 1, "the new MLX process is found");
-        assert_eq!(t.identity_reads, 1000, "one identity read: the new pid");
-        assert_eq!(t.name_reads, 0, "no recheck of a known pid");
+        assert_eq!(
+            t.identity_reads,
+            1000 + 499,
+            "the new pid, and the 499 interpreters (not 999, headroom) whose backoff ran out"
+        );
+        assert_eq!(t.name_reads, 0, "no recheck of a known non-interpreter");
+        assert!(!d.rechecks_due(Duration::from_secs(601)));
+        assert!(d.rechecks_due(Duration::from_secs(600 + 61)));
         // A full scan rechecks them again (memory no longer quiet).
         d.scan(&mut t, Duration::from_secs(601)).expect("scan");
-        assert!(t.identity_reads + t.name_reads > 1000);
+        assert!(t.identity_reads + t.name_reads > 1499);
     }
 
     fn add(t: &mut Table, pid: i32, uid: u32, cmd: &str, lib: Option<&str>, mib: u64) {

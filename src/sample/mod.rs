@@ -79,8 +79,8 @@ pub trait Sampler: Probe {
         self.processes().skip_discovery = true;
     }
     /// Let the next `sample` list pids but examine only pids it has not
-    /// seen before (no rechecks of known non-MLX pids): the quiet listing,
-    /// O(new pids) in reads. Applies to one sample only.
+    /// seen before, rechecking only known interpreters (`scan_new_only`):
+    /// the quiet listing. Applies to one sample only.
     fn new_pids_only_once(&mut self) {
         self.processes().new_only = true;
     }
@@ -89,6 +89,12 @@ pub trait Sampler: Probe {
     /// when not.
     fn new_pids(&mut self) -> bool {
         true
+    }
+    /// Whether a known pid that may still load MLX (an interpreter) is due
+    /// for its recheck at `at` (Snapshot clock): a quiet listing then runs
+    /// even with no new pid.
+    fn rechecks_due(&mut self, at: Duration) -> bool {
+        self.processes().discovery.rechecks_due(at)
     }
     /// Fill `Snapshot::top_processes` from now on (`true`) or stop (`false`):
     /// the daemon asks while memory is red, so that red held by something
