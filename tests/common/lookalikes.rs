@@ -102,7 +102,9 @@ impl Lookalikes {
         );
         spawn(
             "bash whose command line runs mlx_lm.lora later",
-            Command::new("bash").args(["-c", "sleep 600; python -m mlx_lm.lora --train"]),
+            // `read` on the held-open stdin, not `sleep`: a child sleep
+            // outlived a killed bash and kept the test lock's fd for 10 min.
+            Command::new("bash").args(["-c", "read -t 600; python -m mlx_lm.lora --train"]),
         );
         spawn(
             "python3 -c … mlx_lm.lora",
