@@ -275,7 +275,9 @@ impl Classifier {
             // No rate on this sample (the rate's window is not full yet, or
             // the counter was reset): a reading that says nothing neither
             // starts nor restarts the hold (issue 20).
-            None => self.swap_since,
+            None if s.memory.swap_total_bytes.is_some_and(|t| t.0 > 0) => self.swap_since,
+            // No swap at all (swapoff): nothing is being held.
+            None => None,
         };
         let swap_held = self.swap_since.map(|t0| s.at.saturating_sub(t0));
 

@@ -87,7 +87,7 @@ fn checks(opts: &Options) -> Vec<Check> {
         }
     };
     out.push(log_check(&cfg));
-    match sample_twice(&cfg) {
+    match sample_twice_bounded(&cfg) {
         Ok((snap, system, after)) => {
             out.push(Check::new(
                 "sampler",
@@ -105,6 +105,27 @@ fn checks(opts: &Options) -> Vec<Check> {
     out.push(agent_check());
     out.push(notify_check(opts.notify));
     out
+}
+
+/// How long doctor waits for its samples: a read under /proc that never
+/// returns (a process in D state holding its map lock) must not hang the
+/// command people run when something is wrong.
+const SAMPLE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// `sample_twice` on a thread, waited for at most SAMPLE_DEADLINE.
+fn sample_twice_bounded(cfg: &Config) -> Result<(Snapshot, Option<String>, Snapshot), String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let cfg = cfg.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(sample_twice(&cfg));
+    });
+    rx.recv_timeout(SAMPLE_DEADLINE).unwrap_or_else(|_| {
+        Err(format!(
+            "sampling did not return within {} s (a read under /proc is stuck; \
+             `ps -eo pid,stat,comm | grep ' D'` lists processes in uninterruptible sleep)",
+            SAMPLE_DEADLINE.as_secs()
+        ))
+    })
 }
 
 /// A sample, the system tool's text, and a second sample right after: the
@@ -348,11 +369,16 @@ fn platform_checks(_cfg: &Config) -> Vec<Check> {
                 psi.display()
             ),
         ),
-        Ok(_) => match crate::sample::psi_trigger::PsiTrigger::arm(psi) {
-            Ok(t) => Check::new(
+        // The trigger registers with a runtime's poller, as the daemon's
+        // does (issue 18): armed in one, then dropped.
+        Ok(_) => match crate::runtime().map_err(|e| e.to_string()).and_then(|rt| {
+            let _in = rt.enter();
+            crate::sample::psi_trigger::PsiTrigger::arm(psi).map(|t| t.spec())
+        }) {
+            Ok(spec) => Check::new(
                 "psi",
                 Status::Ok,
-                format!("readable; trigger armable ({})", t.spec()),
+                format!("readable; trigger armable ({spec})"),
             ),
             Err(why) => Check::new(
                 "psi",

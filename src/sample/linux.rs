@@ -517,17 +517,23 @@ impl KeptOpen {
         if buf.capacity() < 4096 {
             buf.reserve(4096);
         }
+        // seq_file hands out at most a page per read (/proc/vmstat is
+        // longer than one): read on from where the last read ended until a
+        // read returns 0, not until one comes back short.
+        buf.clear();
         loop {
+            let len = buf.len();
+            if buf.capacity() - len < 1024 {
+                buf.reserve(4096);
+            }
             buf.resize(buf.capacity(), 0);
-            match file.read_at(buf, 0) {
-                // Filled to the brim: the file may be longer; read it again
-                // whole into a larger buffer (it is regenerated from 0).
-                Ok(n) if n == buf.len() => buf.reserve(buf.len()),
-                Ok(n) => {
-                    buf.truncate(n);
+            match file.read_at(&mut buf[len..], len as u64) {
+                Ok(0) => {
+                    buf.truncate(len);
                     return Ok(());
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(n) => buf.truncate(len + n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(len),
                 Err(e) => {
                     buf.clear();
                     self.file = None;

@@ -52,6 +52,13 @@ impl Swap {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let file = dir.join(format!("{PREFIX}{}-swap", std::process::id()));
         let _ = std::fs::remove_file(&file);
+        // Made new here (never through a link someone planted: root writes
+        // a swap signature into whatever this path names).
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&file)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
         let s = Swap { file };
         run(Command::new("fallocate")
             .args(["-l", &bytes.to_string()])
@@ -70,8 +77,15 @@ impl Swap {
 
 impl Drop for Swap {
     fn drop(&mut self) {
-        let _ = run(Command::new("swapoff").arg(&self.file));
-        let _ = std::fs::remove_file(&self.file);
+        // Deleted only once it is off: a deleted active swapfile could not
+        // be found and turned off by a later sweep.
+        for _ in 0..3 {
+            if run(Command::new("swapoff").arg(&self.file)).is_ok() {
+                let _ = std::fs::remove_file(&self.file);
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
     }
 }
 
@@ -87,8 +101,10 @@ fn sweep_stale_swap() {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if name.starts_with(PREFIX) && !owner_alive(&name) {
-            let _ = run(Command::new("swapoff").arg(path));
+        if name.starts_with(PREFIX)
+            && !owner_alive(&name)
+            && run(Command::new("swapoff").arg(path)).is_ok()
+        {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -262,11 +278,22 @@ fn sweep_stale_groups(root: &Path) {
             continue;
         }
         let procs = std::fs::read_to_string(e.path().join("cgroup.procs")).unwrap_or_default();
-        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        // Only real pids (v2 lists 0 for a task in another pid namespace:
+        // kill(0) would hit our own group), and only while /proc says the
+        // process is still in this group (a pid read above may be reused).
+        for pid in procs
+            .lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+            .filter(|p| *p > 1)
+        {
+            let in_group = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .is_ok_and(|c| c.lines().any(|l| l.ends_with(&format!("/{name}"))));
+            if in_group {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
         }
         remove_group(&e.path());
     }
