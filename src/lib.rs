@@ -30,7 +30,6 @@ pub mod sample;
 pub mod status;
 pub mod sys;
 pub mod text;
-pub mod timer;
 pub mod top;
 pub mod wired;
 
