@@ -82,6 +82,8 @@ fn real_mlx_lm_lora_is_stopped_and_a_real_generate_beside_it_is_left_alone() {
          [thresholds]\nyellow_below = \"{yellow}\"\nred_below = \"{red}\"\nhysteresis = \"64MiB\"\ndwell = \"1s\"\n\
          [actions]\nterminate_after = \"1s\"\nkill_after = \"60s\"\nkill_floor = \"{MIB}\"\n"
     );
+    // The issue-12 lookalikes beside the real jobs: none may be touched.
+    let look = common::lookalikes::Lookalikes::start(dir.path());
     let d = Daemon::start(&cfg, &[]);
     d.wait_for("started", LONG, |e| is(e, "started"));
 
@@ -180,6 +182,7 @@ fn real_mlx_lm_lora_is_stopped_and_a_real_generate_beside_it_is_left_alone() {
         })
         .collect();
     assert_eq!(signalled, vec![("terminate_sent".to_string(), pid)]);
+    look.assert_untouched(&d.events());
     let (st, _) = d.stop();
     assert!(st.success());
     drop(generate);

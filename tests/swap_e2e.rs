@@ -297,6 +297,8 @@ fn an_mlx_job_swapping_is_named_with_the_remedy_and_not_stopped_while_yellow() {
         return;
     };
     let work = tempfile::tempdir().expect("tempdir");
+    // The issue-12 lookalikes beside the swapping job: none may be touched.
+    let look = common::lookalikes::Lookalikes::start(work.path());
     let d = Daemon::start(SWAP_CONFIG, &[]);
     // Green first (an earlier test's stall may still be in the averages),
     // so the yellow notice is the swapping job's.
@@ -371,6 +373,7 @@ fn an_mlx_job_swapping_is_named_with_the_remedy_and_not_stopped_while_yellow() {
             .all(|e| !is(e, "terminate_sent") && !is(e, "kill_sent")),
         "signalled while only yellow"
     );
+    look.assert_untouched(&events);
     assert!(alive_pid(pid), "the MLX job is gone");
     println!("found by {}; notice: {}", found["matched_by"], body);
 }
