@@ -29,17 +29,7 @@ fn python_script_importing_mlx_is_discovered_by_its_library() {
     kid.wait_line("ready", Duration::from_secs(120));
     let pid = kid.pid();
 
-    let out = Command::new(bin())
-        .args(["status", "--json"])
-        .env_remove("HEADROOM_CONFIG")
-        .output()
-        .expect("status");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let v = common::lookalikes::status_json();
     let procs = v["mlx_processes"].as_array().expect("mlx_processes");
     let p = procs
         .iter()
