@@ -1,5 +1,6 @@
-//! The daemon loop on a current-thread tokio runtime: timer → sample (on a
-//! blocking thread) → classify → policy → act → log; SIGTERM/SIGINT stop
+//! The daemon loop on a current-thread tokio runtime: timer → sample (on
+//! the loop's thread while quiet, on a blocking thread when it lists
+//! pids) → classify → policy → act → log; SIGTERM/SIGINT stop
 //! it cleanly, SIGHUP reloads the config (a bad new one is reported and the
 //! old one kept).
 
@@ -86,6 +87,10 @@ const HOST_SAMPLE_FLOOR: Duration = if cfg!(target_os = "macos") {
     Duration::ZERO
 };
 
+/// Whether a sample that lists no pids is taken on the loop's own thread
+/// (Linux: /proc files kept open); the macOS sampler keeps its worker.
+const ON_LOOP: bool = cfg!(target_os = "linux");
+
 /// Wait for the PSI trigger, or forever when there is none.
 async fn psi_fired(t: &mut Option<PsiTrigger>) -> bool {
     match t {
@@ -170,11 +175,12 @@ impl Daemon {
         self.log_started();
         self.metrics = crate::metrics::Metrics::start(self.cfg.metrics_listen);
         let mut psi = self.sync_psi(None);
+        let mut sleep = crate::timer::Sleep::new();
         loop {
             self.cycle().await;
             let wait = self.next_wait();
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = sleep.sleep(wait) => {}
                 fired = psi_fired(&mut psi) => {
                     if fired {
                         log_event!(info, "psi_wakeup", json!({ "slept_secs": wait.as_secs_f64() }));
@@ -346,7 +352,8 @@ impl Daemon {
 
     async fn cycle(&mut self) {
         // A sample still running from an earlier cycle is waited for again;
-        // otherwise a new one starts on a blocking thread.
+        // otherwise a new one starts: on the loop's own thread when it
+        // reads no /proc/PID file that can hang, else on a blocking thread.
         let (mut handle, sample_start) = match self.pending.take() {
             Some(p) => p,
             None => {
@@ -357,14 +364,34 @@ impl Daemon {
                 // of any kind, for red held by something other than MLX.
                 sampler.want_top_processes(self.engine.level() == Level::Red);
                 let now = Instant::now();
+                let quiet = self.pace.as_ref().is_some_and(pace::is_quiet);
                 let every = self.cfg.poll_interval * pace::DISCOVER_EVERY_POLLS;
                 let due = self
                     .last_discovery
                     .is_none_or(|t| now.duration_since(t) >= every);
-                if !due && self.pace.as_ref().is_some_and(pace::is_quiet) {
-                    sampler.skip_discovery_once();
+                let lists = if quiet && !due {
+                    false
+                } else if quiet {
+                    // The quiet listing: nothing when no pid was made since
+                    // the last one and no interpreter is due for its
+                    // recheck, else only those are read.
+                    self.last_discovery = Some(now);
+                    let at = now.saturating_duration_since(self.start);
+                    let new = sampler.new_pids() || sampler.rechecks_due(at);
+                    if new {
+                        sampler.new_pids_only_once();
+                    }
+                    new
                 } else {
                     self.last_discovery = Some(now);
+                    true
+                };
+                if !lists {
+                    sampler.skip_discovery_once();
+                    if ON_LOOP {
+                        self.sample_on_loop(sampler, now);
+                        return;
+                    }
                 }
                 let h = sample::take_off_loop(sampler);
                 (h, now)
@@ -392,14 +419,29 @@ impl Daemon {
                 return;
             }
         };
-        self.metrics.observe_sample_duration(sample_start.elapsed());
-        let (sampler, result, events) = match joined {
-            Ok(x) => x,
+        match joined {
+            Ok(taken) => self.decide(taken, sample_start),
             Err(e) => {
                 self.error_once(format!("sampler thread failed: {e}"));
-                return; // sampler lost with the thread; a reload makes a new one
+                // sampler lost with the thread; a reload makes a new one
             }
-        };
+        }
+    }
+
+    /// A sample that lists no pids, taken on the loop's own thread: the
+    /// system files (kept open, one read each) and /proc/PID/stat of the
+    /// MLX processes already tracked (stat takes no lock a stuck process
+    /// holds, unlike cmdline and maps, which only a listing reads).
+    fn sample_on_loop(&mut self, mut sampler: Box<dyn Sampler + Send>, start: Instant) {
+        let r = sampler.sample();
+        let ev = sampler.take_events();
+        self.decide((sampler, r, ev), start);
+    }
+
+    /// Everything after a sample: classify, decide, act, log.
+    fn decide(&mut self, taken: sample::Taken, sample_start: Instant) {
+        self.metrics.observe_sample_duration(sample_start.elapsed());
+        let (sampler, result, events) = taken;
         self.sampler = Some(sampler);
         for ev in events {
             log_process_event(&ev);

@@ -214,6 +214,29 @@ impl Discovery {
         src: &mut dyn ProcSource,
         at: Duration,
     ) -> std::io::Result<Vec<MlxProcess>> {
+        self.scan_with(src, at, false)
+    }
+
+    /// `scan`, but only pids not seen before are examined (and the MLX
+    /// ones re-measured), and of the known non-MLX pids only those that may
+    /// still load MLX (interpreters: a `python train.py` maps libmlx only
+    /// after its imports) are rechecked on their backoff; the name-only
+    /// recheck of everything else waits for a full `scan` (the daemon's
+    /// listings while memory is not quiet). O(new pids + interpreters).
+    pub fn scan_new_only(
+        &mut self,
+        src: &mut dyn ProcSource,
+        at: Duration,
+    ) -> std::io::Result<Vec<MlxProcess>> {
+        self.scan_with(src, at, true)
+    }
+
+    fn scan_with(
+        &mut self,
+        src: &mut dyn ProcSource,
+        at: Duration,
+        new_only: bool,
+    ) -> std::io::Result<Vec<MlxProcess>> {
         let mut pids = std::mem::take(&mut self.pids);
         pids.clear();
         src.pids(&mut pids)?;
@@ -229,7 +252,9 @@ impl Discovery {
             } else {
                 match self.ignored.get(&pid) {
                     None => self.examine(src, pid, at),
-                    Some(i) if at >= i.next_check => self.recheck(src, pid, at),
+                    Some(i) if at >= i.next_check && (i.full || !new_only) => {
+                        self.recheck(src, pid, at)
+                    }
                     Some(_) => {}
                 }
             }
@@ -251,6 +276,12 @@ impl Discovery {
         let seen = &self.seen;
         self.ignored.retain(|p, _| seen.contains(p));
         Ok(self.tracked())
+    }
+
+    /// Whether a known pid that may still load MLX is due for its recheck
+    /// at `at` (a quiet listing is then worth it even with no new pid).
+    pub fn rechecks_due(&self, at: Duration) -> bool {
+        self.ignored.values().any(|i| i.full && at >= i.next_check)
     }
 
     /// Re-measure only the MLX processes already tracked, without listing
@@ -615,6 +646,39 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].pid, Pid(7));
         assert_eq!(t.identity_reads, 101);
+    }
+
+    #[test]
+    fn a_new_pids_only_scan_reads_only_the_new_pids() {
+        let mut t = Table::default();
+        for pid in 2..1002 {
+            let cmd = if pid % 2 == 0 {
+                "bash run.sh"
+            } else {
+                "python3 x.py"
+            };
+            add(&mut t, pid, 501, cmd, None, 1);
+        }
+        let mut d = discovery(Scope::user(501));
+        d.scan(&mut t, Duration::ZERO).expect("scan");
+        assert_eq!(t.identity_reads, 999, "every pid but headroom's (999)");
+        // Long after every backoff ran out: still no read of a known pid.
+        add(&mut t, 5000, 501, "python3 -m mlx_lm.lora", None, 64);
+        let found = d
+            .scan_new_only(&mut t, Duration::from_secs(600))
+            .expect("scan");
+        assert_eq!(found.len(), 1, "the new MLX process is found");
+        assert_eq!(
+            t.identity_reads,
+            1000 + 499,
+            "the new pid, and the 499 interpreters (not 999, headroom) whose backoff ran out"
+        );
+        assert_eq!(t.name_reads, 0, "no recheck of a known non-interpreter");
+        assert!(!d.rechecks_due(Duration::from_secs(601)));
+        assert!(d.rechecks_due(Duration::from_secs(600 + 61)));
+        // A full scan rechecks them again (memory no longer quiet).
+        d.scan(&mut t, Duration::from_secs(601)).expect("scan");
+        assert!(t.identity_reads + t.name_reads > 1499);
     }
 
     fn add(t: &mut Table, pid: i32, uid: u32, cmd: &str, lib: Option<&str>, mib: u64) {

@@ -30,6 +30,7 @@ pub mod sample;
 pub mod status;
 pub mod sys;
 pub mod text;
+pub mod timer;
 pub mod top;
 pub mod wired;
 

@@ -50,9 +50,21 @@ pub struct Reading {
 /// Green and nothing filling memory: the daemon sleeps up to
 /// `poll.max_interval` and lists pids only every `DISCOVER_EVERY_POLLS`
 /// intervals (between those it re-measures the MLX processes it knows).
+///
+/// Memory that falls, but so slowly that red is QUIET_HORIZON away or more
+/// at that rate, is quiet too: on a busy machine (builds, CI) MemAvailable
+/// moves by more than QUIET_RATE most seconds, and listing every pid every
+/// cycle there buys nothing (the sleep stays bounded by the worst-case
+/// fill rate either way).
 pub fn is_quiet(r: &Reading) -> bool {
-    r.level == Level::Green && r.fill_rate < QUIET_RATE
+    r.level == Level::Green
+        && (r.fill_rate < QUIET_RATE
+            || secs_to_red(r.available, r.red_line, r.fill_rate)
+                .is_none_or(|s| s >= QUIET_HORIZON.as_secs_f64()))
 }
+
+/// At the fill rate seen, red this far away or more is still quiet.
+pub const QUIET_HORIZON: Duration = Duration::from_secs(120);
 
 /// While quiet, new processes are looked for every this many `poll.interval`s.
 pub const DISCOVER_EVERY_POLLS: u32 = 10;
@@ -135,7 +147,22 @@ mod tests {
                 10.0,
                 2000,
             ),
-            ("growing: capped at base", 0, Green, 16.0, 100.0, 1000),
+            (
+                "growing, red 143 s away at that rate: still quiet",
+                0,
+                Green,
+                16.0,
+                100.0,
+                2000,
+            ),
+            (
+                "growing, red 72 s away: capped at base",
+                0,
+                Green,
+                16.0,
+                200.0,
+                1000,
+            ),
             ("yellow: capped at base", 0, Yellow, 16.0, 0.0, 1000),
             (
                 "1 GiB above red at worst-case rate",

@@ -463,9 +463,25 @@ fn proc_entries_vanishing_mid_read_are_exits_not_errors() {
     s.sample().expect("sample");
     assert!(s.take_events().is_empty(), "the exit is reported once");
 
-    // The system files going away is an error for that sample, not a panic.
+    // The system files turning to junk is an error for that sample, not a
+    // panic. (They are kept open, issue 18: a file removed under the
+    // sampler is still read through its descriptor; the real ones never go.)
+    std::fs::write(proc_dir.join("meminfo"), "junk\n").expect("junk");
+    let err = s.sample().expect_err("junk meminfo");
+    assert!(err.to_string().contains("meminfo"), "{err}");
+    std::fs::write(proc_dir.join("meminfo"), fx("meminfo")).expect("meminfo");
+    s.sample().expect("the kept-open file read afresh");
+    // A tree without them is an error naming the file.
     std::fs::remove_file(proc_dir.join("meminfo")).expect("rm");
-    assert!(s.sample().is_err());
+    let mut fresh = LinuxSampler::with_root(
+        root.path(),
+        &cfg,
+        headroom::model::Scope::root([]),
+        Instant::now(),
+    )
+    .expect("sampler");
+    let err = fresh.sample().expect_err("no meminfo");
+    assert!(err.to_string().contains("meminfo"), "{err}");
 }
 
 // ------------------------------------------------------------ security (item 5)

@@ -488,6 +488,68 @@ impl ProcSource for LinuxProcs {
     }
 }
 
+/// A /proc file kept open and re-read with one `pread` at offset 0 into a
+/// reused buffer (seq_file regenerates its text when read from 0): one
+/// syscall per sample instead of open, fstat, read, read, close.
+struct KeptOpen {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl KeptOpen {
+    fn new(path: PathBuf) -> KeptOpen {
+        KeptOpen { path, file: None }
+    }
+
+    /// The whole file into `buf` (cleared first). The file is opened on
+    /// first use and reopened after an error, so a file that appears later
+    /// (PSI enabled at runtime) or a read that failed once is tried again.
+    fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<(), SampleError> {
+        use std::os::unix::fs::FileExt;
+        let io = |source| SampleError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let file = match &self.file {
+            Some(f) => f,
+            None => self.file.insert(File::open(&self.path).map_err(io)?),
+        };
+        if buf.capacity() < 4096 {
+            buf.reserve(4096);
+        }
+        // seq_file hands out at most a page per read (/proc/vmstat is
+        // longer than one): read on from where the last read ended until a
+        // read returns 0, not until one comes back short.
+        buf.clear();
+        loop {
+            let len = buf.len();
+            if buf.capacity() - len < 1024 {
+                buf.reserve(4096);
+            }
+            buf.resize(buf.capacity(), 0);
+            match file.read_at(&mut buf[len..], len as u64) {
+                Ok(0) => {
+                    buf.truncate(len);
+                    return Ok(());
+                }
+                Ok(n) => buf.truncate(len + n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(len),
+                Err(e) => {
+                    buf.clear();
+                    self.file = None;
+                    return Err(io(e));
+                }
+            }
+        }
+    }
+}
+
+/// The last pid the kernel handed out: the fifth field of /proc/loadavg
+/// (`0.00 0.01 0.05 1/123 4567`).
+fn parse_loadavg_last_pid(text: &str) -> Option<i32> {
+    text.split_ascii_whitespace().nth(4)?.parse().ok()
+}
+
 /// The Linux sampler: system figures from /proc, MLX processes through
 /// [`crate::discover::Discovery`] over [`LinuxProcs`].
 pub struct LinuxSampler {
@@ -496,11 +558,16 @@ pub struct LinuxSampler {
     page_size: u64,
     processes: Processes,
     procs: LinuxProcs,
-    /// `(at, pswpout)` of the previous sample.
     /// pswpout readings, for the swap-out rate (src/rate.rs).
     swapouts: crate::rate::Window,
-    /// Reused for meminfo, pressure and vmstat text.
-    text: String,
+    meminfo: KeptOpen,
+    psi: KeptOpen,
+    vmstat: KeptOpen,
+    loadavg: KeptOpen,
+    /// The last pid handed out when pids were last listed (`new_pids`).
+    listed_last_pid: Option<i32>,
+    /// Reused for meminfo, pressure, vmstat and loadavg text.
+    buf: Vec<u8>,
 }
 
 impl LinuxSampler {
@@ -522,49 +589,67 @@ impl LinuxSampler {
         let self_pid = Pid(nix::unistd::getpid().as_raw());
         Ok(LinuxSampler {
             procs: LinuxProcs::new(proc_dir.clone(), page_size),
+            meminfo: KeptOpen::new(proc_dir.join("meminfo")),
+            psi: KeptOpen::new(proc_dir.join("pressure/memory")),
+            vmstat: KeptOpen::new(proc_dir.join("vmstat")),
+            loadavg: KeptOpen::new(proc_dir.join("loadavg")),
+            listed_last_pid: None,
             proc_dir,
             start,
             page_size,
             processes: Processes::new(cfg, scope, self_pid),
             swapouts: crate::rate::Window::new(crate::rate::COUNTER_WINDOW),
-            text: String::new(),
+            buf: Vec::new(),
         })
     }
 
-    /// Read proc_dir/`name` into the reused text buffer.
-    fn read_text(&mut self, name: &str) -> Result<&str, SampleError> {
-        self.text.clear();
-        let path = self.proc_dir.join(name);
-        File::open(&path)
-            .and_then(|mut f| f.read_to_string(&mut self.text))
-            .map_err(|source| SampleError::Io { path, source })?;
-        Ok(&self.text)
+    /// The last pid handed out, from /proc/loadavg (`None`: unreadable).
+    fn last_pid(&mut self) -> Option<i32> {
+        self.loadavg.read_into(&mut self.buf).ok()?;
+        parse_loadavg_last_pid(&String::from_utf8_lossy(&self.buf))
     }
+}
+
+/// `buf` as text for a parser (the files are ASCII).
+fn text(buf: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(buf)
 }
 
 impl Sampler for LinuxSampler {
     fn sample(&mut self) -> Result<Snapshot, SampleError> {
         let at = self.start.elapsed();
-        let mem = parse_meminfo(self.read_text("meminfo")?)?;
+        self.meminfo.read_into(&mut self.buf)?;
+        let mem = parse_meminfo(&text(&self.buf))?;
         // No PSI (kernel < 4.20, CONFIG_PSI off, psi=0, some containers) is
         // not an error; PSI we cannot parse is.
-        let psi = match self.read_text("pressure/memory") {
-            Ok(text) => Some(parse_psi(text)?),
+        let psi = match self.psi.read_into(&mut self.buf) {
+            Ok(()) => Some(parse_psi(&text(&self.buf))?),
             Err(_) => None,
         };
-        let pswpout = parse_vmstat_pswpout(self.read_text("vmstat")?)?;
-        let swapout_bytes_per_sec = self
-            .swapouts
-            .push_counter(at, pswpout)
-            .map(|pages| pages * self.page_size as f64);
+        // Without swap, pswpout cannot move: /proc/vmstat (the longest of
+        // the three) is read only while swap exists.
+        let swap = mem.swap_total.is_some_and(|t| t.0 > 0);
+        let swapout_bytes_per_sec = if swap {
+            self.vmstat.read_into(&mut self.buf)?;
+            let pswpout = parse_vmstat_pswpout(&text(&self.buf))?;
+            self.swapouts
+                .push_counter(at, pswpout)
+                .map(|pages| pages * self.page_size as f64)
+        } else {
+            None
+        };
+        let parent = if self.processes.lists_next() {
+            // Before the listing: a pid made after this read is seen next time.
+            self.listed_last_pid = self.last_pid();
+            nix::unistd::getppid().as_raw()
+        } else {
+            0 // not read: the parent chain is followed only on a listing
+        };
         let procs = self
             .processes
-            .read(
-                &mut self.procs,
-                at,
-                nix::unistd::getppid().as_raw(),
-                |procs, pid| procs.stat_any(Pid(pid)).map(|st| st.ppid),
-            )
+            .read(&mut self.procs, at, parent, |procs, pid| {
+                procs.stat_any(Pid(pid)).map(|st| st.ppid)
+            })
             .map_err(|source| SampleError::Io {
                 path: self.proc_dir.clone(),
                 source,
@@ -580,6 +665,15 @@ impl Sampler for LinuxSampler {
 
     fn processes(&mut self) -> &mut Processes {
         &mut self.processes
+    }
+
+    /// One read of /proc/loadavg: has the kernel handed out a pid since
+    /// the last listing? (Unreadable: assume so.)
+    fn new_pids(&mut self) -> bool {
+        match (self.listed_last_pid, self.last_pid()) {
+            (Some(then), Some(now)) => then != now,
+            _ => true,
+        }
     }
 }
 
@@ -631,5 +725,40 @@ impl crate::sample::Probe for ProcProbe {
 
     fn start_time(&mut self, pid: Pid) -> Option<u64> {
         ProcProbe::start_time_at(&self.proc_dir, pid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_pid_is_the_fifth_field_of_loadavg() {
+        assert_eq!(
+            parse_loadavg_last_pid("0.00 0.01 0.05 1/123 4567\n"),
+            Some(4567)
+        );
+        assert_eq!(parse_loadavg_last_pid("0.00 0.01 0.05 1/123"), None);
+        assert_eq!(parse_loadavg_last_pid(""), None);
+    }
+
+    /// A kept-open file is read whole from offset 0 each time, whatever it
+    /// grew or shrank to, and a missing one is an error naming it, tried
+    /// again on the next read.
+    #[test]
+    fn a_kept_open_file_is_reread_whole_and_reopened_after_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("meminfo");
+        let mut f = KeptOpen::new(p.clone());
+        let mut buf = Vec::new();
+        let err = f.read_into(&mut buf).expect_err("missing");
+        assert!(err.to_string().contains("meminfo"), "{err}");
+        let long = "x".repeat(10_000);
+        std::fs::write(&p, &long).expect("write");
+        f.read_into(&mut buf).expect("read");
+        assert_eq!(buf, long.as_bytes());
+        std::fs::write(&p, "short").expect("write");
+        f.read_into(&mut buf).expect("read");
+        assert_eq!(buf, b"short");
     }
 }

@@ -78,6 +78,24 @@ pub trait Sampler: Probe {
     fn skip_discovery_once(&mut self) {
         self.processes().skip_discovery = true;
     }
+    /// Let the next `sample` list pids but examine only pids it has not
+    /// seen before, rechecking only known interpreters (`scan_new_only`):
+    /// the quiet listing. Applies to one sample only.
+    fn new_pids_only_once(&mut self) {
+        self.processes().new_only = true;
+    }
+    /// Whether a pid may have been created since pids were last listed
+    /// (`true` when this sampler cannot tell): a quiet listing is skipped
+    /// when not.
+    fn new_pids(&mut self) -> bool {
+        true
+    }
+    /// Whether a known pid that may still load MLX (an interpreter) is due
+    /// for its recheck at `at` (Snapshot clock): a quiet listing then runs
+    /// even with no new pid.
+    fn rechecks_due(&mut self, at: Duration) -> bool {
+        self.processes().discovery.rechecks_due(at)
+    }
     /// Fill `Snapshot::top_processes` from now on (`true`) or stop (`false`):
     /// the daemon asks while memory is red, so that red held by something
     /// other than MLX can be named.
@@ -98,6 +116,8 @@ pub struct Processes {
     discovery: Discovery,
     /// Set by `skip_discovery_once`, cleared by the next sample.
     skip_discovery: bool,
+    /// Set by `new_pids_only_once`, cleared by the next sample.
+    new_only: bool,
     top: TopCache,
     /// headroom's parent chain, re-read on every sample that lists pids.
     ancestors: Vec<Pid>,
@@ -129,9 +149,15 @@ impl Processes {
         Processes {
             discovery: Discovery::new(cfg.patterns.clone(), cfg.detect_library, scope, self_pid),
             skip_discovery: false,
+            new_only: false,
             top: TopCache::default(),
             ancestors: Vec::new(),
         }
+    }
+
+    /// Whether the next `read` lists pids.
+    pub fn lists_next(&self) -> bool {
+        !self.skip_discovery
     }
 
     /// The processes at `at`, through `src`; `parent` is headroom's parent
@@ -145,8 +171,13 @@ impl Processes {
         mut parent_of: impl FnMut(&mut S, i32) -> Option<i32>,
     ) -> std::io::Result<ProcessRead> {
         let listed = !std::mem::take(&mut self.skip_discovery);
+        let new_only = std::mem::take(&mut self.new_only);
         let mlx_processes = if listed {
-            let found = self.discovery.scan(src, at)?;
+            let found = if new_only {
+                self.discovery.scan_new_only(src, at)?
+            } else {
+                self.discovery.scan(src, at)?
+            };
             read_ancestors(&mut self.ancestors, parent, |pid| parent_of(src, pid));
             found
         } else {

@@ -16,13 +16,13 @@
 //! - no PSI at all (kernel < 4.20, CONFIG_PSI off, `psi=0`, some
 //!   containers) is ENOENT or EOPNOTSUPP.
 //!
-//! One small thread (64 KiB stack) sits in poll(2) for POLLPRI and sends a
-//! wake-up on a channel of one, so wake-ups coalesce. It is a plain thread,
-//! not `spawn_blocking`: tokio waits for blocking tasks at shutdown, and
-//! this one never ends on its own. (tokio's `AsyncFd` would need no thread,
-//! but registering a raw fd with it is `unsafe` now, and unsafe code lives
-//! only in src/sys.) Every failure is a fallback to plain polling, never an
-//! error of the daemon.
+//! On Linux the trigger's file joins the loop's own poller (tokio's
+//! `AsyncFd` with priority interest, registered in src/sys/unix.rs): no
+//! thread. Elsewhere one small thread (64 KiB stack) sits in poll(2) for
+//! POLLPRI and sends a wake-up on a channel of one, so wake-ups coalesce; a
+//! plain thread, not `spawn_blocking`: tokio waits for blocking tasks at
+//! shutdown, and this one never ends on its own. Every failure is a
+//! fallback to plain polling, never an error of the daemon.
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::fs::{File, OpenOptions};
@@ -69,16 +69,32 @@ pub fn explain(e: &io::Error) -> String {
 pub struct PsiTrigger {
     rx: mpsc::Receiver<()>,
     spec: &'static str,
+    /// Linux: the trigger on the loop's poller (then `rx` never receives).
+    #[cfg(target_os = "linux")]
+    fd: Option<tokio::io::unix::AsyncFd<File>>,
 }
 
 impl PsiTrigger {
-    /// Arm the first of [`SPECS`] the kernel accepts on `path` and start
-    /// the waiter thread. The error says why none was accepted (the last
+    /// Arm the first of [`SPECS`] the kernel accepts on `path`: on the
+    /// loop's poller on Linux (call it inside the runtime), else with a
+    /// waiter thread. The error says why none was accepted (the last
     /// attempt's reason).
     pub fn arm(path: &Path) -> Result<PsiTrigger, String> {
         let mut last = String::from("no trigger spec tried");
         for spec in SPECS {
             match write_trigger(path, spec) {
+                #[cfg(target_os = "linux")]
+                Ok(f) => {
+                    let fd = crate::sys::unix::async_fd(f, tokio::io::Interest::PRIORITY)
+                        .map_err(|e| format!("cannot poll the PSI trigger: {e}"))?;
+                    let (_tx, rx) = mpsc::channel(1);
+                    return Ok(PsiTrigger {
+                        rx,
+                        spec,
+                        fd: Some(fd),
+                    });
+                }
+                #[cfg(not(target_os = "linux"))]
                 Ok(f) => {
                     let (tx, rx) = mpsc::channel(1);
                     std::thread::Builder::new()
@@ -125,11 +141,27 @@ impl PsiTrigger {
     /// Wait until the trigger fires. `false`: the waiter has stopped (the
     /// trigger reported POLLERR or poll failed); stop waiting on it.
     pub async fn fired(&mut self) -> bool {
+        #[cfg(target_os = "linux")]
+        if let Some(fd) = &self.fd {
+            return match fd
+                .ready(tokio::io::Interest::PRIORITY | tokio::io::Interest::ERROR)
+                .await
+            {
+                Ok(mut guard) => {
+                    let ready = guard.ready();
+                    guard.clear_ready();
+                    // POLLERR: the trigger is gone (its cgroup was removed).
+                    !ready.is_error() || ready.is_priority()
+                }
+                Err(_) => false,
+            };
+        }
         self.rx.recv().await.is_some()
     }
 }
 
 /// poll(2) for POLLPRI until the trigger breaks or the daemon is gone.
+#[cfg_attr(target_os = "linux", allow(dead_code))]
 fn wait_loop(f: &File, tx: &mpsc::Sender<()>) {
     loop {
         let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLPRI)];
@@ -222,6 +254,9 @@ mod tests {
         if !Path::new(PSI_MEMORY).exists() {
             return;
         }
+        // Inside a runtime: the trigger joins its poller.
+        let rt = crate::runtime().expect("runtime");
+        let _in_runtime = rt.enter();
         match PsiTrigger::arm(Path::new(PSI_MEMORY)) {
             Ok(t) => assert!(SPECS.contains(&t.spec())),
             // Unprivileged on an old kernel: the reason must say so.
