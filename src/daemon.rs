@@ -199,15 +199,19 @@ impl Daemon {
 
     /// The sleep before the next sample, from the last cycle's reading.
     fn next_wait(&self) -> Duration {
-        let limits = pace::Limits {
+        match &self.pace {
+            Some(r) => pace::next_interval(&self.limits(), r),
+            None => self.cfg.poll_interval,
+        }
+    }
+
+    /// The configured sampling range and the platform's floor.
+    fn limits(&self) -> pace::Limits {
+        pace::Limits {
             base: self.cfg.poll_interval,
             min: self.cfg.poll_min_interval,
             max: self.cfg.poll_max_interval,
             floor: HOST_SAMPLE_FLOOR,
-        };
-        match &self.pace {
-            Some(r) => pace::next_interval(&limits, r),
-            None => self.cfg.poll_interval,
         }
     }
 
@@ -364,27 +368,25 @@ impl Daemon {
                 // of any kind, for red held by something other than MLX.
                 sampler.want_top_processes(self.engine.level() == Level::Red);
                 let now = Instant::now();
-                let quiet = self.pace.as_ref().is_some_and(pace::is_quiet);
-                let every = self.cfg.poll_interval * pace::DISCOVER_EVERY_POLLS;
-                let due = self
-                    .last_discovery
-                    .is_none_or(|t| now.duration_since(t) >= every);
-                let lists = if quiet && !due {
-                    false
-                } else if quiet {
-                    // The quiet listing: nothing when no pid was made since
-                    // the last one and no interpreter is due for its
-                    // recheck, else only those are read.
-                    self.last_discovery = Some(now);
-                    let at = now.saturating_duration_since(self.start);
-                    let new = sampler.new_pids() || sampler.rechecks_due(at);
-                    if new {
-                        sampler.new_pids_only_once();
+                let since = self.last_discovery.map(|t| now.duration_since(t));
+                let lists = match pace::listing(&self.limits(), self.pace.as_ref(), since) {
+                    pace::Listing::Skip => false,
+                    pace::Listing::NewPids => {
+                        // The quiet listing: nothing when no pid was made
+                        // since the last one and no interpreter is due for
+                        // its recheck, else only those are read.
+                        self.last_discovery = Some(now);
+                        let at = now.saturating_duration_since(self.start);
+                        let new = sampler.new_pids() || sampler.rechecks_due(at);
+                        if new {
+                            sampler.new_pids_only_once();
+                        }
+                        new
                     }
-                    new
-                } else {
-                    self.last_discovery = Some(now);
-                    true
+                    pace::Listing::Full => {
+                        self.last_discovery = Some(now);
+                        true
+                    }
                 };
                 if !lists {
                     sampler.skip_discovery_once();

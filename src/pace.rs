@@ -69,6 +69,14 @@ pub const QUIET_HORIZON: Duration = Duration::from_secs(120);
 /// While quiet, new processes are looked for every this many `poll.interval`s.
 pub const DISCOVER_EVERY_POLLS: u32 = 10;
 
+/// While memory falls toward red at a rate that is seen, the sleep ends when
+/// red is reached at that rate, even sooner than `poll.min_interval`, but
+/// never sooner than this: the sample lands just after the crossing instead
+/// of up to `poll.min_interval` after it (issue 18: at 1 GiB/s a 50 ms
+/// floor alone let memory fall up to 50 MiB past the line before the
+/// SIGTERM).
+pub const REACTION_FLOOR: Duration = Duration::from_millis(2);
+
 /// The sleep before the next sample.
 pub fn next_interval(l: &Limits, r: &Reading) -> Duration {
     let lo = l.min.max(l.floor);
@@ -84,7 +92,70 @@ pub fn next_interval(l: &Limits, r: &Reading) -> Duration {
         return lo;
     }
     // `secs` is finite and positive; the clamp bounds the conversion.
-    Duration::from_secs_f64(secs.min(hi.as_secs_f64())).clamp(lo, hi)
+    let regular = Duration::from_secs_f64(secs.min(hi.as_secs_f64())).clamp(lo, hi);
+    match crossing_in(r) {
+        Some(c) if c < regular => c.max(REACTION_FLOOR.max(l.floor)),
+        _ => regular,
+    }
+}
+
+/// When red is reached at the fill rate seen (not the assumed worst case):
+/// `None` when memory is not falling faster than QUIET_RATE, or is already
+/// red.
+fn crossing_in(r: &Reading) -> Option<Duration> {
+    if !(r.fill_rate >= QUIET_RATE) {
+        return None;
+    }
+    let secs = secs_to_red(r.available, r.red_line, r.fill_rate)?;
+    // Finite: fill_rate ≥ QUIET_RATE > 0; capped before the conversion.
+    (secs > 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
+}
+
+/// What the next sample does about the process list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listing {
+    /// No listing: system memory and the MLX processes already tracked
+    /// (the cheap sample; on Linux taken on the loop's own thread).
+    Skip,
+    /// The quiet listing: only pids made since the last one, and only when
+    /// there are any (or an interpreter is due for its recheck).
+    NewPids,
+    /// Every pid.
+    Full,
+}
+
+/// Whether the next sample lists pids, from the last reading and how long
+/// ago the last listing started (`None`: never).
+///
+/// - quiet: every DISCOVER_EVERY_POLLS `poll.interval`s, new pids only;
+/// - red: every sample (the victim, or what else holds the memory, may be
+///   a process not seen yet);
+/// - otherwise every `poll.interval`, except while red is less than one
+///   `poll.interval` away at the rate seen: a listing reads every pid's
+///   files (milliseconds on a busy host) and would delay the sample that
+///   sees the crossing; the MLX processes already known are re-measured by
+///   every sample without one.
+pub fn listing(l: &Limits, r: Option<&Reading>, since_last: Option<Duration>) -> Listing {
+    let Some(r) = r else {
+        return Listing::Full;
+    };
+    let due = |every: Duration| since_last.is_none_or(|t| t >= every);
+    if r.level == Level::Red {
+        return Listing::Full;
+    }
+    if is_quiet(r) {
+        return if due(l.base * DISCOVER_EVERY_POLLS) {
+            Listing::NewPids
+        } else {
+            Listing::Skip
+        };
+    }
+    let imminent = crossing_in(r).is_some_and(|c| c < l.base);
+    if due(l.base) && !imminent {
+        Listing::Full
+    } else {
+        Listing::Skip
+    }
 }
 
 /// MemAvailable's fall rate is measured over at least this long (the one
@@ -204,6 +275,59 @@ mod tests {
             let got = next_interval(&limits(floor), &reading(level, avail, rate));
             assert_eq!(got.as_millis() as u64, want, "{case}");
         }
+    }
+
+    #[test]
+    fn falling_at_a_seen_rate_wakes_at_the_crossing() {
+        // 1 GiB/s seen, 48 MiB above red: the worst-case sleep (8 ms) is
+        // raised to min (50 ms), which would wake 3 MiB past the line; the
+        // crossing at the rate seen is 46.9 ms away.
+        let r = reading(Level::Yellow, 2.0 + 48.0 / 1024.0, 1024.0);
+        let got = next_interval(&limits(0), &r);
+        assert_eq!(got.as_micros(), 46_875, "{got:?}");
+        // 1 MiB above at 1 GiB/s: the reaction floor, not 1 ms.
+        let r = reading(Level::Yellow, 2.0 + 1.0 / 1024.0, 1024.0);
+        assert_eq!(next_interval(&limits(0), &r), REACTION_FLOOR);
+        // Far from red the crossing is later than the regular sleep: unchanged.
+        let r = reading(Level::Green, 3.0, 1024.0);
+        assert_eq!(next_interval(&limits(0), &r).as_millis(), 170);
+        // Not falling (or only by noise): never below min.
+        for rate in [0.0, 10.0, f64::NAN] {
+            let r = reading(Level::Yellow, 2.0 + 1.0 / 1024.0, rate);
+            assert_eq!(next_interval(&limits(0), &r), MS(50), "{rate}");
+        }
+        // macOS: the platform's floor still holds.
+        let r = reading(Level::Yellow, 2.0 + 1.0 / 1024.0, 1024.0);
+        assert_eq!(next_interval(&limits(500), &r), MS(500));
+    }
+
+    #[test]
+    fn listing_rules() {
+        use Listing::*;
+        let l = limits(0);
+        let s = |ms: u64| Some(MS(ms));
+        // First sample, or no reading yet: everything.
+        assert_eq!(listing(&l, None, None), Full);
+        let quiet = reading(Level::Green, 16.0, 0.0);
+        assert_eq!(listing(&l, Some(&quiet), s(9_999)), Skip);
+        assert_eq!(listing(&l, Some(&quiet), s(10_000)), NewPids);
+        // Falling, red 30 s away: every poll.interval, not every sample.
+        let falling = reading(Level::Green, 5.0, 100.0);
+        assert!(!is_quiet(&falling));
+        assert_eq!(listing(&l, Some(&falling), s(999)), Skip);
+        assert_eq!(listing(&l, Some(&falling), s(1_000)), Full);
+        assert_eq!(listing(&l, Some(&falling), None), Full);
+        // Red less than poll.interval away at the rate seen: no listing,
+        // however long since the last one.
+        let close = reading(Level::Yellow, 2.5, 1024.0);
+        assert_eq!(listing(&l, Some(&close), s(60_000)), Skip);
+        assert_eq!(listing(&l, Some(&close), None), Skip);
+        // Close but not falling (yellow, steady): every poll.interval.
+        let steady = reading(Level::Yellow, 2.5, 0.0);
+        assert_eq!(listing(&l, Some(&steady), s(1_000)), Full);
+        // Red: every sample.
+        let red = reading(Level::Red, 1.0, 4096.0);
+        assert_eq!(listing(&l, Some(&red), s(0)), Full);
     }
 
     #[test]
