@@ -21,7 +21,7 @@ impl Sleep {
         Sleep {
             #[cfg(target_os = "linux")]
             fd: linux::Fd::new()
-                .and_then(|f| crate::sys::unix::async_fd(f, tokio::io::Interest::READABLE))
+                .and_then(|f| crate::sys::poll::async_fd(f, tokio::io::Interest::READABLE))
                 .ok(),
         }
     }
@@ -76,6 +76,9 @@ mod linux {
             self.0.as_fd().as_raw_fd()
         }
     }
+
+    // The TimerFd owns its descriptor, closed when it drops.
+    impl crate::sys::poll::OwnsFd for Fd {}
 
     pub async fn sleep(fd: &AsyncFd<Fd>, d: Duration) -> io::Result<()> {
         // A zero it_value disarms a timerfd: at least 1 µs.

@@ -85,7 +85,7 @@ impl PsiTrigger {
             match write_trigger(path, spec) {
                 #[cfg(target_os = "linux")]
                 Ok(f) => {
-                    let fd = crate::sys::unix::async_fd(f, tokio::io::Interest::PRIORITY)
+                    let fd = crate::sys::poll::async_fd(f, tokio::io::Interest::PRIORITY)
                         .map_err(|e| format!("cannot poll the PSI trigger: {e}"))?;
                     let (_tx, rx) = mpsc::channel(1);
                     return Ok(PsiTrigger {

@@ -9,4 +9,6 @@ pub mod macos_pressure;
 pub mod macos_signal;
 
 pub mod fs;
+#[cfg(target_os = "linux")]
+pub(crate) mod poll;
 pub mod unix;

@@ -150,17 +150,3 @@ impl ProcessHandle {
         }
     }
 }
-
-/// Register an owned file with the current tokio runtime's poller for
-/// `interest` (a timerfd, a PSI trigger). Must be called inside a runtime.
-pub fn async_fd<T: std::os::fd::AsRawFd>(
-    inner: T,
-    interest: tokio::io::Interest,
-) -> std::io::Result<tokio::io::unix::AsyncFd<T>> {
-    // SAFETY: `inner` owns its file descriptor (the callers pass a File or
-    // a TimerFd wrapper) and moves into the AsyncFd, which neither closes
-    // nor replaces it while registered; it is deregistered when dropped,
-    // before `inner` closes it.
-    unsafe { tokio::io::unix::AsyncFd::register_with_interest(inner, interest) }
-        .map_err(std::io::Error::from)
-}
