@@ -54,6 +54,13 @@ pub trait ProcSource {
         self.name(pid, name)?;
         self.measure(pid).map(|m| m.footprint)
     }
+    /// Whether `pid` names a process now: `None` when no task has that id,
+    /// `Some(false)` when it is a thread's id (Linux hands out thread and
+    /// process ids from one counter; /proc/TID is readable but never
+    /// listed, and must never be taken for a process).
+    fn is_process(&mut self, pid: Pid) -> Option<bool> {
+        self.identity(pid).map(|_| true)
+    }
     /// The cheap recheck of a known non-MLX pid: its start time, with its
     /// short name written into `name` (cleared first). On Linux one small
     /// read (/proc/PID/stat) instead of the four of `identity` + maps.
@@ -125,6 +132,8 @@ const GROWTH_WINDOW: Duration = Duration::from_secs(5);
 const GROWTH_MAX_GAP: Duration = Duration::from_secs(5);
 /// Longest wait before a non-MLX pid is looked at again.
 const MAX_RECHECK: Duration = Duration::from_secs(60);
+/// At most this many absent candidate ids are carried to the next look.
+const MAX_ABSENT: usize = 64;
 
 struct Tracked {
     process: MlxProcess,
@@ -156,6 +165,12 @@ pub struct Discovery {
     name_buf: String,
     /// The pid being read now (`report_reading_to`).
     reading: Arc<AtomicI32>,
+    /// Candidate ids of the last `scan_candidates` that named no task yet
+    /// (a fork between handing out the id and showing it under /proc):
+    /// looked at once more by the next one.
+    absent: Vec<Pid>,
+    /// How many pids the last listing found.
+    listed: usize,
 }
 
 /// Why a process is MLX, or `None`: the first pattern that matches its
@@ -198,6 +213,8 @@ impl Discovery {
             seen: HashSet::new(),
             name_buf: String::new(),
             reading: Arc::default(),
+            absent: Vec::new(),
+            listed: 0,
         }
     }
 
@@ -260,6 +277,7 @@ impl Discovery {
             }
         }
         self.reading.store(0, Ordering::Relaxed);
+        self.listed = pids.len();
         self.pids = pids;
         // Pids no longer listed have exited.
         if self.mlx.keys().any(|p| !self.seen.contains(p)) {
@@ -276,6 +294,66 @@ impl Discovery {
         let seen = &self.seen;
         self.ignored.retain(|p, _| seen.contains(p));
         Ok(self.tracked())
+    }
+
+    /// The quiet listing without a listing: the ids handed out since the
+    /// last look (`candidates`, from the kernel's last-pid counter) are
+    /// examined as new processes, threads' ids skipped; the MLX processes
+    /// known are re-measured (exits seen) and interpreters due for their
+    /// recheck rechecked (gone ones forgotten). O(new ids + interpreters),
+    /// whatever the number of processes. Known non-MLX pids that exit are
+    /// forgotten only by the next `scan`/`scan_new_only`, which the caller
+    /// runs every so often and whenever too many ids were handed out.
+    pub fn scan_candidates(
+        &mut self,
+        src: &mut dyn ProcSource,
+        candidates: std::ops::RangeInclusive<i32>,
+        at: Duration,
+    ) -> Vec<MlxProcess> {
+        self.remeasure_tracked(src, at);
+        let carried = std::mem::take(&mut self.absent);
+        for pid in carried.into_iter().chain(candidates.map(Pid)) {
+            if pid == self.self_pid || pid.0 <= 1 || self.mlx.contains_key(&pid) {
+                continue;
+            }
+            self.reading.store(pid.0, Ordering::Relaxed);
+            match src.is_process(pid) {
+                None => {
+                    if !self.absent.contains(&pid) && self.absent.len() < MAX_ABSENT {
+                        self.absent.push(pid);
+                    }
+                }
+                Some(false) => {}
+                Some(true) => {
+                    // A new id: whatever was known under it has exited.
+                    self.ignored.remove(&pid);
+                    self.examine(src, pid, at);
+                }
+            }
+        }
+        let due: Vec<Pid> = self
+            .ignored
+            .iter()
+            .filter(|(_, i)| i.full && at >= i.next_check)
+            .map(|(p, _)| *p)
+            .collect();
+        for pid in due {
+            self.reading.store(pid.0, Ordering::Relaxed);
+            if src.is_process(pid) == Some(true) {
+                self.recheck(src, pid, at);
+            } else {
+                self.ignored.remove(&pid);
+            }
+        }
+        self.reading.store(0, Ordering::Relaxed);
+        self.tracked()
+    }
+
+    /// Whether the pids remembered have outgrown the last listing (pids
+    /// that exited are forgotten only by a listing): the caller then lists
+    /// instead of probing candidates, so memory stays bounded.
+    pub fn needs_listing(&self) -> bool {
+        self.ignored.len() + self.mlx.len() > 2 * self.listed + 1024
     }
 
     /// Whether a known pid that may still load MLX is due for its recheck
@@ -526,6 +604,9 @@ mod tests {
         name_reads: usize,
         /// The listing fails (macOS: proc_listpids answered 0).
         list_fails: bool,
+        /// Ids that are threads of a process in `procs` (readable, never
+        /// listed): `is_process` says so.
+        threads: HashMap<Pid, Pid>,
     }
 
     impl ProcSource for Table {
@@ -538,7 +619,15 @@ mod tests {
         }
         fn identity(&mut self, pid: Pid) -> Option<ProcIdentity> {
             self.identity_reads += 1;
+            // A thread's id reads as its process (as /proc/TID does).
+            let pid = self.threads.get(&pid).copied().unwrap_or(pid);
             self.procs.get(&pid).map(|p| p.0.clone())
+        }
+        fn is_process(&mut self, pid: Pid) -> Option<bool> {
+            if self.threads.contains_key(&pid) {
+                return Some(false);
+            }
+            self.procs.get(&pid).map(|_| true)
         }
         fn mlx_library(&mut self, pid: Pid) -> Option<String> {
             self.procs.get(&pid).and_then(|p| p.1.clone())
@@ -679,6 +768,84 @@ mod tests {
         // A full scan rechecks them again (memory no longer quiet).
         d.scan(&mut t, Duration::from_secs(601)).expect("scan");
         assert!(t.identity_reads + t.name_reads > 1499);
+    }
+
+    #[test]
+    fn probing_new_ids_finds_new_processes_never_threads_and_reads_nothing_known() {
+        let mut t = Table::default();
+        for pid in 2..502 {
+            add(&mut t, pid, 501, "bash run.sh", None, 1);
+        }
+        add(&mut t, 600, 501, "python3 -m mlx_lm.lora --train", None, 64);
+        let mut d = discovery(Scope::user(501));
+        let found = d.scan(&mut t, Duration::ZERO).expect("scan");
+        assert_eq!(found.len(), 1);
+        let reads = t.identity_reads;
+        // Ids 601..=610 handed out since: 603 a new MLX job, 604 and 605
+        // threads of the tracked one (/proc/TID reads as the trainer: taken
+        // for a process they would be a second and third "MLX job"), 606
+        // a new shell, 607 not shown under /proc yet, the rest gone.
+        add(
+            &mut t,
+            603,
+            501,
+            "python3 -m mlx_lm.generate --model m",
+            None,
+            8,
+        );
+        t.threads.insert(Pid(604), Pid(600));
+        t.threads.insert(Pid(605), Pid(600));
+        add(&mut t, 606, 501, "bash", None, 1);
+        let found = d.scan_candidates(&mut t, 601..=610, Duration::from_secs(10));
+        let pids: Vec<i32> = found.iter().map(|p| p.pid.0).collect();
+        assert_eq!(
+            pids,
+            vec![600, 603],
+            "the trainer and the new job, no thread"
+        );
+        assert_eq!(
+            t.identity_reads - reads,
+            2,
+            "only the two new processes were read, none of the 500 known"
+        );
+        assert_eq!(t.name_reads, 0);
+        // 607 shows up after the look: the next look (no new ids) finds it.
+        add(&mut t, 607, 501, "python3 -m mlx_lm.server", None, 8);
+        let found = d.scan_candidates(&mut t, 611..=610, Duration::from_secs(20));
+        assert!(found.iter().any(|p| p.pid == Pid(607)), "{found:?}");
+        // A known shell's id handed out again (it exited, its id was
+        // reused by an MLX job): examined afresh, not skipped as known.
+        add(&mut t, 42, 501, "python3 -m mlx_lm.lora --train", None, 8);
+        let found = d.scan_candidates(&mut t, 42..=42, Duration::from_secs(30));
+        assert!(found.iter().any(|p| p.pid == Pid(42)), "{found:?}");
+        // The tracked trainer exits: seen without a listing.
+        t.procs.remove(&Pid(600));
+        let found = d.scan_candidates(&mut t, 611..=610, Duration::from_secs(40));
+        assert!(!found.iter().any(|p| p.pid == Pid(600)));
+    }
+
+    #[test]
+    fn remembered_pids_outgrowing_the_listing_ask_for_one() {
+        let mut t = Table::default();
+        for pid in 2..12 {
+            add(&mut t, pid, 501, "bash", None, 1);
+        }
+        let mut d = discovery(Scope::user(501));
+        d.scan(&mut t, Duration::ZERO).expect("scan");
+        assert!(!d.needs_listing());
+        // Short-lived processes come and go between looks; probing never
+        // sees them exit, so they pile up until a listing.
+        for pid in 100..1200 {
+            add(&mut t, pid, 501, "bash", None, 1);
+        }
+        d.scan_candidates(&mut t, 100..=1199, Duration::from_secs(1));
+        assert!(d.needs_listing());
+        for pid in 100..1200 {
+            t.procs.remove(&Pid(pid));
+        }
+        d.scan_new_only(&mut t, Duration::from_secs(2))
+            .expect("scan");
+        assert!(!d.needs_listing(), "the listing forgot the exited pids");
     }
 
     fn add(t: &mut Table, pid: i32, uid: u32, cmd: &str, lib: Option<&str>, mib: u64) {

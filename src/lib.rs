@@ -89,5 +89,10 @@ impl From<fsafe::FileError> for Error {
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // The daemon's listings run on a blocking thread every 10 polls
+        // while quiet: kept alive past that, it is not made anew each time
+        // (a new thread's id is a new pid, which would look like a process
+        // to look at).
+        .thread_keep_alive(std::time::Duration::from_secs(60))
         .build()
 }

@@ -286,3 +286,61 @@ fn hostile_process_names_and_command_lines_stay_on_one_line() {
     let (status, _) = d.stop();
     assert!(status.success());
 }
+
+/// A quiet daemon finds a new MLX job by the ids handed out since its last
+/// look (issue 18: no listing of every pid), and those ids include the
+/// job's threads: /proc/TID reads like the process itself, so a thread
+/// taken for a process would be a second "MLX job" with a pid that is not
+/// a process. Exactly one job is found: the process.
+#[test]
+fn a_new_mlx_job_with_threads_is_found_once_by_its_pid() {
+    let work = tempfile::tempdir().expect("tempdir");
+    // Thresholds far below anything here: the daemon stays quiet whatever
+    // the other tests allocate, so new pids are looked for by id.
+    let d = Daemon::start(
+        "[poll]\ninterval = \"200ms\"\n[thresholds]\nyellow_below = \"64MiB\"\nred_below = \"32MiB\"\n\
+         [actions]\ndry_run = true\nkill_floor = \"16MiB\"\n",
+        &[],
+    );
+    d.wait_for("the first sample", LONG, |e| e["event"] == "sample");
+    let mut job = spawn_fake_mlx(
+        work.path(),
+        "lora",
+        "import threading, time\n\
+         ev = threading.Event()\n\
+         ts = [threading.Thread(target=ev.wait) for _ in range(6)]\n\
+         [t.start() for t in ts]\n\
+         print('tids', *[t.native_id for t in ts], flush=True)\n\
+         time.sleep(120)\n",
+        &["--train"],
+    );
+    let line = job.wait_line("tids", LONG);
+    let tids: Vec<i64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().expect("a tid"))
+        .collect();
+    assert_eq!(tids.len(), 6, "{line}");
+    let pid = job.pid();
+    d.wait_for("the job found", LONG, |e| {
+        e["event"] == "mlx_process_found" && e["pid"] == pid
+    });
+    // Two more quiet looks after it (listings every 2 s here).
+    let seen = d.events().len();
+    d.wait_for("two more samples", LONG, |e| e["event"] == "sample");
+    std::thread::sleep(Duration::from_secs(5));
+    let found: Vec<i64> = d
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "mlx_process_found")
+        .filter_map(|e| e["pid"].as_i64())
+        .collect();
+    assert!(seen > 0);
+    assert_eq!(found.iter().filter(|&&p| p == pid).count(), 1, "{found:?}");
+    for t in &tids {
+        assert!(
+            !found.contains(t),
+            "thread {t} of {pid} taken for a process: {found:?}"
+        );
+    }
+}

@@ -13,6 +13,7 @@ use nix::unistd::SysconfVar;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use std::time::Instant;
 
 // ------------------------------------------------------------ /proc/meminfo
@@ -309,6 +310,13 @@ pub fn parse_status_uid(text: &str) -> Option<u32> {
         .and_then(|uid| uid.parse().ok())
 }
 
+/// The thread group (process) id from /proc/ID/status (`Tgid:`).
+pub fn parse_status_tgid(text: &str) -> Option<i32> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// /proc/PID/cmdline: NUL-separated arguments joined by single spaces,
 /// invalid UTF-8 replaced, trailing NULs dropped. Empty for kernel threads
 /// and zombies.
@@ -459,6 +467,12 @@ impl ProcSource for LinuxProcs {
         maps_mlx_library(&String::from_utf8_lossy(self.read(pid, "maps")?))
     }
 
+    /// /proc/ID/status's Tgid: a process leads its thread group.
+    fn is_process(&mut self, pid: Pid) -> Option<bool> {
+        let tgid = parse_status_tgid(&String::from_utf8_lossy(self.read(pid, "status")?))?;
+        Some(tgid == pid.0)
+    }
+
     /// Only /proc/PID/stat: the name (comm) and start time.
     fn name(&mut self, pid: Pid, name: &mut String) -> Option<u64> {
         let st = self.stat(pid)?;
@@ -544,6 +558,14 @@ impl KeptOpen {
     }
 }
 
+/// A quiet look for new pids probes at most this many ids (each a read of
+/// /proc/ID/status, ~10 listing entries' cost); more, and it lists.
+const MAX_CANDIDATES: i32 = 256;
+
+/// Every pid is listed at least this often even while probing ids would
+/// do (exited pids forgotten; a safety net for the counter's reading).
+const FULL_LISTING_EVERY: Duration = Duration::from_secs(300);
+
 /// The last pid the kernel handed out: the fifth field of /proc/loadavg
 /// (`0.00 0.01 0.05 1/123 4567`).
 fn parse_loadavg_last_pid(text: &str) -> Option<i32> {
@@ -566,6 +588,12 @@ pub struct LinuxSampler {
     loadavg: KeptOpen,
     /// The last pid handed out when pids were last listed (`new_pids`).
     listed_last_pid: Option<i32>,
+    /// When every pid was last listed (Snapshot clock).
+    last_full_listing: Option<Duration>,
+    /// /proc is this process's pid namespace (/proc/self is our pid), so
+    /// /proc/loadavg's last pid counts the ids /proc shows: new pids may
+    /// be probed by id instead of listed.
+    probe_by_id: bool,
     /// Reused for meminfo, pressure, vmstat and loadavg text.
     buf: Vec<u8>,
 }
@@ -594,6 +622,11 @@ impl LinuxSampler {
             vmstat: KeptOpen::new(proc_dir.join("vmstat")),
             loadavg: KeptOpen::new(proc_dir.join("loadavg")),
             listed_last_pid: None,
+            last_full_listing: None,
+            probe_by_id: std::fs::read_link(proc_dir.join("self"))
+                .ok()
+                .and_then(|p| p.to_str()?.parse::<i32>().ok())
+                == Some(self_pid.0),
             proc_dir,
             start,
             page_size,
@@ -601,6 +634,21 @@ impl LinuxSampler {
             swapouts: crate::rate::Window::new(crate::rate::COUNTER_WINDOW),
             buf: Vec::new(),
         })
+    }
+
+    /// The ids handed out since the last look, when probing them is both
+    /// sound and cheaper than a listing: same pid namespace, the counter
+    /// did not wrap, at most MAX_CANDIDATES of them, a full listing less
+    /// than FULL_LISTING_EVERY ago, and not too many exited pids remembered.
+    fn candidates(&self, now: Option<i32>, at: Duration) -> Option<std::ops::RangeInclusive<i32>> {
+        let (then, now) = (self.listed_last_pid?, now?);
+        let recent = at.saturating_sub(self.last_full_listing?) < FULL_LISTING_EVERY;
+        let ok = self.probe_by_id
+            && recent
+            && now >= then
+            && now - then <= MAX_CANDIDATES
+            && !self.processes.needs_listing();
+        ok.then(|| then.saturating_add(1)..=now)
     }
 
     /// The last pid handed out, from /proc/loadavg (`None`: unreadable).
@@ -640,7 +688,12 @@ impl Sampler for LinuxSampler {
         };
         let parent = if self.processes.lists_next() {
             // Before the listing: a pid made after this read is seen next time.
-            self.listed_last_pid = self.last_pid();
+            let last = self.last_pid();
+            match self.candidates(last, at) {
+                Some(ids) if self.processes.new_only_next() => self.processes.candidates_once(ids),
+                _ => self.last_full_listing = Some(at),
+            }
+            self.listed_last_pid = last;
             nix::unistd::getppid().as_raw()
         } else {
             0 // not read: the parent chain is followed only on a listing
@@ -731,6 +784,14 @@ impl crate::sample::Probe for ProcProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tgid_from_status() {
+        let status = "Name:\tpython3\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4242\nNgid:\t0\nPid:\t4250\n";
+        assert_eq!(parse_status_tgid(status), Some(4242));
+        assert_eq!(parse_status_tgid("Name:\tx\n"), None);
+        assert_eq!(parse_status_tgid("Tgid:\tjunk\n"), None);
+    }
 
     #[test]
     fn the_last_pid_is_the_fifth_field_of_loadavg() {

@@ -118,6 +118,9 @@ pub struct Processes {
     skip_discovery: bool,
     /// Set by `new_pids_only_once`, cleared by the next sample.
     new_only: bool,
+    /// Set by `candidates_once`: the new pids are these ids, probed
+    /// instead of listed (Linux); cleared by the next sample.
+    candidates: Option<std::ops::RangeInclusive<i32>>,
     top: TopCache,
     /// headroom's parent chain, re-read on every sample that lists pids.
     ancestors: Vec<Pid>,
@@ -150,6 +153,7 @@ impl Processes {
             discovery: Discovery::new(cfg.patterns.clone(), cfg.detect_library, scope, self_pid),
             skip_discovery: false,
             new_only: false,
+            candidates: None,
             top: TopCache::default(),
             ancestors: Vec::new(),
         }
@@ -158,6 +162,23 @@ impl Processes {
     /// Whether the next `read` lists pids.
     pub fn lists_next(&self) -> bool {
         !self.skip_discovery
+    }
+
+    /// Whether the next `read` looks only for new pids (the quiet listing).
+    pub fn new_only_next(&self) -> bool {
+        !self.skip_discovery && self.new_only
+    }
+
+    /// Let the next quiet listing probe these ids (every one the kernel
+    /// handed out since the last look) instead of listing every pid.
+    pub fn candidates_once(&mut self, ids: std::ops::RangeInclusive<i32>) {
+        self.candidates = Some(ids);
+    }
+
+    /// Whether a real listing is needed before candidates may be probed
+    /// again (see `Discovery::needs_listing`).
+    pub fn needs_listing(&self) -> bool {
+        self.discovery.needs_listing()
     }
 
     /// The processes at `at`, through `src`; `parent` is headroom's parent
@@ -172,18 +193,24 @@ impl Processes {
     ) -> std::io::Result<ProcessRead> {
         let listed = !std::mem::take(&mut self.skip_discovery);
         let new_only = std::mem::take(&mut self.new_only);
+        let candidates = std::mem::take(&mut self.candidates);
+        // Probing candidates lists nothing: the top list keeps its last.
+        let mut top_fresh = listed;
         let mlx_processes = if listed {
-            let found = if new_only {
-                self.discovery.scan_new_only(src, at)?
-            } else {
-                self.discovery.scan(src, at)?
+            let found = match (new_only, candidates) {
+                (true, Some(ids)) => {
+                    top_fresh = false;
+                    self.discovery.scan_candidates(src, ids, at)
+                }
+                (true, None) => self.discovery.scan_new_only(src, at)?,
+                (false, _) => self.discovery.scan(src, at)?,
             };
             read_ancestors(&mut self.ancestors, parent, |pid| parent_of(src, pid));
             found
         } else {
             self.discovery.remeasure_tracked(src, at)
         };
-        let top_processes = self.top.get(at, listed, &mut self.discovery, src);
+        let top_processes = self.top.get(at, top_fresh, &mut self.discovery, src);
         Ok(ProcessRead {
             mlx_processes,
             top_processes,
