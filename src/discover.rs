@@ -770,6 +770,10 @@ mod tests {
         assert!(t.identity_reads + t.name_reads > 1499);
     }
 
+    /// No id handed out since the last look.
+    #[allow(clippy::reversed_empty_ranges)]
+    const NONE: std::ops::RangeInclusive<i32> = 1..=0;
+
     #[test]
     fn probing_new_ids_finds_new_processes_never_threads_and_reads_nothing_known() {
         let mut t = Table::default();
@@ -811,7 +815,7 @@ mod tests {
         assert_eq!(t.name_reads, 0);
         // 607 shows up after the look: the next look (no new ids) finds it.
         add(&mut t, 607, 501, "python3 -m mlx_lm.server", None, 8);
-        let found = d.scan_candidates(&mut t, 611..=610, Duration::from_secs(20));
+        let found = d.scan_candidates(&mut t, NONE.clone(), Duration::from_secs(20));
         assert!(found.iter().any(|p| p.pid == Pid(607)), "{found:?}");
         // A known shell's id handed out again (it exited, its id was
         // reused by an MLX job): examined afresh, not skipped as known.
@@ -820,7 +824,7 @@ mod tests {
         assert!(found.iter().any(|p| p.pid == Pid(42)), "{found:?}");
         // The tracked trainer exits: seen without a listing.
         t.procs.remove(&Pid(600));
-        let found = d.scan_candidates(&mut t, 611..=610, Duration::from_secs(40));
+        let found = d.scan_candidates(&mut t, NONE.clone(), Duration::from_secs(40));
         assert!(!found.iter().any(|p| p.pid == Pid(600)));
     }
 

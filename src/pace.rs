@@ -103,7 +103,8 @@ pub fn next_interval(l: &Limits, r: &Reading) -> Duration {
 /// `None` when memory is not falling faster than QUIET_RATE, or is already
 /// red.
 fn crossing_in(r: &Reading) -> Option<Duration> {
-    if !(r.fill_rate >= QUIET_RATE) {
+    // NaN is not a rate: `is_nan` first, then compare.
+    if r.fill_rate.is_nan() || r.fill_rate < QUIET_RATE {
         return None;
     }
     let secs = secs_to_red(r.available, r.red_line, r.fill_rate)?;
