@@ -60,8 +60,13 @@ pub struct Daemon {
     available: crate::rate::Window,
     /// A sample that outlived SAMPLE_TIMEOUT, and when it started.
     pending: Option<(PendingSample, Instant)>,
-    /// When the last sample that listed every pid started.
+    /// When the last sample that looked for new pids started.
     last_discovery: Option<Instant>,
+    /// When the last sample that listed every pid started.
+    last_full: Option<Instant>,
+    /// How many sleeps in a row were shorter than `poll.min_interval`
+    /// (ending at a predicted crossing): `pace::MAX_SHORT_SLEEPS`.
+    short_streak: u32,
     /// The pid the sampler is reading now (0 between reads), for the error
     /// about a sample that does not return; every sampler writes here.
     reading: Arc<AtomicI32>,
@@ -130,6 +135,8 @@ impl Daemon {
             available: crate::rate::Window::new(pace::FALL_WINDOW),
             pending: None,
             last_discovery: None,
+            last_full: None,
+            short_streak: 0,
             reading,
             wired_judged: false,
         })
@@ -179,6 +186,11 @@ impl Daemon {
         loop {
             self.cycle().await;
             let wait = self.next_wait();
+            self.short_streak = if pace::is_short(&self.limits(), wait) {
+                self.short_streak + 1
+            } else {
+                0
+            };
             tokio::select! {
                 _ = sleep.sleep(wait) => {}
                 fired = psi_fired(&mut psi) => {
@@ -261,6 +273,8 @@ impl Daemon {
             available: snap.memory.available_bytes,
             red_line: c.lines.red,
             fill_rate: growth.max(fall),
+            fall_rate: fall,
+            short_streak: self.short_streak,
         });
     }
 
@@ -321,6 +335,7 @@ impl Daemon {
                             // finish on its own; its result is not wanted.
                             self.pending = None;
                             self.last_discovery = None;
+                            self.last_full = None;
                             self.sampler = Some(s);
                             scope
                         }
@@ -368,15 +383,28 @@ impl Daemon {
                 // of any kind, for red held by something other than MLX.
                 sampler.want_top_processes(self.engine.level() == Level::Red);
                 let now = Instant::now();
-                let since = self.last_discovery.map(|t| now.duration_since(t));
-                let lists = match pace::listing(&self.limits(), self.pace.as_ref(), since) {
+                let since = |t: Option<Instant>| t.map(|t| now.duration_since(t));
+                let listing = pace::listing(
+                    &self.limits(),
+                    self.pace.as_ref(),
+                    since(self.last_discovery),
+                    since(self.last_full),
+                );
+                let at = now.saturating_duration_since(self.start);
+                let lists = match listing {
                     pace::Listing::Skip => false,
-                    pace::Listing::NewPids => {
-                        // The quiet listing: nothing when no pid was made
-                        // since the last one and no interpreter is due for
-                        // its recheck, else only those are read.
+                    // Every pid once in a long while even when quiet (the
+                    // last-pid counter is trusted only so far).
+                    pace::Listing::NewPids if sampler.listing_overdue(at) => {
                         self.last_discovery = Some(now);
-                        let at = now.saturating_duration_since(self.start);
+                        self.last_full = Some(now);
+                        true
+                    }
+                    pace::Listing::NewPids => {
+                        // Only pids made since the last look, and only when
+                        // there are any (or a known one is due for its
+                        // recheck).
+                        self.last_discovery = Some(now);
                         let new = sampler.new_pids() || sampler.rechecks_due(at);
                         if new {
                             sampler.new_pids_only_once();
@@ -385,6 +413,7 @@ impl Daemon {
                     }
                     pace::Listing::Full => {
                         self.last_discovery = Some(now);
+                        self.last_full = Some(now);
                         true
                     }
                 };

@@ -58,9 +58,7 @@ pub trait ProcSource {
     /// `Some(false)` when it is a thread's id (Linux hands out thread and
     /// process ids from one counter; /proc/TID is readable but never
     /// listed, and must never be taken for a process).
-    fn is_process(&mut self, pid: Pid) -> Option<bool> {
-        self.identity(pid).map(|_| true)
-    }
+    fn is_process(&mut self, pid: Pid) -> Option<bool>;
     /// The cheap recheck of a known non-MLX pid: its start time, with its
     /// short name written into `name` (cleared first). On Linux one small
     /// read (/proc/PID/stat) instead of the four of `identity` + maps.
@@ -147,8 +145,22 @@ struct Ignored {
     /// Recheck with a full examine (an interpreter, or unreadable before);
     /// otherwise only `name` and `start_time` are compared.
     full: bool,
+    /// Unreadable when last looked at (a kernel thread, another user's
+    /// process under hidepid, one caught mid-exec): rechecked by listings
+    /// only, so thousands of kernel threads never make a quiet look due.
+    unreadable: bool,
     name: String,
     start_time: u64,
+}
+
+impl Ignored {
+    /// Due for a recheck by a quiet look (one that examines new pids
+    /// only): an interpreter (it may `import mlx` late) or a young process
+    /// (still on its first backoff steps, ~1 minute: a `bash run.sh` that
+    /// activates an environment and then execs `python -m mlx_lm.lora`).
+    fn quiet_due(&self, at: Duration) -> bool {
+        at >= self.next_check && !self.unreadable && (self.full || self.backoff < MAX_RECHECK)
+    }
 }
 
 pub struct Discovery {
@@ -165,12 +177,16 @@ pub struct Discovery {
     name_buf: String,
     /// The pid being read now (`report_reading_to`).
     reading: Arc<AtomicI32>,
-    /// Candidate ids of the last `scan_candidates` that named no task yet
-    /// (a fork between handing out the id and showing it under /proc):
-    /// looked at once more by the next one.
+    /// Ids to look at once more by the next look for new pids: candidate
+    /// ids of the last `scan_candidates` that named no task yet (a fork
+    /// between handing out the id and showing it under /proc) or changed
+    /// between two reads, and the pid of a tracked process replaced under
+    /// the same pid. Each is carried once; a listing clears them.
     absent: Vec<Pid>,
     /// How many pids the last listing found.
     listed: usize,
+    /// A probe had more absent ids than it may carry: list next time.
+    overflowed: bool,
 }
 
 /// Why a process is MLX, or `None`: the first pattern that matches its
@@ -215,6 +231,7 @@ impl Discovery {
             reading: Arc::default(),
             absent: Vec::new(),
             listed: 0,
+            overflowed: false,
         }
     }
 
@@ -266,10 +283,15 @@ impl Discovery {
             self.reading.store(pid.0, Ordering::Relaxed);
             if self.mlx.contains_key(&pid) {
                 self.remeasure(src, pid, at);
+                if !self.mlx.contains_key(&pid) {
+                    // Exited, or replaced under the same pid: a listing
+                    // runs off the loop, so the new one is examined now.
+                    self.examine(src, pid, at);
+                }
             } else {
                 match self.ignored.get(&pid) {
                     None => self.examine(src, pid, at),
-                    Some(i) if at >= i.next_check && (i.full || !new_only) => {
+                    Some(i) if (!new_only && at >= i.next_check) || i.quiet_due(at) => {
                         self.recheck(src, pid, at)
                     }
                     Some(_) => {}
@@ -278,6 +300,9 @@ impl Discovery {
         }
         self.reading.store(0, Ordering::Relaxed);
         self.listed = pids.len();
+        self.overflowed = false;
+        // A listing saw every pid there is: nothing to carry.
+        self.absent.clear();
         self.pids = pids;
         // Pids no longer listed have exited.
         if self.mlx.keys().any(|p| !self.seen.contains(p)) {
@@ -311,30 +336,42 @@ impl Discovery {
         at: Duration,
     ) -> Vec<MlxProcess> {
         self.remeasure_tracked(src, at);
+        // Ids carried from the last look are looked at this once more.
         let carried = std::mem::take(&mut self.absent);
-        for pid in carried.into_iter().chain(candidates.map(Pid)) {
+        let mut absent = Vec::new();
+        for (pid, fresh) in carried
+            .into_iter()
+            .map(|p| (p, false))
+            .chain(candidates.map(|p| (Pid(p), true)))
+        {
             if pid == self.self_pid || pid.0 <= 1 || self.mlx.contains_key(&pid) {
                 continue;
             }
             self.reading.store(pid.0, Ordering::Relaxed);
             match src.is_process(pid) {
-                None => {
-                    if !self.absent.contains(&pid) && self.absent.len() < MAX_ABSENT {
-                        self.absent.push(pid);
-                    }
-                }
-                Some(false) => {}
+                None if fresh => absent.push(pid),
+                None | Some(false) => {}
                 Some(true) => {
                     // A new id: whatever was known under it has exited.
                     self.ignored.remove(&pid);
                     self.examine(src, pid, at);
+                    // Replaced between two reads ("look again"): once more.
+                    if fresh && !self.mlx.contains_key(&pid) && !self.ignored.contains_key(&pid) {
+                        absent.push(pid);
+                    }
                 }
             }
         }
+        if absent.len() > MAX_ABSENT {
+            // More than a probe should carry: the next look lists instead.
+            self.overflowed = true;
+            absent.truncate(MAX_ABSENT);
+        }
+        self.absent = absent;
         let due: Vec<Pid> = self
             .ignored
             .iter()
-            .filter(|(_, i)| i.full && at >= i.next_check)
+            .filter(|(_, i)| i.quiet_due(at))
             .map(|(p, _)| *p)
             .collect();
         for pid in due {
@@ -353,13 +390,13 @@ impl Discovery {
     /// that exited are forgotten only by a listing): the caller then lists
     /// instead of probing candidates, so memory stays bounded.
     pub fn needs_listing(&self) -> bool {
-        self.ignored.len() + self.mlx.len() > 2 * self.listed + 1024
+        self.overflowed || self.ignored.len() + self.mlx.len() > 2 * self.listed + 1024
     }
 
     /// Whether a known pid that may still load MLX is due for its recheck
     /// at `at` (a quiet listing is then worth it even with no new pid).
     pub fn rechecks_due(&self, at: Duration) -> bool {
-        self.ignored.values().any(|i| i.full && at >= i.next_check)
+        !self.absent.is_empty() || self.ignored.values().any(|i| i.quiet_due(at))
     }
 
     /// Re-measure only the MLX processes already tracked, without listing
@@ -454,8 +491,11 @@ impl Discovery {
         };
         if m.start_time != t.process.start_time {
             // Same pid, different process: the one we watched has exited.
+            // The new one is examined by the next look for new pids, not
+            // here: this may run on the loop's thread, where cmdline and
+            // maps (which take a lock a stuck process holds) are not read.
             self.exit(pid, at);
-            self.examine(src, pid, at);
+            self.absent.push(pid);
             return;
         }
         update(t, m, at);
@@ -498,6 +538,7 @@ impl Discovery {
                     next_check: Duration::MAX,
                     backoff: MAX_RECHECK,
                     full: false,
+                    unreadable: false,
                     name: String::new(),
                     start_time: id.start_time,
                 },
@@ -555,9 +596,11 @@ impl Discovery {
             next_check: at,
             backoff: Duration::from_secs(1),
             full: true,
+            unreadable: false,
             name: String::new(),
             start_time: 0,
         });
+        e.unreadable = id.is_none();
         match id {
             Some((id, hosts)) => {
                 e.full = hosts;
@@ -751,23 +794,39 @@ mod tests {
         let mut d = discovery(Scope::user(501));
         d.scan(&mut t, Duration::ZERO).expect("scan");
         assert_eq!(t.identity_reads, 999, "every pid but headroom's (999)");
-        // Long after every backoff ran out: still no read of a known pid.
+        // Young processes are rechecked by quiet looks too (a shell that
+        // execs a trainer a few seconds in): a name read each.
+        d.scan_new_only(&mut t, Duration::from_secs(1))
+            .expect("scan");
+        assert_eq!(t.name_reads, 500, "the young shells' names");
+        age(&mut d, &mut t);
+        let (ids, names) = (t.identity_reads, t.name_reads);
+        // Long after every backoff ran out: no read of a known shell.
         add(&mut t, 5000, 501, "python3 -m mlx_lm.lora", None, 64);
         let found = d
             .scan_new_only(&mut t, Duration::from_secs(600))
             .expect("scan");
         assert_eq!(found.len(), 1, "the new MLX process is found");
         assert_eq!(
-            t.identity_reads,
-            1000 + 499,
+            t.identity_reads - ids,
+            1 + 499,
             "the new pid, and the 499 interpreters (not 999, headroom) whose backoff ran out"
         );
-        assert_eq!(t.name_reads, 0, "no recheck of a known non-interpreter");
+        assert_eq!(t.name_reads, names, "no recheck of an old non-interpreter");
         assert!(!d.rechecks_due(Duration::from_secs(601)));
         assert!(d.rechecks_due(Duration::from_secs(600 + 61)));
         // A full scan rechecks them again (memory no longer quiet).
-        d.scan(&mut t, Duration::from_secs(601)).expect("scan");
-        assert!(t.identity_reads + t.name_reads > 1499);
+        let before = t.identity_reads + t.name_reads;
+        d.scan(&mut t, Duration::from_secs(1000)).expect("scan");
+        assert!(t.identity_reads + t.name_reads - before >= 999);
+    }
+
+    /// Scans until every known pid's backoff has reached its longest (no
+    /// longer young): at 1, 3, 7, 15 and 31 s after a first scan at 0.
+    fn age(d: &mut Discovery, t: &mut Table) {
+        for s in [1, 3, 7, 15, 31] {
+            d.scan(t, Duration::from_secs(s)).expect("scan");
+        }
     }
 
     /// No id handed out since the last look.
@@ -784,7 +843,8 @@ mod tests {
         let mut d = discovery(Scope::user(501));
         let found = d.scan(&mut t, Duration::ZERO).expect("scan");
         assert_eq!(found.len(), 1);
-        let reads = t.identity_reads;
+        age(&mut d, &mut t);
+        let (reads, names) = (t.identity_reads, t.name_reads);
         // Ids 601..=610 handed out since: 603 a new MLX job, 604 and 605
         // threads of the tracked one (/proc/TID reads as the trainer: taken
         // for a process they would be a second and third "MLX job"), 606
@@ -800,7 +860,7 @@ mod tests {
         t.threads.insert(Pid(604), Pid(600));
         t.threads.insert(Pid(605), Pid(600));
         add(&mut t, 606, 501, "bash", None, 1);
-        let found = d.scan_candidates(&mut t, 601..=610, Duration::from_secs(10));
+        let found = d.scan_candidates(&mut t, 601..=610, Duration::from_secs(40));
         let pids: Vec<i32> = found.iter().map(|p| p.pid.0).collect();
         assert_eq!(
             pids,
@@ -812,20 +872,81 @@ mod tests {
             2,
             "only the two new processes were read, none of the 500 known"
         );
-        assert_eq!(t.name_reads, 0);
+        assert_eq!(t.name_reads, names);
         // 607 shows up after the look: the next look (no new ids) finds it.
         add(&mut t, 607, 501, "python3 -m mlx_lm.server", None, 8);
-        let found = d.scan_candidates(&mut t, NONE.clone(), Duration::from_secs(20));
+        let found = d.scan_candidates(&mut t, NONE.clone(), Duration::from_secs(50));
         assert!(found.iter().any(|p| p.pid == Pid(607)), "{found:?}");
         // A known shell's id handed out again (it exited, its id was
         // reused by an MLX job): examined afresh, not skipped as known.
         add(&mut t, 42, 501, "python3 -m mlx_lm.lora --train", None, 8);
-        let found = d.scan_candidates(&mut t, 42..=42, Duration::from_secs(30));
+        let found = d.scan_candidates(&mut t, 42..=42, Duration::from_secs(60));
         assert!(found.iter().any(|p| p.pid == Pid(42)), "{found:?}");
         // The tracked trainer exits: seen without a listing.
         t.procs.remove(&Pid(600));
-        let found = d.scan_candidates(&mut t, NONE.clone(), Duration::from_secs(40));
+        let found = d.scan_candidates(&mut t, NONE.clone(), Duration::from_secs(70));
         assert!(!found.iter().any(|p| p.pid == Pid(600)));
+    }
+
+    #[test]
+    fn an_absent_id_is_looked_at_once_more_then_dropped() {
+        let mut t = Table::default();
+        add(&mut t, 10, 501, "bash", None, 1);
+        let mut d = discovery(Scope::user(501));
+        d.scan(&mut t, Duration::ZERO).expect("scan");
+        // 20 never shows up (a thread that exited, a failed fork).
+        d.scan_candidates(&mut t, 20..=20, Duration::from_secs(1));
+        assert!(
+            d.rechecks_due(Duration::from_secs(1)),
+            "a carried id makes a look due"
+        );
+        let reads = t.identity_reads;
+        d.scan_candidates(&mut t, NONE.clone(), Duration::from_secs(2));
+        assert!(!d.absent.contains(&Pid(20)), "carried once only");
+        // Shown only now: too late for the probe; a listing finds it.
+        add(&mut t, 20, 501, "python3 -m mlx_lm.lora", None, 8);
+        let found = d.scan_candidates(&mut t, NONE.clone(), Duration::from_secs(3));
+        assert!(found.is_empty());
+        assert_eq!(t.identity_reads, reads, "no read of an id dropped");
+        let found = d
+            .scan_new_only(&mut t, Duration::from_secs(4))
+            .expect("scan");
+        assert_eq!(found.len(), 1);
+    }
+
+    #[test]
+    fn a_young_shell_that_execs_a_trainer_is_found_by_a_quiet_look() {
+        let mut t = Table::default();
+        add(&mut t, 10, 501, "bash run.sh", None, 1);
+        let mut d = discovery(Scope::user(501));
+        d.scan(&mut t, Duration::ZERO).expect("scan");
+        // 3 s in, the script execs the trainer (same pid and start time,
+        // a new name and command line).
+        add(&mut t, 10, 501, "python3 -m mlx_lm.lora --train", None, 8);
+        let found = d.scan_candidates(&mut t, NONE.clone(), Duration::from_secs(3));
+        assert_eq!(found.len(), 1, "{found:?}");
+    }
+
+    #[test]
+    fn a_tracked_pid_reused_is_examined_by_the_next_look_not_on_the_loop() {
+        let mut t = Table::default();
+        add(&mut t, 10, 501, "python3 -m mlx_lm.lora --train", None, 8);
+        let mut d = discovery(Scope::user(501));
+        assert_eq!(d.scan(&mut t, Duration::ZERO).expect("scan").len(), 1);
+        // The trainer exits; a new MLX job gets the same pid.
+        t.procs.remove(&Pid(10));
+        add(&mut t, 10, 501, "python3 -m mlx_lm.generate", None, 8);
+        if let Some(p) = t.procs.get_mut(&Pid(10)) {
+            p.0.start_time += 1;
+            p.2.start_time += 1;
+        }
+        let reads = t.identity_reads;
+        let found = d.remeasure_tracked(&mut t, Duration::from_secs(1));
+        assert!(found.is_empty(), "the old trainer has exited");
+        assert_eq!(t.identity_reads, reads, "no cmdline/maps read on the loop");
+        let found = d.scan_candidates(&mut t, NONE.clone(), Duration::from_secs(2));
+        assert_eq!(found.len(), 1, "the new job, by the next look");
+        assert_eq!(found[0].start_time, 111);
     }
 
     #[test]

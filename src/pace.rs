@@ -25,7 +25,9 @@ pub struct Limits {
     /// `poll.interval`: the longest sleep while anything is happening
     /// (above green, or memory falling, or an MLX process growing).
     pub base: Duration,
-    /// `poll.min_interval`: the shortest sleep.
+    /// `poll.min_interval`: the shortest regular sleep (a sleep that ends
+    /// at a crossing predicted from MemAvailable's fall may be shorter:
+    /// `REACTION_FLOOR`).
     pub min: Duration,
     /// `poll.max_interval`: the longest sleep while green and quiet.
     pub max: Duration,
@@ -45,6 +47,14 @@ pub struct Reading {
     /// fastest MLX process's growth and MemAvailable's fall rate; ≤ 0 when
     /// nothing grows.
     pub fill_rate: f64,
+    /// How fast MemAvailable itself fell, bytes per second (≤ 0: it did
+    /// not): the only rate a crossing is predicted from. An MLX process's
+    /// RSS can grow without MemAvailable falling (file-backed weights,
+    /// reclaim elsewhere), and a crossing predicted from that never comes.
+    pub fall_rate: f64,
+    /// How many sleeps in a row ended at a predicted crossing that had not
+    /// come yet: after MAX_SHORT_SLEEPS the regular sleep again.
+    pub short_streak: u32,
 }
 
 /// Green and nothing filling memory: the daemon sleeps up to
@@ -94,20 +104,33 @@ pub fn next_interval(l: &Limits, r: &Reading) -> Duration {
     // `secs` is finite and positive; the clamp bounds the conversion.
     let regular = Duration::from_secs_f64(secs.min(hi.as_secs_f64())).clamp(lo, hi);
     match crossing_in(r) {
-        Some(c) if c < regular => c.max(REACTION_FLOOR.max(l.floor)),
+        Some(c) if c < regular && r.short_streak < MAX_SHORT_SLEEPS => {
+            c.max(REACTION_FLOOR.max(l.floor))
+        }
         _ => regular,
     }
 }
 
-/// When red is reached at the fill rate seen (not the assumed worst case):
-/// `None` when memory is not falling faster than QUIET_RATE, or is already
-/// red.
+/// At most this many sleeps in a row end at a predicted crossing that then
+/// has not come (the fall slowed): a fall that stops just above the line
+/// cannot keep the daemon sampling every 2 ms.
+pub const MAX_SHORT_SLEEPS: u32 = 8;
+
+/// Whether `d` is a sleep that ends at a predicted crossing (shorter than
+/// the regular floor): the daemon counts them in a row for `short_streak`.
+pub fn is_short(l: &Limits, d: Duration) -> bool {
+    d < l.min.max(l.floor)
+}
+
+/// When red is reached at the rate MemAvailable is seen falling (not the
+/// assumed worst case, not an MLX process's growth): `None` when it is not
+/// falling faster than QUIET_RATE, or is already red.
 fn crossing_in(r: &Reading) -> Option<Duration> {
     // NaN is not a rate: `is_nan` first, then compare.
-    if r.fill_rate.is_nan() || r.fill_rate < QUIET_RATE {
+    if r.fall_rate.is_nan() || r.fall_rate < QUIET_RATE {
         return None;
     }
-    let secs = secs_to_red(r.available, r.red_line, r.fill_rate)?;
+    let secs = secs_to_red(r.available, r.red_line, r.fall_rate)?;
     // Finite: fill_rate ≥ QUIET_RATE > 0; capped before the conversion.
     (secs > 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
 }
@@ -126,33 +149,49 @@ pub enum Listing {
 }
 
 /// Whether the next sample lists pids, from the last reading and how long
-/// ago the last listing started (`None`: never).
+/// ago the last listing of any kind and the last full one started (`None`:
+/// never).
 ///
-/// - quiet: every DISCOVER_EVERY_POLLS `poll.interval`s, new pids only;
-/// - red: every sample (the victim, or what else holds the memory, may be
-///   a process not seen yet);
-/// - otherwise every `poll.interval`, except while red is less than one
-///   `poll.interval` away at the rate seen: a listing reads every pid's
-///   files (milliseconds on a busy host) and would delay the sample that
-///   sees the crossing; the MLX processes already known are re-measured by
-///   every sample without one.
-pub fn listing(l: &Limits, r: Option<&Reading>, since_last: Option<Duration>) -> Listing {
+/// - quiet: a look for new pids every DISCOVER_EVERY_POLLS `poll.interval`s;
+/// - red: every pid, every sample (the victim, or what else holds the
+///   memory, may be a process not seen yet);
+/// - red less than one `poll.interval` away at the rate MemAvailable falls:
+///   a look for new pids only (a few ids, when the kernel handed out any),
+///   because a full listing reads every pid's files (milliseconds on a busy
+///   host) and would delay the sample that sees the crossing; but every pid
+///   again once the last full listing is DISCOVER_EVERY_POLLS intervals old;
+/// - otherwise every pid, every `poll.interval`.
+///
+/// The MLX processes already known are re-measured by every sample.
+pub fn listing(
+    l: &Limits,
+    r: Option<&Reading>,
+    since_listing: Option<Duration>,
+    since_full: Option<Duration>,
+) -> Listing {
     let Some(r) = r else {
         return Listing::Full;
     };
-    let due = |every: Duration| since_last.is_none_or(|t| t >= every);
+    let due = |since: Option<Duration>, every: Duration| since.is_none_or(|t| t >= every);
+    let long = l.base * DISCOVER_EVERY_POLLS;
     if r.level == Level::Red {
         return Listing::Full;
     }
     if is_quiet(r) {
-        return if due(l.base * DISCOVER_EVERY_POLLS) {
+        return if due(since_listing, long) {
             Listing::NewPids
         } else {
             Listing::Skip
         };
     }
-    let imminent = crossing_in(r).is_some_and(|c| c < l.base);
-    if due(l.base) && !imminent {
+    if crossing_in(r).is_some_and(|c| c < l.base) {
+        return if due(since_full, long) {
+            Listing::Full
+        } else {
+            Listing::NewPids
+        };
+    }
+    if due(since_listing, l.base) {
         Listing::Full
     } else {
         Listing::Skip
@@ -181,12 +220,15 @@ mod tests {
         }
     }
 
+    /// MemAvailable falling at `rate_mib` (so the fill rate too).
     fn reading(level: Level, avail_gib: f64, rate_mib: f64) -> Reading {
         Reading {
             level,
             available: Bytes((avail_gib * GIB as f64) as u64),
             red_line: Bytes(2 * GIB),
             fill_rate: rate_mib * MIB,
+            fall_rate: rate_mib * MIB,
+            short_streak: 0,
         }
     }
 
@@ -308,27 +350,54 @@ mod tests {
         let l = limits(0);
         let s = |ms: u64| Some(MS(ms));
         // First sample, or no reading yet: everything.
-        assert_eq!(listing(&l, None, None), Full);
+        assert_eq!(listing(&l, None, None, None), Full);
         let quiet = reading(Level::Green, 16.0, 0.0);
-        assert_eq!(listing(&l, Some(&quiet), s(9_999)), Skip);
-        assert_eq!(listing(&l, Some(&quiet), s(10_000)), NewPids);
+        assert_eq!(listing(&l, Some(&quiet), s(9_999), s(60_000)), Skip);
+        assert_eq!(listing(&l, Some(&quiet), s(10_000), s(60_000)), NewPids);
         // Falling, red 30 s away: every poll.interval, not every sample.
         let falling = reading(Level::Green, 5.0, 100.0);
         assert!(!is_quiet(&falling));
-        assert_eq!(listing(&l, Some(&falling), s(999)), Skip);
-        assert_eq!(listing(&l, Some(&falling), s(1_000)), Full);
-        assert_eq!(listing(&l, Some(&falling), None), Full);
-        // Red less than poll.interval away at the rate seen: no listing,
-        // however long since the last one.
+        assert_eq!(listing(&l, Some(&falling), s(999), s(999)), Skip);
+        assert_eq!(listing(&l, Some(&falling), s(1_000), s(1_000)), Full);
+        assert_eq!(listing(&l, Some(&falling), None, None), Full);
+        // Red less than poll.interval away at the fall seen: new pids only
+        // (a few ids), every sample; every pid once the last full listing
+        // is 10 intervals old.
         let close = reading(Level::Yellow, 2.5, 1024.0);
-        assert_eq!(listing(&l, Some(&close), s(60_000)), Skip);
-        assert_eq!(listing(&l, Some(&close), None), Skip);
+        assert_eq!(listing(&l, Some(&close), s(0), s(9_999)), NewPids);
+        assert_eq!(listing(&l, Some(&close), s(0), s(10_000)), Full);
+        assert_eq!(listing(&l, Some(&close), None, None), Full);
+        // An MLX process growing fast while MemAvailable does not fall
+        // (file-backed weights): not "close", so pids are listed as usual.
+        let growing = Reading {
+            fall_rate: 0.0,
+            ..close
+        };
+        assert_eq!(listing(&l, Some(&growing), s(1_000), s(1_000)), Full);
         // Close but not falling (yellow, steady): every poll.interval.
         let steady = reading(Level::Yellow, 2.5, 0.0);
-        assert_eq!(listing(&l, Some(&steady), s(1_000)), Full);
+        assert_eq!(listing(&l, Some(&steady), s(1_000), s(1_000)), Full);
         // Red: every sample.
         let red = reading(Level::Red, 1.0, 4096.0);
-        assert_eq!(listing(&l, Some(&red), s(0)), Full);
+        assert_eq!(listing(&l, Some(&red), s(0), s(0)), Full);
+    }
+
+    #[test]
+    fn a_crossing_predicted_from_growth_alone_or_too_often_is_not_waited_for() {
+        let l = limits(0);
+        // RSS growing at 1 GiB/s, MemAvailable steady: the regular floor.
+        let r = Reading {
+            fall_rate: 0.0,
+            ..reading(Level::Yellow, 2.0 + 1.0 / 1024.0, 1024.0)
+        };
+        assert_eq!(next_interval(&l, &r), MS(50));
+        // The eighth short sleep in a row whose crossing did not come: the
+        // regular floor again.
+        let mut r = reading(Level::Yellow, 2.0 + 1.0 / 1024.0, 1024.0);
+        r.short_streak = MAX_SHORT_SLEEPS - 1;
+        assert!(is_short(&l, next_interval(&l, &r)));
+        r.short_streak = MAX_SHORT_SLEEPS;
+        assert_eq!(next_interval(&l, &r), MS(50));
     }
 
     #[test]
@@ -344,16 +413,35 @@ mod tests {
     #[test]
     fn never_outside_the_range_for_odd_inputs() {
         let l = limits(0);
-        for rate in [f64::NAN, f64::INFINITY, -1e12, 0.0, 1e15] {
-            for avail in [0, 1, GIB, 2 * GIB, u64::MAX] {
-                let r = Reading {
-                    level: Level::Green,
-                    available: Bytes(avail),
-                    red_line: Bytes(2 * GIB),
-                    fill_rate: rate,
-                };
-                let d = next_interval(&l, &r);
-                assert!(d >= l.min && d <= l.max, "{rate} {avail}: {d:?}");
+        let rates = [f64::NAN, f64::INFINITY, -1e12, 0.0, 16.0 * MIB, 1e9, 1e15];
+        for rate in rates {
+            for fall in rates {
+                for avail in [
+                    0,
+                    1,
+                    GIB,
+                    2 * GIB,
+                    2 * GIB + 1,
+                    2 * GIB + (1 << 20),
+                    u64::MAX,
+                ] {
+                    let r = Reading {
+                        level: Level::Green,
+                        available: Bytes(avail),
+                        red_line: Bytes(2 * GIB),
+                        fill_rate: rate,
+                        fall_rate: fall,
+                        short_streak: 0,
+                    };
+                    let d = next_interval(&l, &r);
+                    assert!(
+                        d >= REACTION_FLOOR && d <= l.max,
+                        "{rate} {fall} {avail}: {d:?}"
+                    );
+                    if d < l.min {
+                        assert!(fall >= QUIET_RATE, "short only on a fall: {fall} {d:?}");
+                    }
+                }
             }
         }
     }

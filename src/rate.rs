@@ -17,7 +17,8 @@ pub const COUNTER_WINDOW: Duration = Duration::from_secs(1);
 /// Below this span no rate is given at all (None), whatever the window.
 pub const MIN_SPAN: Duration = Duration::from_millis(100);
 
-/// Readings kept: enough for the window at the fastest poll (10 ms).
+/// Readings kept: readings closer than a 64th of the window apart are not
+/// stored, so this always spans the window.
 const KEEP: usize = 256;
 
 /// Recent `(at, value)` readings of one quantity and the rate over them.
@@ -67,6 +68,16 @@ impl Window {
                 self.readings.clear();
             }
         }
+        // Readings closer together than a 64th of the window are not kept
+        // (each still gets its rate): at 2 ms samples near a crossing, KEEP
+        // readings would otherwise span 0.5 s, not the window.
+        if self
+            .readings
+            .back()
+            .is_some_and(|(t, _)| at.saturating_sub(*t) < self.min / 64)
+        {
+            return self.rate_at(at, value);
+        }
         self.readings.push_back((at, value));
         // Keep the newest reading that is at least `min` old and everything
         // after it; older ones can never be the base again.
@@ -115,6 +126,22 @@ mod tests {
         Duration::from_millis(n)
     }
     const PAGE: f64 = 4096.0;
+
+    #[test]
+    fn readings_every_2ms_still_span_the_window() {
+        // A 5 s growth window fed every 2 ms (samples near a crossing): a
+        // burst 4 s ago must still be in the rate, as with 1 s samples.
+        let mut w = Window::new(Duration::from_secs(5));
+        let mut last = None;
+        for i in 0..=3000u64 {
+            let v = if i < 1000 { 0.0 } else { 100.0 }; // +100 at 2 s
+            last = w.push(ms(i * 2), v);
+        }
+        // At 6 s: over the span since ~1 s (≥ 5 s), the +100 is in it.
+        let r = last.expect("a rate");
+        assert!((r - 100.0 / 5.0).abs() < 1.0, "{r}");
+        assert!(w.readings.len() <= KEEP, "{}", w.readings.len());
+    }
 
     #[test]
     fn a_sample_5ms_after_the_last_reads_the_rate_over_the_window() {

@@ -451,6 +451,9 @@ impl ProcSource for OneProc {
         out.push(Pid(4242));
         Ok(())
     }
+    fn is_process(&mut self, pid: Pid) -> Option<bool> {
+        self.identity(pid).map(|_| true)
+    }
     fn identity(&mut self, _pid: Pid) -> Option<ProcIdentity> {
         Some(ProcIdentity {
             uid: ME,
@@ -668,6 +671,9 @@ impl ProcSource for Table {
     fn pids(&mut self, out: &mut Vec<Pid>) -> std::io::Result<()> {
         out.extend((0..self.0.len()).map(|i| Pid(100 + i as i32)));
         Ok(())
+    }
+    fn is_process(&mut self, pid: Pid) -> Option<bool> {
+        self.identity(pid).map(|_| true)
     }
     fn identity(&mut self, pid: Pid) -> Option<ProcIdentity> {
         self.get(pid).map(|p| p.id.clone())

@@ -451,9 +451,15 @@ impl ProcSource for LinuxProcs {
     /// The uid is the real uid from status rather than the owner of
     /// /proc/PID: that owner is the effective uid, and root for any
     /// non-dumpable process, while kill(2) checks the real uid.
+    /// A thread's id is never a process's identity (/proc/TID is readable
+    /// and reads like its process): `None` unless `Tgid` is the id itself.
     fn identity(&mut self, pid: Pid) -> Option<ProcIdentity> {
         let st = self.stat(pid)?;
-        let uid = parse_status_uid(&String::from_utf8_lossy(self.read(pid, "status")?))?;
+        let status = String::from_utf8_lossy(self.read(pid, "status")?);
+        if parse_status_tgid(&status)? != pid.0 {
+            return None;
+        }
+        let uid = parse_status_uid(&status)?;
         let argv = parse_argv(self.read(pid, "cmdline")?);
         Some(ProcIdentity {
             uid,
@@ -508,11 +514,46 @@ impl ProcSource for LinuxProcs {
 struct KeptOpen {
     path: PathBuf,
     file: Option<File>,
+    /// The file's text is one seq_file record (meminfo, pressure, loadavg:
+    /// `single_open`): a read that comes back short of the buffer has it
+    /// all. Otherwise (vmstat: a record per line, at most a page per read)
+    /// reads go on until one returns 0.
+    one_record: bool,
+    /// For a file that may not exist (PSI): when opening it last failed;
+    /// it is tried again only after REOPEN_AFTER, not on every sample.
+    optional: bool,
+    failed_at: Option<Instant>,
 }
+
+/// An optional kept-open file that could not be opened is tried again
+/// after this.
+const REOPEN_AFTER: Duration = Duration::from_secs(60);
 
 impl KeptOpen {
     fn new(path: PathBuf) -> KeptOpen {
-        KeptOpen { path, file: None }
+        KeptOpen {
+            path,
+            file: None,
+            one_record: false,
+            optional: false,
+            failed_at: None,
+        }
+    }
+
+    /// One record, and perhaps absent (no PSI on this kernel).
+    fn optional_record(path: PathBuf) -> KeptOpen {
+        KeptOpen {
+            optional: true,
+            ..KeptOpen::one_record(path)
+        }
+    }
+
+    /// A file whose text is one seq_file record: one `pread` per read.
+    fn one_record(path: PathBuf) -> KeptOpen {
+        KeptOpen {
+            one_record: true,
+            ..KeptOpen::new(path)
+        }
     }
 
     /// The whole file into `buf` (cleared first). The file is opened on
@@ -526,14 +567,31 @@ impl KeptOpen {
         };
         let file = match &self.file {
             Some(f) => f,
-            None => self.file.insert(File::open(&self.path).map_err(io)?),
+            None => {
+                if self.failed_at.is_some_and(|t| t.elapsed() < REOPEN_AFTER) {
+                    return Err(io(std::io::Error::from(std::io::ErrorKind::NotFound)));
+                }
+                match File::open(&self.path) {
+                    Ok(f) => {
+                        self.failed_at = None;
+                        self.file.insert(f)
+                    }
+                    Err(e) => {
+                        if self.optional {
+                            self.failed_at = Some(Instant::now());
+                        }
+                        return Err(io(e));
+                    }
+                }
+            }
         };
         if buf.capacity() < 4096 {
             buf.reserve(4096);
         }
-        // seq_file hands out at most a page per read (/proc/vmstat is
-        // longer than one): read on from where the last read ended until a
-        // read returns 0, not until one comes back short.
+        // seq_file hands out at most a page per read of a file of many
+        // records (/proc/vmstat is longer than one): read on from where the
+        // last read ended until a read returns 0, not until one comes back
+        // short — unless the text is one record (`one_record`).
         buf.clear();
         loop {
             let len = buf.len();
@@ -544,6 +602,10 @@ impl KeptOpen {
             match file.read_at(&mut buf[len..], len as u64) {
                 Ok(0) => {
                     buf.truncate(len);
+                    return Ok(());
+                }
+                Ok(n) if self.one_record && len + n < buf.len() => {
+                    buf.truncate(len + n);
                     return Ok(());
                 }
                 Ok(n) => buf.truncate(len + n),
@@ -562,9 +624,35 @@ impl KeptOpen {
 /// /proc/ID/status, ~10 listing entries' cost); more, and it lists.
 const MAX_CANDIDATES: i32 = 256;
 
-/// Every pid is listed at least this often even while probing ids would
-/// do (exited pids forgotten; a safety net for the counter's reading).
+/// /proc is listed at least this often, even while quiet and probing ids
+/// would do (exited pids forgotten; a safety net for the counter): the
+/// daemon asks `listing_overdue` before each quiet look.
 const FULL_LISTING_EVERY: Duration = Duration::from_secs(300);
+
+/// Whether /proc/loadavg's last-pid counter counts the ids /proc shows,
+/// so new pids can be found by probing the ids it handed out: /proc is the
+/// kernel's procfs (not a FUSE stand-in such as lxcfs, whose loadavg is
+/// another thing), of this process's pid namespace (/proc/self is our pid),
+/// and the counter is a real one (not 0, as gVisor prints). Whatever else
+/// could make the counter miss a pid is bounded by the listing every
+/// FULL_LISTING_EVERY.
+fn counter_counts_our_pids(proc_dir: &Path, self_pid: Pid) -> bool {
+    #[cfg(target_os = "linux")]
+    let procfs = nix::sys::statfs::statfs(&proc_dir.join("loadavg"))
+        .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
+    // This sampler reads fake trees elsewhere (tests): never probe there.
+    #[cfg(not(target_os = "linux"))]
+    let procfs = false;
+    let ours = std::fs::read_link(proc_dir.join("self"))
+        .ok()
+        .and_then(|p| p.to_str()?.parse::<i32>().ok())
+        == Some(self_pid.0);
+    let counter = std::fs::read_to_string(proc_dir.join("loadavg"))
+        .ok()
+        .and_then(|t| parse_loadavg_last_pid(&t))
+        .is_some_and(|n| n > 0);
+    procfs && ours && counter
+}
 
 /// The last pid the kernel handed out: the fifth field of /proc/loadavg
 /// (`0.00 0.01 0.05 1/123 4567`).
@@ -617,16 +705,13 @@ impl LinuxSampler {
         let self_pid = Pid(nix::unistd::getpid().as_raw());
         Ok(LinuxSampler {
             procs: LinuxProcs::new(proc_dir.clone(), page_size),
-            meminfo: KeptOpen::new(proc_dir.join("meminfo")),
-            psi: KeptOpen::new(proc_dir.join("pressure/memory")),
+            meminfo: KeptOpen::one_record(proc_dir.join("meminfo")),
+            psi: KeptOpen::optional_record(proc_dir.join("pressure/memory")),
             vmstat: KeptOpen::new(proc_dir.join("vmstat")),
-            loadavg: KeptOpen::new(proc_dir.join("loadavg")),
+            loadavg: KeptOpen::one_record(proc_dir.join("loadavg")),
             listed_last_pid: None,
             last_full_listing: None,
-            probe_by_id: std::fs::read_link(proc_dir.join("self"))
-                .ok()
-                .and_then(|p| p.to_str()?.parse::<i32>().ok())
-                == Some(self_pid.0),
+            probe_by_id: counter_counts_our_pids(&proc_dir, self_pid),
             proc_dir,
             start,
             page_size,
@@ -642,13 +727,19 @@ impl LinuxSampler {
     /// than FULL_LISTING_EVERY ago, and not too many exited pids remembered.
     fn candidates(&self, now: Option<i32>, at: Duration) -> Option<std::ops::RangeInclusive<i32>> {
         let (then, now) = (self.listed_last_pid?, now?);
-        let recent = at.saturating_sub(self.last_full_listing?) < FULL_LISTING_EVERY;
         let ok = self.probe_by_id
-            && recent
+            && !self.listing_overdue_at(at)
+            && then > 0
             && now >= then
             && now - then <= MAX_CANDIDATES
             && !self.processes.needs_listing();
         ok.then(|| then.saturating_add(1)..=now)
+    }
+
+    /// No listing of /proc for FULL_LISTING_EVERY (or none yet).
+    fn listing_overdue_at(&self, at: Duration) -> bool {
+        self.last_full_listing
+            .is_none_or(|t| at.saturating_sub(t) >= FULL_LISTING_EVERY)
     }
 
     /// The last pid handed out, from /proc/loadavg (`None`: unreadable).
@@ -686,6 +777,7 @@ impl Sampler for LinuxSampler {
         } else {
             None
         };
+        let looked = (self.listed_last_pid, self.last_full_listing);
         let parent = if self.processes.lists_next() {
             // Before the listing: a pid made after this read is seen next time.
             let last = self.last_pid();
@@ -703,9 +795,14 @@ impl Sampler for LinuxSampler {
             .read(&mut self.procs, at, parent, |procs, pid| {
                 procs.stat_any(Pid(pid)).map(|st| st.ppid)
             })
-            .map_err(|source| SampleError::Io {
-                path: self.proc_dir.clone(),
-                source,
+            .map_err(|source| {
+                // A listing that failed looked at nothing: the ids since
+                // the last look stay to be looked at.
+                (self.listed_last_pid, self.last_full_listing) = looked;
+                SampleError::Io {
+                    path: self.proc_dir.clone(),
+                    source,
+                }
             })?;
         let pressure = Pressure {
             kernel_level: None,
@@ -718,6 +815,10 @@ impl Sampler for LinuxSampler {
 
     fn processes(&mut self) -> &mut Processes {
         &mut self.processes
+    }
+
+    fn listing_overdue(&mut self, at: Duration) -> bool {
+        self.listing_overdue_at(at)
     }
 
     /// One read of /proc/loadavg: has the kernel handed out a pid since

@@ -210,6 +210,11 @@ impl ProcSource for MacProcSource {
         Some(b.start_time_us)
     }
 
+    /// macOS hands out no pids to threads: an id is a process or nothing.
+    fn is_process(&mut self, pid: Pid) -> Option<bool> {
+        self.identity(pid).map(|_| true)
+    }
+
     fn identity(&mut self, pid: Pid) -> Option<ProcIdentity> {
         let b = sys::bsd_info(pid.0).filter(|b| !b.zombie)?;
         // Another user's arguments are unreadable without root: empty argv,

@@ -90,6 +90,12 @@ pub trait Sampler: Probe {
     fn new_pids(&mut self) -> bool {
         true
     }
+    /// Whether every pid should be listed now even though only new ones
+    /// were asked for (the way new pids are found is trusted only so long:
+    /// Linux's last-pid counter).
+    fn listing_overdue(&mut self, _at: Duration) -> bool {
+        false
+    }
     /// Whether a known pid that may still load MLX (an interpreter) is due
     /// for its recheck at `at` (Snapshot clock): a quiet listing then runs
     /// even with no new pid.

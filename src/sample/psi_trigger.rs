@@ -17,7 +17,7 @@
 //!   containers) is ENOENT or EOPNOTSUPP.
 //!
 //! On Linux the trigger's file joins the loop's own poller (tokio's
-//! `AsyncFd` with priority interest, registered in src/sys/unix.rs): no
+//! `AsyncFd` with priority interest, registered in src/sys/poll.rs): no
 //! thread. Elsewhere one small thread (64 KiB stack) sits in poll(2) for
 //! POLLPRI and sends a wake-up on a channel of one, so wake-ups coalesce; a
 //! plain thread, not `spawn_blocking`: tokio waits for blocking tasks at
@@ -150,8 +150,10 @@ impl PsiTrigger {
                 Ok(mut guard) => {
                     let ready = guard.ready();
                     guard.clear_ready();
-                    // POLLERR: the trigger is gone (its cgroup was removed).
-                    !ready.is_error() || ready.is_priority()
+                    // POLLERR: the trigger is gone (its cgroup was removed);
+                    // the kernel then reports POLLPRI with it, so an error
+                    // wins over priority.
+                    !ready.is_error()
                 }
                 Err(_) => false,
             };
