@@ -187,6 +187,8 @@ pub struct Discovery {
     listed: usize,
     /// A probe had more absent ids than it may carry: list next time.
     overflowed: bool,
+    /// The first listing is done: pids found after it are young.
+    started: bool,
 }
 
 /// Why a process is MLX, or `None`: the first pattern that matches its
@@ -232,6 +234,7 @@ impl Discovery {
             absent: Vec::new(),
             listed: 0,
             overflowed: false,
+            started: false,
         }
     }
 
@@ -301,6 +304,7 @@ impl Discovery {
         self.reading.store(0, Ordering::Relaxed);
         self.listed = pids.len();
         self.overflowed = false;
+        self.started = true;
         // A listing saw every pid there is: nothing to carry.
         self.absent.clear();
         self.pids = pids;
@@ -592,6 +596,8 @@ impl Discovery {
     /// Not MLX (`id` known, with whether it may still load the library) or
     /// unreadable (`None`): look again later.
     fn ignore(&mut self, pid: Pid, at: Duration, id: Option<(&ProcIdentity, bool)>) {
+        let first_sight = !self.ignored.contains_key(&pid);
+        let at_start = !self.started;
         let e = self.ignored.entry(pid).or_insert(Ignored {
             next_check: at,
             backoff: Duration::from_secs(1),
@@ -608,6 +614,12 @@ impl Discovery {
                 e.start_time = id.start_time;
             }
             None => e.full = true,
+        }
+        if first_sight && at_start && !e.full {
+            // Running before headroom started: not young (a young process
+            // is rechecked by quiet looks; thousands found by the first
+            // listing would make every quiet look read them all).
+            e.backoff = MAX_RECHECK;
         }
         self.backoff(pid, at, id.is_none());
     }
@@ -763,7 +775,11 @@ mod tests {
         let mut d = discovery(Scope::user(501));
         d.scan(&mut t, Duration::ZERO).expect("scan");
         assert_eq!(t.identity_reads, 100);
+        // Running before headroom: their first recheck comes after the
+        // longest backoff (60 s), not after 1 s.
         d.scan(&mut t, Duration::from_secs(1)).expect("scan");
+        assert_eq!(t.name_reads, 0, "not young: no recheck yet");
+        d.scan(&mut t, Duration::from_secs(60)).expect("scan");
         assert_eq!(t.identity_reads, 100, "unchanged names: no full examine");
         assert_eq!(
             t.name_reads, 100,
@@ -774,7 +790,7 @@ mod tests {
         let p = t.procs.get_mut(&Pid(7)).expect("pid 7");
         p.0.name = "python3".into();
         p.0.argv = vec!["python3".into(), "-m".into(), "mlx_lm.lora".into()];
-        let found = d.scan(&mut t, Duration::from_secs(3)).expect("scan");
+        let found = d.scan(&mut t, Duration::from_secs(120)).expect("scan");
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].pid, Pid(7));
         assert_eq!(t.identity_reads, 101);
@@ -794,11 +810,11 @@ mod tests {
         let mut d = discovery(Scope::user(501));
         d.scan(&mut t, Duration::ZERO).expect("scan");
         assert_eq!(t.identity_reads, 999, "every pid but headroom's (999)");
-        // Young processes are rechecked by quiet looks too (a shell that
-        // execs a trainer a few seconds in): a name read each.
+        // Running before headroom started, so not young: a quiet look
+        // reads none of the shells (only the interpreters on backoff).
         d.scan_new_only(&mut t, Duration::from_secs(1))
             .expect("scan");
-        assert_eq!(t.name_reads, 500, "the young shells' names");
+        assert_eq!(t.name_reads, 0, "no shell read by a quiet look");
         age(&mut d, &mut t);
         let (ids, names) = (t.identity_reads, t.name_reads);
         // Long after every backoff ran out: no read of a known shell.
@@ -917,13 +933,16 @@ mod tests {
     #[test]
     fn a_young_shell_that_execs_a_trainer_is_found_by_a_quiet_look() {
         let mut t = Table::default();
-        add(&mut t, 10, 501, "bash run.sh", None, 1);
+        add(&mut t, 5, 501, "bash", None, 1);
         let mut d = discovery(Scope::user(501));
         d.scan(&mut t, Duration::ZERO).expect("scan");
-        // 3 s in, the script execs the trainer (same pid and start time,
-        // a new name and command line).
+        // A script starts after headroom (found by the ids handed out)...
+        add(&mut t, 10, 501, "bash run.sh", None, 1);
+        assert!(d.scan_candidates(&mut t, 10..=10, Duration::from_secs(1)).is_empty());
+        // ...and 3 s in execs the trainer (same pid and start time, a new
+        // name and command line): a quiet look with no new id finds it.
         add(&mut t, 10, 501, "python3 -m mlx_lm.lora --train", None, 8);
-        let found = d.scan_candidates(&mut t, NONE.clone(), Duration::from_secs(3));
+        let found = d.scan_candidates(&mut t, NONE.clone(), Duration::from_secs(4));
         assert_eq!(found.len(), 1, "{found:?}");
     }
 
