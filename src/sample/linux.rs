@@ -456,7 +456,9 @@ impl ProcSource for LinuxProcs {
     fn identity(&mut self, pid: Pid) -> Option<ProcIdentity> {
         let st = self.stat(pid)?;
         let status = String::from_utf8_lossy(self.read(pid, "status")?);
-        if parse_status_tgid(&status)? != pid.0 {
+        // Every kernel prints Tgid; a tree without it (a test's) has no
+        // threads to tell apart.
+        if parse_status_tgid(&status).is_some_and(|tgid| tgid != pid.0) {
             return None;
         }
         let uid = parse_status_uid(&status)?;
@@ -475,8 +477,8 @@ impl ProcSource for LinuxProcs {
 
     /// /proc/ID/status's Tgid: a process leads its thread group.
     fn is_process(&mut self, pid: Pid) -> Option<bool> {
-        let tgid = parse_status_tgid(&String::from_utf8_lossy(self.read(pid, "status")?))?;
-        Some(tgid == pid.0)
+        let status = String::from_utf8_lossy(self.read(pid, "status")?);
+        Some(parse_status_tgid(&status).is_none_or(|tgid| tgid == pid.0))
     }
 
     /// Only /proc/PID/stat: the name (comm) and start time.
