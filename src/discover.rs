@@ -938,7 +938,9 @@ mod tests {
         d.scan(&mut t, Duration::ZERO).expect("scan");
         // A script starts after headroom (found by the ids handed out)...
         add(&mut t, 10, 501, "bash run.sh", None, 1);
-        assert!(d.scan_candidates(&mut t, 10..=10, Duration::from_secs(1)).is_empty());
+        assert!(d
+            .scan_candidates(&mut t, 10..=10, Duration::from_secs(1))
+            .is_empty());
         // ...and 3 s in execs the trainer (same pid and start time, a new
         // name and command line): a quiet look with no new id finds it.
         add(&mut t, 10, 501, "python3 -m mlx_lm.lora --train", None, 8);
