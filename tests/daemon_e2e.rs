@@ -347,3 +347,55 @@ fn a_new_mlx_job_with_threads_is_found_once_by_its_pid() {
         );
     }
 }
+
+/// An MLX job that starts and ramps at once, close to red, while the
+/// daemon is quiet and knows only an idle MLX job (big enough to be a
+/// victim): the SIGTERM goes to the new job, never to the idle one. The
+/// new job is found by the look for new ids near the line (issue 18: no
+/// full listing there) or by a listing before it.
+#[test]
+fn an_mlx_job_unknown_until_its_ramp_is_the_victim_not_a_known_idle_one() {
+    let _heavy = MEMORY_HEAVY.lock().unwrap_or_else(|p| p.into_inner());
+    if need::memory(
+        "an_mlx_job_unknown_until_its_ramp_is_the_victim_not_a_known_idle_one",
+        6 * GIB,
+    )
+    .is_none()
+    {
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    // The idle MLX job: 640 MiB (above min_victim_footprint), then still.
+    let body = allocator_py(640 * MIB, 64 * MIB, 0.0);
+    let mut idle = spawn_fake_mlx(work.path(), "server", &body, &["--model", "m"]);
+    idle.wait_line("done", LONG);
+    let avail = settled_mem_available();
+    let red = avail - GIB;
+    let cfg = format!(
+        "[thresholds]\nyellow_below = \"{}\"\nred_below = \"{red}\"\nhysteresis = \"64MiB\"\n\
+         [actions]\nterminate_after = \"0s\"\nkill_floor = \"1MiB\"\n",
+        red + 256 * MIB
+    );
+    let d = Daemon::start(&cfg, &["--dry-run"]);
+    let idle_pid = idle.pid();
+    d.wait_for("the idle job found", LONG, |e| {
+        e["event"] == "mlx_process_found" && e["pid"] == idle_pid
+    });
+    // Quiet for a while (no listing of every pid while quiet).
+    std::thread::sleep(Duration::from_secs(3));
+    let body = allocator_py(3 * GIB, 64 * MIB, 0.0);
+    let mut job = spawn_fake_mlx(work.path(), "lora", &body, &["--train"]);
+    let pid = job.pid();
+    let term = d.wait_for("terminate_sent", LONG, |e| e["event"] == "terminate_sent");
+    assert_eq!(term["pid"], pid, "the new job is the victim: {term}");
+    job.wait_line("done", LONG);
+    for e in d.events() {
+        if e["event"] == "terminate_sent" || e["event"] == "kill_sent" {
+            assert_ne!(e["pid"], idle_pid, "the idle MLX job was named: {e}");
+        }
+    }
+    drop(job);
+    drop(idle);
+    let (status, _) = d.stop();
+    assert!(status.success(), "{status:?}");
+}
