@@ -391,15 +391,14 @@ impl Daemon {
                     since(self.last_full),
                 );
                 let at = now.saturating_duration_since(self.start);
-                let lists = match listing {
-                    pace::Listing::Skip => false,
+                let listing = match listing {
                     // Every pid once in a long while even when quiet (the
                     // last-pid counter is trusted only so far).
-                    pace::Listing::NewPids if sampler.listing_overdue(at) => {
-                        self.last_discovery = Some(now);
-                        self.last_full = Some(now);
-                        true
-                    }
+                    pace::Listing::NewPids if sampler.listing_overdue(at) => pace::Listing::Full,
+                    l => l,
+                };
+                let lists = match listing {
+                    pace::Listing::Skip => false,
                     pace::Listing::NewPids => {
                         // Only pids made since the last look, and only when
                         // there are any (or a known one is due for its
@@ -463,10 +462,8 @@ impl Daemon {
     /// system files (kept open, one read each) and /proc/PID/stat of the
     /// MLX processes already tracked (stat takes no lock a stuck process
     /// holds, unlike cmdline and maps, which only a listing reads).
-    fn sample_on_loop(&mut self, mut sampler: Box<dyn Sampler + Send>, start: Instant) {
-        let r = sampler.sample();
-        let ev = sampler.take_events();
-        self.decide((sampler, r, ev), start);
+    fn sample_on_loop(&mut self, sampler: Box<dyn Sampler + Send>, start: Instant) {
+        self.decide(sample::take(sampler), start);
     }
 
     /// Everything after a sample: classify, decide, act, log.

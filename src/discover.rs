@@ -285,10 +285,9 @@ impl Discovery {
             }
             self.reading.store(pid.0, Ordering::Relaxed);
             if self.mlx.contains_key(&pid) {
-                self.remeasure(src, pid, at);
-                if !self.mlx.contains_key(&pid) {
-                    // Exited, or replaced under the same pid: a listing
-                    // runs off the loop, so the new one is examined now.
+                if self.remeasure(src, pid, at) {
+                    // Replaced under the same pid: a listing runs off the
+                    // loop, so the new one is examined now.
                     self.examine(src, pid, at);
                 }
             } else {
@@ -413,7 +412,13 @@ impl Discovery {
         pids.extend(self.mlx.keys().copied());
         for &pid in &pids {
             self.reading.store(pid.0, Ordering::Relaxed);
-            self.remeasure(src, pid, at);
+            if self.remeasure(src, pid, at) {
+                // The new process is examined by the next look for new
+                // pids, not here: this may run on the loop's thread, where
+                // cmdline and maps (which take a lock a stuck process
+                // holds) are not read.
+                self.absent.push(pid);
+            }
         }
         self.reading.store(0, Ordering::Relaxed);
         self.pids = pids;
@@ -485,24 +490,22 @@ impl Discovery {
         }
     }
 
-    fn remeasure(&mut self, src: &mut dyn ProcSource, pid: Pid, at: Duration) {
+    /// Re-measure a tracked pid; `true` when the pid now names another
+    /// process (the one watched has exited), which the caller examines.
+    fn remeasure(&mut self, src: &mut dyn ProcSource, pid: Pid, at: Duration) -> bool {
         let Some(m) = src.measure(pid) else {
             self.exit(pid, at);
-            return;
+            return false;
         };
         let Some(t) = self.mlx.get_mut(&pid) else {
-            return;
+            return false;
         };
         if m.start_time != t.process.start_time {
-            // Same pid, different process: the one we watched has exited.
-            // The new one is examined by the next look for new pids, not
-            // here: this may run on the loop's thread, where cmdline and
-            // maps (which take a lock a stuck process holds) are not read.
             self.exit(pid, at);
-            self.absent.push(pid);
-            return;
+            return true;
         }
         update(t, m, at);
+        false
     }
 
     /// A known non-MLX pid whose backoff ran out: an interpreter is examined

@@ -635,9 +635,9 @@ const FULL_LISTING_EVERY: Duration = Duration::from_secs(300);
 /// so new pids can be found by probing the ids it handed out: /proc is the
 /// kernel's procfs (not a FUSE stand-in such as lxcfs, whose loadavg is
 /// another thing), of this process's pid namespace (/proc/self is our pid),
-/// and the counter is a real one (not 0, as gVisor prints). Whatever else
-/// could make the counter miss a pid is bounded by the listing every
-/// FULL_LISTING_EVERY.
+/// (a counter that reads 0, as gVisor prints, is refused by `candidates`).
+/// Whatever else could make the counter miss a pid is bounded by the
+/// listing every FULL_LISTING_EVERY.
 fn counter_counts_our_pids(proc_dir: &Path, self_pid: Pid) -> bool {
     #[cfg(target_os = "linux")]
     let procfs = nix::sys::statfs::statfs(&proc_dir.join("loadavg"))
@@ -649,11 +649,7 @@ fn counter_counts_our_pids(proc_dir: &Path, self_pid: Pid) -> bool {
         .ok()
         .and_then(|p| p.to_str()?.parse::<i32>().ok())
         == Some(self_pid.0);
-    let counter = std::fs::read_to_string(proc_dir.join("loadavg"))
-        .ok()
-        .and_then(|t| parse_loadavg_last_pid(&t))
-        .is_some_and(|n| n > 0);
-    procfs && ours && counter
+    procfs && ours
 }
 
 /// The last pid the kernel handed out: the fifth field of /proc/loadavg
@@ -725,8 +721,9 @@ impl LinuxSampler {
 
     /// The ids handed out since the last look, when probing them is both
     /// sound and cheaper than a listing: same pid namespace, the counter
-    /// did not wrap, at most MAX_CANDIDATES of them, a full listing less
-    /// than FULL_LISTING_EVERY ago, and not too many exited pids remembered.
+    /// real (not 0) and did not wrap, at most MAX_CANDIDATES of them, a
+    /// full listing less than FULL_LISTING_EVERY ago, and not too many
+    /// exited pids remembered.
     fn candidates(&self, now: Option<i32>, at: Duration) -> Option<std::ops::RangeInclusive<i32>> {
         let (then, now) = (self.listed_last_pid?, now?);
         let ok = self.probe_by_id

@@ -233,14 +233,17 @@ pub type Taken = (
     Vec<ProcessEvent>,
 );
 
+/// Take one sample here, with the process events it saw.
+pub fn take(mut sampler: Box<dyn Sampler + Send>) -> Taken {
+    let r = sampler.sample();
+    let ev = sampler.take_events();
+    (sampler, r, ev)
+}
+
 /// Take one sample on a blocking thread (a read under /proc can hang in
 /// the kernel): how the daemon and `record` sample.
-pub fn take_off_loop(mut sampler: Box<dyn Sampler + Send>) -> tokio::task::JoinHandle<Taken> {
-    tokio::task::spawn_blocking(move || {
-        let r = sampler.sample();
-        let ev = sampler.take_events();
-        (sampler, r, ev)
-    })
+pub fn take_off_loop(sampler: Box<dyn Sampler + Send>) -> tokio::task::JoinHandle<Taken> {
+    tokio::task::spawn_blocking(move || take(sampler))
 }
 
 /// How many of the largest processes a red snapshot names.
