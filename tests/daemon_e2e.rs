@@ -350,7 +350,8 @@ fn a_new_mlx_job_with_threads_is_found_once_by_its_pid() {
 
 /// An MLX job that starts and ramps at once, close to red, while the
 /// daemon is quiet and knows only an idle MLX job (big enough to be a
-/// victim): the SIGTERM goes to the new job, never to the idle one. The
+/// victim), with the lookalikes started after the daemon went quiet: the
+/// SIGTERM goes to the new job, never to the idle one or a lookalike. The
 /// new job is found by the look for new ids near the line (issue 18: no
 /// full listing there) or by a listing before it.
 #[test]
@@ -381,19 +382,24 @@ fn an_mlx_job_unknown_until_its_ramp_is_the_victim_not_a_known_idle_one() {
     d.wait_for("the idle job found", LONG, |e| {
         e["event"] == "mlx_process_found" && e["pid"] == idle_pid
     });
-    // Quiet for a while (no listing of every pid while quiet).
-    std::thread::sleep(Duration::from_secs(3));
+    // The issue-12 lookalikes start after the daemon is quiet, so they are
+    // looked at by the probe of new ids (one quiet look every 10 s here),
+    // not by the first listing.
+    let look = common::lookalikes::Lookalikes::start(work.path());
+    std::thread::sleep(Duration::from_secs(12));
     let body = allocator_py(3 * GIB, 64 * MIB, 0.0);
     let mut job = spawn_fake_mlx(work.path(), "lora", &body, &["--train"]);
     let pid = job.pid();
     let term = d.wait_for("terminate_sent", LONG, |e| e["event"] == "terminate_sent");
     assert_eq!(term["pid"], pid, "the new job is the victim: {term}");
     job.wait_line("done", LONG);
-    for e in d.events() {
+    let events = d.events();
+    for e in &events {
         if e["event"] == "terminate_sent" || e["event"] == "kill_sent" {
             assert_ne!(e["pid"], idle_pid, "the idle MLX job was named: {e}");
         }
     }
+    look.assert_untouched(&events);
     drop(job);
     drop(idle);
     let (status, _) = d.stop();
