@@ -59,6 +59,8 @@ pub enum Action {
     RedNotMlx {
         reason: String,
         top_processes: Vec<TopProcess>,
+        /// Who made the fall (src/attribute.rs), most first.
+        contributors: Vec<Contributor>,
     },
     /// The victim has gone; memory before the SIGTERM and now.
     VictimExited {
@@ -68,6 +70,39 @@ pub enum Action {
         available_after_bytes: Bytes,
         killed: bool,
     },
+    /// What stopping a job gave back, measured once its memory was back
+    /// (available settled, or a bounded wait): the rise of available memory
+    /// since the SIGTERM, with what the other processes grew meanwhile
+    /// added back.
+    Freed {
+        processes: Vec<MlxProcess>,
+        freed_bytes: Bytes,
+        available_before_bytes: Bytes,
+        available_after_bytes: Bytes,
+        others_growth_bytes: Bytes,
+        after_secs: f64,
+    },
+}
+
+/// A job that made a share of the fall (src/attribute.rs), as logged and named.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Contributor {
+    /// Its process group id.
+    pub job: Pid,
+    /// How people call its largest process.
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    pub processes: u32,
+    pub mlx: bool,
+    /// What it grew over the window.
+    pub growth_bytes: Bytes,
+    /// The fall of available memory over the same window.
+    pub fall_bytes: Bytes,
+    /// The window, seconds.
+    pub secs: f64,
+    /// The sentence the notice uses.
+    pub text: String,
 }
 
 /// What became of an action.

@@ -503,6 +503,8 @@ mod tests {
             growth_bytes_per_sec: 100.0 * Bytes::MIB as f64, // 4096 MiB / 100 MiB/s ≈ 41 s
             program: "mlx_lm.lora".into(),
             matched_by: "pattern:x".into(),
+            job: None,
+            started_at: None,
         });
         let c = classify_once(&s, &t);
         let (l, r) = (c.level, c.reasons);

@@ -379,9 +379,10 @@ impl Daemon {
                 let Some(mut sampler) = self.sampler.take() else {
                     return;
                 };
-                // While red, the sample also names the largest processes
-                // of any kind, for red held by something other than MLX.
-                sampler.want_top_processes(self.engine.level() == Level::Red);
+                // While yellow or red, the sample also reads every process
+                // into jobs, so who eats the memory can be told
+                // (src/attribute.rs), and checks the largest for MLX.
+                sampler.want_top_processes(self.engine.level() >= Level::Yellow);
                 let now = Instant::now();
                 let since = |t: Option<Instant>| t.map(|t| now.duration_since(t));
                 let listing = pace::listing(
@@ -418,7 +419,8 @@ impl Daemon {
                 };
                 if !lists {
                     sampler.skip_discovery_once();
-                    if ON_LOOP {
+                    // Reading the holders reads argv and maps: off the loop.
+                    if ON_LOOP && !sampler.holders_due(at) {
                         self.sample_on_loop(sampler, now);
                         return;
                     }

@@ -6,7 +6,7 @@
 //! may exec into mlx_lm).
 
 use crate::cmdline::{basename, Program};
-use crate::model::{Bytes, MlxProcess, Pid, Scope, TopProcess};
+use crate::model::{Bytes, JobUsage, MlxProcess, Pid, Scope, TopProcess};
 use regex::Regex;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -22,6 +22,9 @@ pub struct ProcIdentity {
     pub name: String,
     /// The arguments, argv[0] first (empty when unreadable).
     pub argv: Vec<String>,
+    /// The executable's path (Linux /proc/PID/exe, macOS proc_pidpath);
+    /// empty when unreadable (another user's process, without root).
+    pub exe: String,
 }
 
 impl ProcIdentity {
@@ -37,6 +40,15 @@ pub struct ProcMeasure {
     pub start_time: u64,
     pub footprint: Bytes,
     pub rss: Bytes,
+    /// Its process group (`None` where the OS does not say).
+    pub job: Option<Pid>,
+}
+
+/// Any process's footprint and job: what the jobs list sums.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Usage {
+    pub footprint: Bytes,
+    pub job: Pid,
 }
 
 /// The OS side of discovery. A process that vanished or belongs to a user
@@ -48,11 +60,20 @@ pub trait ProcSource {
     /// The path of a loaded MLX library, if the process has one mapped.
     fn mlx_library(&mut self, pid: Pid) -> Option<String>;
     fn measure(&mut self, pid: Pid) -> Option<ProcMeasure>;
-    /// Any process's footprint, with its kernel name written into `name`:
-    /// the top list when red is not MLX's doing. Linux: one stat read.
-    fn usage(&mut self, pid: Pid, name: &mut String) -> Option<Bytes> {
+    /// Any process's footprint and job, with its kernel name written into
+    /// `name`: the jobs and top lists while memory is not quiet. Linux: one
+    /// stat read.
+    fn usage(&mut self, pid: Pid, name: &mut String) -> Option<Usage> {
         self.name(pid, name)?;
-        self.measure(pid).map(|m| m.footprint)
+        self.measure(pid).map(|m| Usage {
+            footprint: m.footprint,
+            job: m.job.unwrap_or(pid),
+        })
+    }
+    /// How long ago a process of this start time started (`None`: unknown):
+    /// a process younger than an incident grew all it holds during it.
+    fn age(&mut self, _start_time: u64) -> Option<Duration> {
+        None
     }
     /// Whether `pid` names a process now: `None` when no task has that id,
     /// `Some(false)` when it is a thread's id (Linux hands out thread and
@@ -99,13 +120,19 @@ pub fn is_mlx_library(path: &str) -> bool {
 /// Whether a process not (yet) found to be MLX is worth asking whether it
 /// maps the MLX library, now and on later rechecks: a Python interpreter
 /// (it may `import mlx` at any time) or a program whose name or program
-/// string says MLX. The same rule on Linux (a maps read) and macOS (one
+/// string says MLX, or whose executable is an interpreter (a process may
+/// rename itself, `prctl(PR_SET_NAME)` or setproctitle, before it imports
+/// MLX: issue 26). The same rule on Linux (a maps read) and macOS (one
 /// syscall per mapped region). A non-Python program that loads libmlx
-/// under another name is found by adding its program to `mlx.patterns`.
-pub fn may_host_mlx(name: &str, program: &Program) -> bool {
+/// under another name is found while memory is not quiet, when the largest
+/// holders are checked for the library whatever they are called
+/// (`Discovery::holders`), or by adding its program to `mlx.patterns`.
+pub fn may_host_mlx(name: &str, program: &Program, exe: &str) -> bool {
     let says_mlx = |s: &str| s.to_ascii_lowercase().contains("mlx");
+    let exe = basename(exe.strip_suffix(" (deleted)").unwrap_or(exe));
     program.interpreter
         || crate::cmdline::is_interpreter(name)
+        || (!exe.is_empty() && crate::cmdline::is_interpreter(exe))
         || says_mlx(name)
         || says_mlx(&program.name)
 }
@@ -132,6 +159,23 @@ const GROWTH_MAX_GAP: Duration = Duration::from_secs(5);
 const MAX_RECHECK: Duration = Duration::from_secs(60);
 /// At most this many absent candidate ids are carried to the next look.
 const MAX_ABSENT: usize = 64;
+/// The jobs list holds at most this many largest and this many fastest-growing jobs.
+pub const JOBS: usize = 8;
+/// This many fastest-growing processes (and the largest) are checked for
+/// the MLX library whatever they are called…
+const HOLDERS_CHECKED: usize = 4;
+/// …each at most this often.
+const HOLDER_RECHECK: Duration = Duration::from_secs(10);
+
+/// One job summed by `Discovery::holders`.
+#[derive(Default)]
+struct JobAcc {
+    total: u64,
+    count: u32,
+    mlx: bool,
+    /// Its largest process.
+    largest: (Bytes, Pid),
+}
 
 struct Tracked {
     process: MlxProcess,
@@ -189,6 +233,12 @@ pub struct Discovery {
     overflowed: bool,
     /// The first listing is done: pids found after it are young.
     started: bool,
+    /// `holders`: its own listing, what each pid and job held at the last
+    /// read, and when a holder may next be checked for the library.
+    holder_pids: Vec<Pid>,
+    last_usage: HashMap<Pid, u64>,
+    last_jobs: HashMap<Pid, u64>,
+    holder_checked: HashMap<Pid, Duration>,
 }
 
 /// Why a process is MLX, or `None`: the first pattern that matches its
@@ -235,6 +285,10 @@ impl Discovery {
             listed: 0,
             overflowed: false,
             started: false,
+            holder_pids: Vec::new(),
+            last_usage: HashMap::new(),
+            last_jobs: HashMap::new(),
+            holder_checked: HashMap::new(),
         }
     }
 
@@ -425,6 +479,16 @@ impl Discovery {
         self.tracked()
     }
 
+    /// Whether an MLX process was found at `at` (by this sample).
+    pub fn found_since(&self, at: Duration) -> bool {
+        self.mlx.values().any(|t| t.since >= at)
+    }
+
+    /// The tracked MLX processes now, largest first.
+    pub fn current(&self) -> Vec<MlxProcess> {
+        self.tracked()
+    }
+
     /// The tracked MLX processes, largest first.
     fn tracked(&self) -> Vec<MlxProcess> {
         let mut out: Vec<MlxProcess> = self.mlx.values().map(|t| t.process.clone()).collect();
@@ -436,20 +500,49 @@ impl Discovery {
         out
     }
 
-    /// The `n` largest processes of any user among those the last `scan`
-    /// listed (not headroom itself), largest first: one usage read each,
-    /// then one identity read for each of the `n`.
-    pub fn top_processes(&mut self, src: &mut dyn ProcSource, n: usize) -> Vec<TopProcess> {
-        let mut top: Vec<(Bytes, Pid, String)> = Vec::with_capacity(n + 1);
+    /// Every process now, any user's, read once (one usage read each):
+    /// the `n` largest, and the jobs (process groups, summed) that hold the
+    /// most or grew the most since the last read — at most JOBS of each,
+    /// largest first. The largest holders and the fastest growers not known
+    /// as MLX are checked for the MLX library whatever they are called, each
+    /// at most once per HOLDER_RECHECK (issue 26: a job that renamed itself
+    /// was never looked at). Read only while memory is not quiet.
+    pub fn holders(
+        &mut self,
+        src: &mut dyn ProcSource,
+        at: Duration,
+        n: usize,
+    ) -> (Vec<TopProcess>, Vec<JobUsage>) {
+        let mut pids = std::mem::take(&mut self.holder_pids);
+        pids.clear();
+        if src.pids(&mut pids).is_err() {
+            self.holder_pids = pids;
+            return (Vec::new(), Vec::new());
+        }
         let mut name = std::mem::take(&mut self.name_buf);
-        for &pid in &self.pids {
+        let mut top: Vec<(Bytes, Pid, String)> = Vec::with_capacity(n + 1);
+        let mut jobs: HashMap<Pid, JobAcc> = HashMap::new();
+        let mut grew: Vec<(i64, Pid)> = Vec::new();
+        let mut usage_now: HashMap<Pid, u64> = HashMap::with_capacity(pids.len());
+        for &pid in &pids {
             if pid == self.self_pid || pid.0 <= 1 {
                 continue;
             }
             self.reading.store(pid.0, Ordering::Relaxed);
-            let Some(size) = src.usage(pid, &mut name) else {
+            let Some(u) = src.usage(pid, &mut name) else {
                 continue;
             };
+            let size = u.footprint;
+            usage_now.insert(pid, size.0);
+            let before = self.last_usage.get(&pid).copied().unwrap_or(0);
+            grew.push((size.0 as i64 - before as i64, pid));
+            let acc = jobs.entry(u.job).or_default();
+            acc.total += size.0;
+            acc.count += 1;
+            acc.mlx |= self.mlx.contains_key(&pid);
+            if size >= acc.largest.0 {
+                acc.largest = (size, pid);
+            }
             if top.len() == n && top.last().is_some_and(|t| t.0 >= size) {
                 continue;
             }
@@ -459,7 +552,71 @@ impl Discovery {
         }
         self.reading.store(0, Ordering::Relaxed);
         self.name_buf = name;
-        top.into_iter()
+        self.holder_pids = pids;
+        // The largest holders and the fastest growers, whatever they are
+        // called: does one map MLX?
+        grew.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut check: Vec<Pid> = top.iter().map(|t| t.1).collect();
+        check.extend(grew.iter().take(HOLDERS_CHECKED).filter(|g| g.0 > 0).map(|g| g.1));
+        for pid in check {
+            if self.mlx.contains_key(&pid)
+                || self.holder_checked.get(&pid).is_some_and(|t| at < *t)
+            {
+                continue;
+            }
+            self.holder_checked.insert(pid, at + HOLDER_RECHECK);
+            self.reading.store(pid.0, Ordering::Relaxed);
+            self.examine_with(src, pid, at, true);
+            if let Some(job) = self.mlx.get(&pid).map(|t| t.process.job.unwrap_or(pid)) {
+                if let Some(acc) = jobs.get_mut(&job) {
+                    acc.mlx = true;
+                }
+            }
+        }
+        self.reading.store(0, Ordering::Relaxed);
+        self.holder_checked.retain(|p, _| usage_now.contains_key(p));
+        // Jobs: the largest JOBS and the JOBS that grew most since the last read.
+        let grown = |job: &Pid, acc: &JobAcc| {
+            acc.total as i64 - self.last_jobs.get(job).copied().unwrap_or(0) as i64
+        };
+        let mut by_size: Vec<(&Pid, &JobAcc)> = jobs.iter().collect();
+        by_size.sort_by(|a, b| b.1.total.cmp(&a.1.total).then(a.0.cmp(b.0)));
+        let mut chosen: Vec<Pid> = by_size.iter().take(JOBS).map(|(j, _)| **j).collect();
+        let mut by_growth: Vec<(i64, Pid)> = jobs
+            .iter()
+            .map(|(j, acc)| (grown(j, acc), *j))
+            .filter(|(g, _)| *g > 0)
+            .collect();
+        by_growth.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (_, j) in by_growth.into_iter().take(JOBS) {
+            if !chosen.contains(&j) {
+                chosen.push(j);
+            }
+        }
+        let mut out: Vec<JobUsage> = chosen
+            .into_iter()
+            .filter_map(|job| {
+                let acc = jobs.get(&job)?;
+                let pid = acc.largest.1;
+                let id = src.identity(pid);
+                Some(JobUsage {
+                    job,
+                    uid: id.as_ref().map(|id| id.uid),
+                    name: id
+                        .as_ref()
+                        .map(|id| Program::of(&id.argv, &id.name).display())
+                        .unwrap_or_else(|| format!("pid {pid}")),
+                    processes: acc.count,
+                    footprint_bytes: Bytes(acc.total),
+                    mlx: acc.mlx,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| b.footprint_bytes.cmp(&a.footprint_bytes).then(a.job.cmp(&b.job)));
+        self.last_jobs = jobs.iter().map(|(j, a)| (*j, a.total)).collect();
+        self.last_usage = usage_now;
+        let top = top
+            .into_iter()
             .map(|(size, pid, kernel_name)| {
                 let id = src.identity(pid);
                 let name = id
@@ -474,7 +631,8 @@ impl Discovery {
                     mlx: self.mlx.contains_key(&pid),
                 }
             })
-            .collect()
+            .collect();
+        (top, out)
     }
 
     pub fn take_events(&mut self) -> Vec<ProcessEvent> {
@@ -533,6 +691,12 @@ impl Discovery {
     }
 
     fn examine(&mut self, src: &mut dyn ProcSource, pid: Pid, at: Duration) {
+        self.examine_with(src, pid, at, false);
+    }
+
+    /// `examine`; with `any_name`, the library is looked for whatever the
+    /// process is called (a large holder while memory is not quiet).
+    fn examine_with(&mut self, src: &mut dyn ProcSource, pid: Pid, at: Duration, any_name: bool) {
         let Some(id) = src.identity(pid) else {
             self.ignore(pid, at, None);
             return;
@@ -553,7 +717,8 @@ impl Discovery {
             return;
         }
         let program = Program::of(&id.argv, &id.name);
-        let hosts = self.detect_library && may_host_mlx(&id.name, &program);
+        let hosts =
+            self.detect_library && (any_name || may_host_mlx(&id.name, &program, &id.exe));
         let matched = mlx_rule(&self.patterns, &program, || {
             if hosts {
                 src.mlx_library(pid)
@@ -570,6 +735,13 @@ impl Discovery {
             return; // replaced between reads; look again next cycle
         }
         self.ignored.remove(&pid);
+        // Its start on the Snapshot clock, if after headroom's: all it
+        // holds was allocated since (src/attribute.rs).
+        let started_at = src
+            .age(id.start_time)
+            .and_then(|age| at.checked_sub(age))
+            .filter(|t| !t.is_zero())
+            .map(|t| crate::model::secs(t));
         let process = MlxProcess {
             pid,
             uid: id.uid,
@@ -582,6 +754,8 @@ impl Discovery {
             peak_bytes: m.footprint,
             growth_bytes_per_sec: 0.0,
             matched_by,
+            job: m.job,
+            started_at,
         };
         self.events.push(ProcessEvent::Found(process.clone()));
         let mut growth = crate::rate::Window::new(GROWTH_WINDOW).with_max_gap(GROWTH_MAX_GAP);
@@ -643,6 +817,7 @@ fn update(t: &mut Tracked, m: ProcMeasure, at: Duration) {
     let p = &mut t.process;
     p.footprint_bytes = m.footprint;
     p.rss_bytes = m.rss;
+    p.job = m.job.or(p.job);
     p.peak_bytes = p.peak_bytes.max(m.footprint);
     // After a gap longer than GROWTH_MAX_GAP (the daemon was SIGSTOPped,
     // or the machine stalled it) the rate starts again (issue 9).
@@ -729,11 +904,18 @@ mod tests {
         for (name, cmd, want) in rows {
             let argv: Vec<&str> = cmd.split(' ').collect();
             assert_eq!(
-                may_host_mlx(name, &Program::of(&argv, name)),
+                may_host_mlx(name, &Program::of(&argv, name), ""),
                 want,
                 "{name} {cmd}"
             );
         }
+        // Issue 26: a Python that renamed itself (prctl / setproctitle)
+        // is still asked, by its executable; another program is not.
+        let renamed = Program::of(&["trainer-0"], "trainer-0");
+        assert!(may_host_mlx("trainer-0", &renamed, "/usr/bin/python3.12"));
+        assert!(may_host_mlx("trainer-0", &renamed, "/opt/venv/bin/python3 (deleted)"));
+        assert!(!may_host_mlx("trainer-0", &renamed, "/usr/bin/make"));
+        assert!(!may_host_mlx("trainer-0", &renamed, ""));
     }
 
     #[test]
@@ -1004,11 +1186,13 @@ mod tests {
             start_time: 100 + pid as u64,
             name: kernel_name(&argv),
             argv,
+            exe: String::new(),
         };
         let m = ProcMeasure {
             start_time: 100 + pid as u64,
             footprint: Bytes::mib(mib),
             rss: Bytes::mib(mib),
+            job: None,
         };
         t.procs.insert(Pid(pid), (id, lib.map(String::from), m));
     }

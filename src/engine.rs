@@ -128,9 +128,29 @@ pub fn action_fields(a: &Action, outcome: &Outcome) -> (&'static str, Value) {
         Action::RedNotMlx {
             reason,
             top_processes,
+            contributors,
         } => (
             "red_not_mlx",
-            json!({ "reason": reason, "top_processes": top_processes }),
+            json!({ "reason": reason, "top_processes": top_processes, "contributors": contributors }),
+        ),
+        Action::Freed {
+            processes,
+            freed_bytes,
+            available_before_bytes,
+            available_after_bytes,
+            others_growth_bytes,
+            after_secs,
+        } => (
+            "victim_freed",
+            json!({
+                "pids": processes.iter().map(|p| p.pid).collect::<Vec<_>>(),
+                "name": processes.first().map(|p| p.name.clone()),
+                "freed_bytes": freed_bytes,
+                "available_before_bytes": available_before_bytes,
+                "available_after_bytes": available_after_bytes,
+                "others_growth_bytes": others_growth_bytes,
+                "after_secs": after_secs,
+            }),
         ),
         Action::VictimExited {
             process,

@@ -5,6 +5,7 @@ pub mod act;
 pub mod action;
 pub mod advise;
 pub mod agent;
+pub mod attribute;
 pub mod check_config;
 pub mod classify;
 pub mod cli;

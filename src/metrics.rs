@@ -571,6 +571,8 @@ mod tests {
             growth_bytes_per_sec: 1.5e6,
             program: "mlx_lm.lora".into(),
             matched_by: "pattern:x".into(),
+            job: None,
+            started_at: None,
         }
     }
 

@@ -49,7 +49,7 @@ impl fmt::Display for Bytes {
 }
 
 /// A process id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Pid(pub i32);
 
@@ -208,6 +208,15 @@ pub struct MlxProcess {
     pub growth_bytes_per_sec: f64,
     /// Why it counts as MLX: "pattern:<regex>" or "library:<path>".
     pub matched_by: String,
+    /// Its job: the process group it belongs to (processes of one job are
+    /// summed when memory's fall is attributed, src/attribute.rs). `None`
+    /// in traces written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<Pid>,
+    /// When it started, on the Snapshot clock (seconds), if after headroom
+    /// did: all of its memory was allocated since. `None`: before, or unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<f64>,
 }
 
 /// One of the largest processes on the machine, MLX or not: who holds the
@@ -222,6 +231,25 @@ pub struct TopProcess {
     pub name: String,
     pub footprint_bytes: Bytes,
     /// Whether discovery counts it as MLX.
+    pub mlx: bool,
+}
+
+/// One job — the processes of one process group, any user's, MLX or not —
+/// summed: who holds (and who takes) the memory while it is not quiet.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobUsage {
+    /// The process group id.
+    pub job: Pid,
+    /// The owner of its largest process; `None` where unreadable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// How people call its largest process (`python3 workers.py`).
+    pub name: String,
+    /// How many processes it has now.
+    pub processes: u32,
+    /// Their footprints summed.
+    pub footprint_bytes: Bytes,
+    /// Whether discovery counts any of them as MLX.
     pub mlx: bool,
 }
 
@@ -241,6 +269,10 @@ pub struct Snapshot {
     /// daemon asks (memory red), else empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub top_processes: Vec<TopProcess>,
+    /// The jobs holding the most memory and those growing fastest since the
+    /// last read, any user's; read only while memory is yellow or red.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<JobUsage>,
     /// headroom's parent, its parent, … up to (not including) pid 1, read
     /// with this sample: never victims.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -346,6 +378,8 @@ impl MlxProcess {
             growth_bytes_per_sec: 0.0,
             program: "mlx_lm.lora".into(),
             matched_by: "pattern:x".into(),
+            job: Some(Pid(pid)),
+            started_at: None,
         }
     }
 }

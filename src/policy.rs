@@ -1,7 +1,8 @@
 //! Pure policy: Level + Snapshot → Actions. Owns incidents, grace periods,
 //! escalation and victim choice, all timed on `Snapshot::at`. No I/O.
 
-use crate::action::{Action, Notice, NoticeKind, Outcome, Sig, SignalOrder};
+use crate::action::{Action, Contributor, Notice, NoticeKind, Outcome, Sig, SignalOrder};
+use crate::attribute::{grown, percent, Assessment, Attribution, Member};
 use crate::classify::{Classification, Reason};
 use crate::cmdline::display_name;
 use crate::config::{Config, NeverKill};
@@ -58,72 +59,109 @@ impl Guard<'_> {
     }
 }
 
-/// The victim: the eligible MLX process of at least `min_footprint` with
-/// the largest footprint (ties: fastest growth, then lowest pid, so the
-/// choice is deterministic). `Err` says why there is none, naming the
-/// largest candidate and its size.
-pub fn choose_victim<'a>(
-    procs: &'a [MlxProcess],
+/// The victims: the eligible processes of the MLX job that eats
+/// (`attribute`: its growth a real share of the fall), most growth first,
+/// each of which grew itself, together at least `min_footprint`. The MLX
+/// job with the most growth that may be stopped is chosen; an MLX job that
+/// does not eat is never chosen, however large (issue 26). `Err` says why
+/// there is none, naming who eats.
+pub fn choose_victims<'a>(
+    a: &'a Assessment<'a>,
     guard: &Guard,
     min_footprint: Bytes,
-) -> Result<&'a MlxProcess, String> {
-    let order = |a: &&MlxProcess, b: &&MlxProcess| {
-        a.footprint_bytes
-            .cmp(&b.footprint_bytes)
-            .then(a.growth_bytes_per_sec.total_cmp(&b.growth_bytes_per_sec))
-            .then(b.pid.cmp(&a.pid))
-    };
-    let eligible = procs.iter().filter(|p| guard.ineligible(p).is_none());
-    if let Some(p) = eligible
-        .clone()
-        .filter(|p| p.footprint_bytes >= min_footprint)
-        .max_by(order)
-    {
-        return Ok(p);
-    }
-    if procs.is_empty() {
+) -> Result<Vec<&'a MlxProcess>, String> {
+    if a.mlx_jobs.is_empty() {
         return Err("no MLX process is running: the memory is used by something else".into());
     }
-    if let Some(p) = eligible.max_by(order) {
-        return Err(format!(
-            "the largest MLX process, {} (pid {}), uses {}, below actions.min_victim_footprint {min_footprint}: stopping it would not free enough to matter",
-            display_name(p),
-            p.pid,
-            p.footprint_bytes
+    let mut refused = Vec::new();
+    for j in a.eating_mlx() {
+        let (ok, not): (Vec<&Member>, Vec<&Member>) = j
+            .eating_members()
+            .partition(|m| guard.ineligible(m.process).is_none());
+        let size = Bytes(ok.iter().map(|m| m.process.footprint_bytes.0).sum());
+        if !ok.is_empty() && size >= min_footprint {
+            return Ok(ok.iter().map(|m| m.process).collect());
+        }
+        let lead = j.members.first().map(|m| m.process);
+        let who = lead
+            .map(|p| format!("{} (pid {})", display_name(p), p.pid))
+            .unwrap_or_default();
+        let why = if let Some(m) = not.first() {
+            guard.ineligible(m.process).unwrap_or_default()
+        } else if ok.is_empty() {
+            "none of its processes grew on its own".into()
+        } else {
+            format!("it uses {size}, below actions.min_victim_footprint {min_footprint}: stopping it would not free enough to matter")
+        };
+        refused.push(format!(
+            "the MLX job eating, {who}, made {} {} ({} %), but may not be stopped: {why}",
+            grown(j.growth),
+            a.of_the_fall(),
+            percent(j.growth, a.fall.bytes)
         ));
     }
-    let why_not: Vec<String> = procs
-        .iter()
-        .filter_map(|p| guard.ineligible(p).map(|w| format!("pid {}: {w}", p.pid)))
-        .collect();
-    Err(format!("no eligible MLX process ({})", why_not.join("; ")))
+    if !refused.is_empty() {
+        return Err(refused.join("; "));
+    }
+    Err(format!(
+        "no MLX job is eating: MLX processes grew {} {} (a job must make at least {} % of it and {})",
+        grown(a.mlx_growth()),
+        a.of_the_fall(),
+        (crate::attribute::MAJOR_SHARE * 100.0) as u64,
+        crate::attribute::MIN_GROWTH
+    ))
 }
 
-/// The victim must be what eats the memory: an MLX process that is not
-/// growing, while a larger process that is not MLX holds the machine, is
-/// not stopped (issue 12 review: idle MLX jobs were stopped one by one for
-/// a non-MLX hog). Known only once the snapshot lists the largest
-/// processes (read while red); without that list the victim stands.
-fn not_the_eater<'a>(p: &'a MlxProcess, s: &Snapshot) -> Result<&'a MlxProcess, String> {
-    let hog = s
-        .top_processes
-        .iter()
-        .filter(|t| !t.mlx && t.pid != p.pid)
-        .max_by_key(|t| t.footprint_bytes);
-    match hog {
-        Some(h) if h.footprint_bytes > p.footprint_bytes && p.growth_bytes_per_sec <= 0.0 => {
-            Err(format!(
-                "the largest MLX process, {} (pid {}, {}), is not growing and {} (pid {}, {}) is larger and not MLX: stopping the MLX job would not stop what fills memory",
-                display_name(p),
-                p.pid,
-                p.footprint_bytes,
-                crate::cmdline::printable(&h.name),
-                h.pid,
-                h.footprint_bytes
-            ))
-        }
-        _ => Ok(p),
+/// Who eats, to be named when nobody may be stopped: the listed jobs
+/// that eat, else (jobs not read yet) the MLX jobs that eat.
+pub fn contributors(a: &Assessment) -> Vec<Contributor> {
+    let listed: Vec<Contributor> = a
+        .eating_jobs()
+        .take(crate::sample::TOP_PROCESSES)
+        .map(|j| Contributor {
+            job: j.job.job,
+            name: j.job.name.clone(),
+            uid: j.job.uid,
+            processes: j.job.processes,
+            mlx: j.job.mlx,
+            growth_bytes: grown(j.growth),
+            fall_bytes: j.fall,
+            secs: j.secs,
+            text: j.describe(),
+        })
+        .collect();
+    if !listed.is_empty() {
+        return listed;
     }
+    a.eating_mlx()
+        .take(crate::sample::TOP_PROCESSES)
+        .filter_map(|j| {
+            let p = j.members.first()?.process;
+            let more = match j.members.len() {
+                1 => String::new(),
+                n => format!(" and {} more", n - 1),
+            };
+            Some(Contributor {
+                job: j.job,
+                name: display_name(p),
+                uid: Some(p.uid),
+                processes: j.members.len() as u32,
+                mlx: true,
+                growth_bytes: grown(j.growth),
+                fall_bytes: a.fall.bytes,
+                secs: a.fall.secs,
+                text: format!(
+                    "{}{more} (pid group {}, uid {}, MLX) made {} {} ({} %)",
+                    display_name(p),
+                    j.job,
+                    p.uid,
+                    grown(j.growth),
+                    a.of_the_fall(),
+                    percent(j.growth, a.fall.bytes)
+                ),
+            })
+        })
+        .collect()
 }
 
 /// "firefox (pid 12, uid 1000) 2.60 GiB, mlx_lm.lora (pid 40) 1.10 GiB [MLX]".
@@ -163,14 +201,64 @@ impl Victim {
     }
 }
 
+/// A stop whose processes are all gone: what it freed is measured once
+/// their memory is back — available memory stopped rising (at least
+/// SETTLE_MIN after the exit), or SETTLE_MAX passed — with what the other
+/// jobs grew since the SIGTERM added back (issue 26: "freed" read 50 ms
+/// after the exit, with a second eater's growth subtracted, blocked the
+/// second eater). Until then no other job is stopped, unless available
+/// memory is below `actions.kill_floor`.
+struct Settling {
+    processes: Vec<MlxProcess>,
+    term_at: Duration,
+    exited_at: Duration,
+    available_before: Bytes,
+    /// Available at the last sample, to see it stop rising.
+    last: Bytes,
+    /// What every other job held at the SIGTERM (listed jobs, else MLX
+    /// processes by job), to add their growth back.
+    others_at_term: Vec<(Pid, u64)>,
+}
+
+/// How long after the exit available memory may still be rising before
+/// "freed" is read…
+pub const SETTLE_MIN: Duration = Duration::from_millis(250);
+/// …a rise smaller than this between two samples is settled…
+pub const SETTLE_STEP: Bytes = Bytes(16 * Bytes::MIB);
+/// …and "freed" is read at the latest this long after the exit.
+pub const SETTLE_MAX: Duration = Duration::from_secs(3);
+
+/// What each job other than `skip`'s holds: the listed jobs when there are
+/// any, else the MLX processes summed by job.
+fn holdings(s: &Snapshot, skip: &[Pid]) -> Vec<(Pid, u64)> {
+    let mut out: Vec<(Pid, u64)> = Vec::new();
+    if !s.jobs.is_empty() {
+        out.extend(s.jobs.iter().map(|j| (j.job, j.footprint_bytes.0)));
+    } else {
+        for p in &s.mlx_processes {
+            let job = p.job.unwrap_or(p.pid);
+            match out.iter_mut().find(|(j, _)| *j == job) {
+                Some((_, v)) => *v += p.footprint_bytes.0,
+                None => out.push((job, p.footprint_bytes.0)),
+            }
+        }
+    }
+    out.retain(|(j, _)| !skip.contains(j));
+    out
+}
+
+/// The job of each process.
+fn jobs_of(procs: &[MlxProcess]) -> Vec<Pid> {
+    procs.iter().map(|p| p.job.unwrap_or(p.pid)).collect()
+}
+
 #[derive(Default)]
 struct Incident {
     red_since: Option<Duration>,
     notified: Vec<NoticeKind>,
-    victim: Option<Victim>,
-    /// When the last victim exited: nothing more is signalled on that same
-    /// snapshot, so its freed memory shows in a fresh measurement first.
-    settled_after: Option<Duration>,
+    /// The processes of the job being stopped (one job at a time).
+    victims: Vec<Victim>,
+    settling: Option<Settling>,
     /// What is said once per red period; cleared when red ends.
     red: RedPeriod,
 }
@@ -179,20 +267,18 @@ struct Incident {
 #[derive(Default)]
 struct RedPeriod {
     no_victim_reported: bool,
-    /// A termination freed less than half its victim's footprint: memory is
-    /// not MLX's to give back, so nothing more is signalled (no cascades).
-    cascade_stop: Option<String>,
-    cascade_said: bool,
     /// When red was first found with nobody to stop and why, and whether
-    /// the largest processes have been named (`red_not_mlx`).
+    /// who holds and who eats the memory has been named (`red_not_mlx`).
     nobody: Option<(Duration, String)>,
     nobody_said: bool,
 }
 
-/// What one red step is judged on: the snapshot, the settings, who may
-/// be signalled, the red line, when red began and why it is red.
+/// What one red step is judged on: the snapshot, who made its fall, the
+/// settings, who may be signalled, the red line, when red began and why
+/// it is red.
 struct RedStep<'a> {
     s: &'a Snapshot,
+    a: &'a Assessment<'a>,
     cfg: &'a crate::config::Actions,
     guard: Guard<'a>,
     red_line: Bytes,
@@ -200,8 +286,8 @@ struct RedStep<'a> {
     why: &'a str,
 }
 
-/// How long the notice that names the largest processes waits for a sample
-/// that lists them (the daemon starts reading them once red).
+/// How long the notice that names who holds the memory waits for a sample
+/// that lists the jobs (the daemon reads them while yellow or red).
 pub const TOP_WAIT: Duration = Duration::from_secs(2);
 
 pub struct Policy {
@@ -211,6 +297,8 @@ pub struct Policy {
     last_notice: HashMap<NoticeKind, Duration>,
     /// `at` of the previous snapshot, to see gaps in sampling.
     last_at: Option<Duration>,
+    /// Who made memory fall, from every snapshot seen.
+    attribution: Attribution,
 }
 
 /// No snapshot for longer than this (and than `GAP_POLLS` poll intervals) is
@@ -243,6 +331,14 @@ fn describe(p: &MlxProcess) -> String {
     )
 }
 
+/// The MLX process a yellow or red notice is about: the one that grew most
+/// in the job that eats, else the largest.
+fn lead<'a>(a: &Assessment<'a>, s: &'a Snapshot) -> Option<&'a MlxProcess> {
+    a.eating_mlx()
+        .find_map(|j| j.members.first().map(|m| m.process))
+        .or_else(|| s.mlx_processes.iter().max_by_key(|p| p.footprint_bytes))
+}
+
 impl Policy {
     pub fn new(self_pid: Pid, scope: Scope) -> Policy {
         Policy {
@@ -251,10 +347,11 @@ impl Policy {
             incident: None,
             last_notice: HashMap::new(),
             last_at: None,
+            attribution: Attribution::default(),
         }
     }
 
-    /// A new scope (config reload), keeping the incident: its victim, the
+    /// A new scope (config reload), keeping the incident: its victims, the
     /// grace period and what was said stay (issue 12 review: a reload
     /// during red allowed a second SIGTERM in the same red period).
     pub fn set_scope(&mut self, self_pid: Pid, scope: Scope) {
@@ -262,11 +359,11 @@ impl Policy {
         self.scope = scope;
     }
 
-    /// Whether a victim has been signalled and has not exited yet.
+    /// A victim that has been signalled and has not exited yet.
     pub fn victim_pending(&self) -> Option<&MlxProcess> {
         self.incident
             .as_ref()
-            .and_then(|i| i.victim.as_ref())
+            .and_then(|i| i.victims.first())
             .map(|v| &v.process)
     }
 
@@ -274,6 +371,7 @@ impl Policy {
         let cfg = &config.actions;
         let red_line = c.lines.red;
         let mut out = Vec::new();
+        self.attribution.observe(s);
         let gap = self.last_at.replace(s.at).is_some_and(|prev| {
             // The longest sleep the adaptive pace may take is not a gap.
             is_gap(
@@ -283,10 +381,15 @@ impl Policy {
             )
         });
         if c.level == Level::Green {
-            if let Some(inc) = self.incident.take() {
-                let had_victim = inc.victim.is_some() || inc.settled_after.is_some();
-                if let Some(v) = inc.victim {
-                    self.track_victim_exit(&v, s, &mut out);
+            if let Some(mut inc) = self.incident.take() {
+                let had_victim = !inc.victims.is_empty() || inc.settling.is_some();
+                for v in std::mem::take(&mut inc.victims) {
+                    if v.find_in(s).is_none() {
+                        Policy::exited(&v, s, &mut out);
+                    }
+                }
+                if let Some(st) = inc.settling.take() {
+                    Policy::freed(st, s, &mut out);
                 }
                 if inc.notified.is_empty() && !had_victim {
                     return out;
@@ -308,14 +411,15 @@ impl Policy {
             return out;
         }
 
+        let a = self.attribution.assess(s);
         let mut inc = self.incident.take().unwrap_or_default();
         if gap {
             // Red time nobody watched is not red time held: the grace period
             // starts again from this fresh sample (issue 9: SIGSTOP/SIGCONT).
             inc.red_since = None;
         }
-        let top = s.mlx_processes.iter().max_by_key(|p| p.footprint_bytes);
-        let about = top
+        let lead = lead(&a, s);
+        let about = lead
             .map(|p| format!(" {}.", describe(p)))
             .unwrap_or_default();
         let reasons: Vec<String> = c
@@ -326,24 +430,34 @@ impl Policy {
             .collect();
         let why = reasons.join("; ");
 
-        // Victim bookkeeping first: has it exited?
-        if let Some(v) = &inc.victim {
-            if v.find_in(s).is_none() {
-                if let Some(v) = inc.victim.take() {
-                    self.track_victim_exit(&v, s, &mut out);
-                    let freed = s.memory.available_bytes.saturating_sub(v.available_before);
-                    if freed.0.saturating_mul(2) < v.process.footprint_bytes.0 {
-                        inc.red.cascade_stop = Some(format!(
-                            "stopping {} (pid {}, {}) freed only {}: the memory is held by something else, so no further process is stopped while memory stays red",
-                            display_name(&v.process),
-                            v.process.pid,
-                            v.process.footprint_bytes,
-                            freed
-                        ));
+        // Victim bookkeeping first: which have exited? When the last one
+        // has, what the stop freed is measured once memory settles.
+        if !inc.victims.is_empty() {
+            let (gone, alive): (Vec<Victim>, Vec<Victim>) = std::mem::take(&mut inc.victims)
+                .into_iter()
+                .partition(|v| v.find_in(s).is_none());
+            for v in &gone {
+                Policy::exited(v, s, &mut out);
+            }
+            inc.victims = alive;
+            if inc.victims.is_empty() {
+                if let Some(st) = inc.settling.as_mut() {
+                    st.exited_at = s.at;
+                    st.last = s.memory.available_bytes;
+                }
+                inc.red_since = Some(s.at);
+            }
+        }
+        if inc.victims.is_empty() {
+            if let Some(st) = inc.settling.as_mut() {
+                let rose = s.memory.available_bytes.saturating_sub(st.last);
+                let since = s.at.saturating_sub(st.exited_at);
+                st.last = s.memory.available_bytes;
+                if (since >= SETTLE_MIN && rose < SETTLE_STEP) || since >= SETTLE_MAX {
+                    if let Some(st) = inc.settling.take() {
+                        Policy::freed(st, s, &mut out);
                     }
                 }
-                inc.settled_after = Some(s.at);
-                inc.red_since = Some(s.at);
             }
         }
 
@@ -359,7 +473,7 @@ impl Policy {
                         kind: NoticeKind::Yellow,
                         title,
                         body,
-                        pid: top.map(|p| p.pid),
+                        pid: lead.map(|p| p.pid),
                     },
                     &mut out,
                 );
@@ -377,7 +491,7 @@ impl Policy {
                         kind: NoticeKind::Red,
                         title,
                         body,
-                        pid: top.map(|p| p.pid),
+                        pid: lead.map(|p| p.pid),
                     },
                     &mut out,
                 );
@@ -385,6 +499,7 @@ impl Policy {
             let red_since = *inc.red_since.get_or_insert(s.at);
             let st = RedStep {
                 s,
+                a: &a,
                 cfg,
                 guard: Guard {
                     self_pid: self.self_pid,
@@ -398,29 +513,35 @@ impl Policy {
             };
             let mut red = std::mem::take(&mut inc.red);
             let stopping = Policy::red(&st, &mut inc, &mut red, &mut out);
-            if let Some((p, reason)) = stopping {
-                let short = display_name(&p);
-                let title = if cfg.dry_run {
-                    format!("Dry run: would stop {short} (pid {})", p.pid)
-                } else {
-                    format!("Stopping {short} (pid {})", p.pid)
-                };
-                let body = format!("{}. Why: {reason}.", describe(&p));
-                self.notice(
-                    cfg,
-                    &mut Vec::new(),
-                    s.at,
-                    Notice {
-                        kind: NoticeKind::Terminated,
-                        title,
-                        body,
-                        pid: Some(p.pid),
-                    },
-                    &mut out,
-                );
+            if let Some((procs, reason)) = stopping {
+                if let Some(p) = procs.first() {
+                    let short = display_name(p);
+                    let more = match procs.len() {
+                        1 => String::new(),
+                        n => format!(" and {} more of its job", n - 1),
+                    };
+                    let title = if cfg.dry_run {
+                        format!("Dry run: would stop {short} (pid {}){more}", p.pid)
+                    } else {
+                        format!("Stopping {short} (pid {}){more}", p.pid)
+                    };
+                    let body = format!("{}. Why: {reason}.", describe(p));
+                    self.notice(
+                        cfg,
+                        &mut Vec::new(),
+                        s.at,
+                        Notice {
+                            kind: NoticeKind::Terminated,
+                            title,
+                            body,
+                            pid: Some(p.pid),
+                        },
+                        &mut out,
+                    );
+                }
             }
             if red.nobody.is_some() && !red.nobody_said {
-                self.name_the_holders(s, cfg, &mut inc, &mut red, &why, &mut out);
+                self.name_the_holders(s, &a, cfg, &mut inc, &mut red, &why, &mut out);
             }
             inc.red = red;
         } else {
@@ -431,17 +552,17 @@ impl Policy {
         out
     }
 
-    /// Red held: escalate the victim (`escalate`), or choose one and order
-    /// its SIGTERM (`choose_and_terminate`), or say why nobody
-    /// (`report_no_victim`). Returns the process a SIGTERM was ordered for
-    /// and why (its notice is posted by the caller); the notice about nobody
-    /// to stop is `name_the_holders`'s.
+    /// Red held: escalate the victims (`escalate`), or choose the job that
+    /// eats and order its SIGTERMs (`choose_and_terminate`), or say why
+    /// nobody (`report_no_victim`). Returns the processes SIGTERMs were
+    /// ordered for and why (the notice is posted by the caller); the notice
+    /// about nobody to stop is `name_the_holders`'s.
     fn red(
         st: &RedStep,
         inc: &mut Incident,
         red: &mut RedPeriod,
         out: &mut Vec<Action>,
-    ) -> Option<(MlxProcess, String)> {
+    ) -> Option<(Vec<MlxProcess>, String)> {
         let s = st.s;
         // Red held only by the hysteresis band (memory is back above the red
         // line, the kernel not critical) starts and escalates nothing.
@@ -450,33 +571,24 @@ impl Policy {
             inc.red_since = None; // the grace period restarts below the line
             return None;
         }
-        if let Some(v) = inc.victim.as_mut() {
-            Policy::escalate(st, v, out);
-            return None;
-        }
-        if inc.settled_after.is_some_and(|t| s.at <= t) {
-            return None;
-        }
-        if let Some(reason) = red.cascade_stop.clone() {
-            if !red.cascade_said {
-                red.cascade_said = true;
-                red.no_victim_reported = true;
-                if !red.nobody_said {
-                    red.nobody = Some((s.at, reason.clone()));
-                }
-                out.push(Action::NoVictim {
-                    reason,
-                    mlx_processes: s.mlx_processes.len(),
-                });
+        if !inc.victims.is_empty() {
+            for v in &mut inc.victims {
+                Policy::escalate(st, v, out);
             }
+            return None;
+        }
+        // Waiting for the last stop's memory to come back; below the kill
+        // floor the next job that eats is stopped without waiting.
+        let floor = st.cfg.kill_floor.resolve(s.memory.total_bytes);
+        if inc.settling.is_some() && s.memory.available_bytes >= floor {
             return None;
         }
         Policy::choose_and_terminate(st, inc, red, out)
     }
 
-    /// The victim's SIGTERM is out: a SIGKILL once it outlives `kill_after`
+    /// A victim's SIGTERM is out: a SIGKILL once it outlives `kill_after`
     /// or memory falls below half the kill floor; one that outlives its
-    /// SIGKILL is reported once. Never a second victim.
+    /// SIGKILL is reported once. No other job meanwhile.
     fn escalate(st: &RedStep, v: &mut Victim, out: &mut Vec<Action>) {
         let (s, cfg) = (st.s, st.cfg);
         let avail = s.memory.available_bytes;
@@ -487,7 +599,7 @@ impl Policy {
             // Still listed (an exited victim was taken above). A process
             // in uninterruptible sleep (I/O on a hung disk or network
             // file system) dies only when that I/O returns. Say so once;
-            // still no second victim (one per incident).
+            // still no other job (one at a time).
             let waited = s.at.saturating_sub(killed_at);
             if !v.stuck_said && waited >= cfg.kill_after {
                 v.stuck_said = true;
@@ -537,14 +649,15 @@ impl Policy {
     }
 
     /// Red held past the grace period (or below the kill floor) with no
-    /// victim yet: choose one and order its SIGTERM, or report why nobody.
+    /// victim yet: choose the MLX job that eats and order its SIGTERMs, or
+    /// report why nobody.
     fn choose_and_terminate(
         st: &RedStep,
         inc: &mut Incident,
         red: &mut RedPeriod,
         out: &mut Vec<Action>,
-    ) -> Option<(MlxProcess, String)> {
-        let (s, cfg) = (st.s, st.cfg);
+    ) -> Option<(Vec<MlxProcess>, String)> {
+        let (s, cfg, a) = (st.s, st.cfg, st.a);
         let total = s.memory.total_bytes;
         let avail = s.memory.available_bytes;
         let floor = cfg.kill_floor.resolve(total);
@@ -566,34 +679,55 @@ impl Policy {
             return None;
         }
         let min = cfg.min_victim_footprint.resolve(total);
-        match choose_victim(&s.mlx_processes, &st.guard, min).and_then(|p| not_the_eater(p, s)) {
-            Ok(p) => {
-                inc.victim = Some(Victim {
-                    process: p.clone(),
-                    term_at: s.at,
-                    killed_at: None,
-                    stuck_said: false,
-                    available_before: avail,
-                    waiting: false,
-                });
-                out.push(Action::Signal(SignalOrder {
-                    signal: Sig::Term,
-                    process: p.clone(),
-                    available_bytes: avail,
-                    red_line_bytes: st.red_line,
-                    reason: reason.clone(),
-                }));
-                Some((p.clone(), reason))
-            }
+        let procs = match choose_victims(a, &st.guard, min) {
+            Ok(v) => v,
             Err(why) => {
                 Policy::report_no_victim(s, red, why, out);
-                None
+                return None;
             }
+        };
+        let job = procs.first().map_or(Pid(0), |p| p.job.unwrap_or(p.pid));
+        let growth = a
+            .mlx_jobs
+            .iter()
+            .find(|j| j.job == job)
+            .map_or(0, |j| j.growth);
+        let reason = format!(
+            "{reason}; its job made {} {} ({} %)",
+            grown(growth),
+            a.of_the_fall(),
+            percent(growth, a.fall.bytes)
+        );
+        inc.settling = Some(Settling {
+            processes: procs.iter().map(|p| (*p).clone()).collect(),
+            term_at: s.at,
+            exited_at: s.at,
+            available_before: avail,
+            last: avail,
+            others_at_term: holdings(s, &[job]),
+        });
+        for p in &procs {
+            inc.victims.push(Victim {
+                process: (*p).clone(),
+                term_at: s.at,
+                killed_at: None,
+                stuck_said: false,
+                available_before: avail,
+                waiting: false,
+            });
+            out.push(Action::Signal(SignalOrder {
+                signal: Sig::Term,
+                process: (*p).clone(),
+                available_bytes: avail,
+                red_line_bytes: st.red_line,
+                reason: reason.clone(),
+            }));
         }
+        Some((procs.into_iter().cloned().collect(), reason))
     }
 
-    /// Nobody may be stopped, and why: said once per red period (the
-    /// largest processes are named later, by `name_the_holders`).
+    /// Nobody may be stopped, and why: said once per red period (who holds
+    /// and who eats the memory is named later, by `name_the_holders`).
     fn report_no_victim(s: &Snapshot, red: &mut RedPeriod, reason: String, out: &mut Vec<Action>) {
         if red.no_victim_reported {
             return;
@@ -606,12 +740,15 @@ impl Policy {
         });
     }
 
-    /// Nobody may be stopped while red: name who holds the memory — a
-    /// `red_not_mlx` event and the notice, with the largest processes from
-    /// the snapshot. Waits up to TOP_WAIT for a snapshot that lists them.
+    /// Nobody may be stopped while red: name who eats and who holds the
+    /// memory — a `red_not_mlx` event and the notice, from the snapshot's
+    /// jobs and largest processes. Waits up to TOP_WAIT for a snapshot that
+    /// lists them.
+    #[allow(clippy::too_many_arguments)]
     fn name_the_holders(
         &mut self,
         s: &Snapshot,
+        a: &Assessment,
         cfg: &crate::config::Actions,
         inc: &mut Incident,
         red: &mut RedPeriod,
@@ -621,21 +758,32 @@ impl Policy {
         let Some((since, reason)) = red.nobody.clone() else {
             return;
         };
-        if s.top_processes.is_empty() && s.at.saturating_sub(since) < TOP_WAIT {
+        let listed = !s.top_processes.is_empty() || !s.jobs.is_empty();
+        if !listed && s.at.saturating_sub(since) < TOP_WAIT {
             return;
         }
         red.nobody_said = true;
-        let body = if s.top_processes.is_empty() {
+        let contributors = contributors(a);
+        let body = if !listed && contributors.is_empty() {
             format!("{reason}. {why}.")
         } else {
+            let eating = if contributors.is_empty() {
+                String::new()
+            } else {
+                let texts: Vec<&str> = contributors.iter().map(|c| c.text.as_str()).collect();
+                format!("Eating the memory: {}. ", texts.join("; "))
+            };
+            let holding = if s.top_processes.is_empty() {
+                String::new()
+            } else {
+                format!("Using the most: {}. ", name_top(&s.top_processes))
+            };
             out.push(Action::RedNotMlx {
                 reason: reason.clone(),
                 top_processes: s.top_processes.clone(),
+                contributors,
             });
-            format!(
-                "Using the most memory: {}. headroom only stops MLX jobs; {reason}. {why}.",
-                name_top(&s.top_processes)
-            )
+            format!("{eating}{holding}headroom stops only an MLX job that eats; {reason}. {why}.")
         };
         self.notice(
             cfg,
@@ -667,7 +815,16 @@ impl Policy {
             (Outcome::Pending, _) => v.waiting = true,
             (_, Sig::Term) => {
                 if let Some(inc) = self.incident.as_mut() {
-                    inc.victim = None;
+                    let same = |p: &MlxProcess| {
+                        p.pid == order.process.pid && p.start_time == order.process.start_time
+                    };
+                    inc.victims.retain(|v| !same(&v.process));
+                    if let Some(st) = inc.settling.as_mut() {
+                        st.processes.retain(|p| !same(p));
+                    }
+                    if inc.victims.is_empty() {
+                        inc.settling = None;
+                    }
                 }
             }
             (_, Sig::Kill) => v.killed_at = None,
@@ -687,27 +844,49 @@ impl Policy {
         self.signal_outcome(order, outcome);
     }
 
-    /// The current victim, if `order` is about that very process.
+    /// The victim `order` is about, if it is one.
     fn victim_of(&mut self, order: &SignalOrder) -> Option<&mut Victim> {
-        self.incident
-            .as_mut()
-            .and_then(|inc| inc.victim.as_mut())
-            .filter(|v| {
+        self.incident.as_mut().and_then(|inc| {
+            inc.victims.iter_mut().find(|v| {
                 v.process.pid == order.process.pid
                     && v.process.start_time == order.process.start_time
             })
+        })
     }
 
-    fn track_victim_exit(&self, v: &Victim, s: &Snapshot, out: &mut Vec<Action>) {
-        if v.find_in(s).is_none() {
-            out.push(Action::VictimExited {
-                process: v.process.clone(),
-                after_secs: s.at.saturating_sub(v.term_at).as_secs_f64(),
-                available_before_bytes: v.available_before,
-                available_after_bytes: s.memory.available_bytes,
-                killed: v.killed_at.is_some(),
-            });
-        }
+    fn exited(v: &Victim, s: &Snapshot, out: &mut Vec<Action>) {
+        out.push(Action::VictimExited {
+            process: v.process.clone(),
+            after_secs: s.at.saturating_sub(v.term_at).as_secs_f64(),
+            available_before_bytes: v.available_before,
+            available_after_bytes: s.memory.available_bytes,
+            killed: v.killed_at.is_some(),
+        });
+    }
+
+    /// The stop's memory is back (or the wait is over): what it freed.
+    fn freed(st: Settling, s: &Snapshot, out: &mut Vec<Action>) {
+        let skip = jobs_of(&st.processes);
+        let others: u64 = holdings(s, &skip)
+            .iter()
+            .map(|(job, now)| {
+                let then = st
+                    .others_at_term
+                    .iter()
+                    .find(|(j, _)| j == job)
+                    .map_or(*now, |(_, v)| *v);
+                now.saturating_sub(then)
+            })
+            .sum();
+        let rose = s.memory.available_bytes.saturating_sub(st.available_before);
+        out.push(Action::Freed {
+            processes: st.processes,
+            freed_bytes: Bytes(rose.0.saturating_add(others)),
+            available_before_bytes: st.available_before,
+            available_after_bytes: s.memory.available_bytes,
+            others_growth_bytes: Bytes(others),
+            after_secs: s.at.saturating_sub(st.term_at).as_secs_f64(),
+        });
     }
 
     /// Post a notice unless notifications are off, it was already posted in

@@ -21,6 +21,8 @@ fn proc(pid: i32, gib: u64, cmd: &str) -> MlxProcess {
         peak_bytes: Bytes::gib(gib),
         growth_bytes_per_sec: 0.0,
         matched_by: "pattern:test".into(),
+        job: None,
+        started_at: None,
     }
 }
 

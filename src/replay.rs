@@ -267,9 +267,28 @@ pub fn decision_text(d: &Decision) -> String {
                     o.reason
                 ),
                 Action::NoVictim { reason, .. } => format!("no victim: {reason}"),
-                Action::RedNotMlx { top_processes, .. } => format!(
-                    "red, not MLX: largest {}",
-                    crate::policy::name_top(top_processes)
+                Action::RedNotMlx {
+                    top_processes,
+                    contributors,
+                    ..
+                } => {
+                    let eating: Vec<&str> = contributors.iter().map(|c| c.text.as_str()).collect();
+                    format!(
+                        "red, nobody to stop: eating {}; largest {}",
+                        if eating.is_empty() { "unknown".into() } else { eating.join("; ") },
+                        crate::policy::name_top(top_processes)
+                    )
+                }
+                Action::Freed {
+                    processes,
+                    freed_bytes,
+                    others_growth_bytes,
+                    after_secs,
+                    ..
+                } => format!(
+                    "stopping {} process(es) of pid group {} freed {freed_bytes} ({others_growth_bytes} grown by others added back) {after_secs:.1} s after SIGTERM",
+                    processes.len(),
+                    processes.first().map(|p| p.job.unwrap_or(p.pid).0).unwrap_or(0),
                 ),
                 Action::VictimExited {
                     process,

@@ -326,6 +326,8 @@ mod tests {
             growth_bytes_per_sec: growth_mib * Bytes::MIB as f64,
             program: "mlx_lm.lora".into(),
             matched_by: "pattern:x".into(),
+            job: None,
+            started_at: None,
         }
     }
 

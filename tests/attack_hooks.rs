@@ -322,6 +322,8 @@ fn victim_proc() -> MlxProcess {
         peak_bytes: Bytes::gib(6),
         growth_bytes_per_sec: 0.0,
         matched_by: "pattern:test".into(),
+        job: None,
+        started_at: None,
     }
 }
 

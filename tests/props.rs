@@ -212,6 +212,8 @@ fn candidate() -> impl Strategy<Value = Candidate> {
                 growth_bytes_per_sec: growth * Bytes::MIB as f64,
                 program: program.into(),
                 matched_by: "pattern:test".into(),
+                job: None,
+                started_at: None,
             },
         })
 }
@@ -502,6 +504,8 @@ fn no_sigkill_for_a_victim_put_in_never_kill_after_its_sigterm() {
         growth_bytes_per_sec: 0.0,
         program: "mlx_lm.lora".into(),
         matched_by: "pattern:test".into(),
+        job: None,
+        started_at: None,
     };
     let mut engine = Engine::new(Pid(SELF_PID), Scope::user(ME));
     let mut actuator = Actuator::replay();

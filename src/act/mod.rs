@@ -206,7 +206,9 @@ impl Actuator {
                 }
                 Outcome::Done
             }
-            Action::NoVictim { .. } | Action::RedNotMlx { .. } => Outcome::Done,
+            Action::NoVictim { .. } | Action::RedNotMlx { .. } | Action::Freed { .. } => {
+                Outcome::Done
+            }
         }
     }
 }

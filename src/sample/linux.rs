@@ -5,7 +5,7 @@
 //! root directory shaped like `/`, so tests point them at a fake /proc.
 
 use crate::config::Config;
-use crate::discover::{ProcIdentity, ProcMeasure, ProcSource};
+use crate::discover::{ProcIdentity, ProcMeasure, ProcSource, Usage};
 use crate::model::Scope;
 use crate::model::{Bytes, Pid, Pressure, Snapshot, SystemMemory};
 use crate::sample::{Processes, SampleError, Sampler};
@@ -237,6 +237,8 @@ pub struct ProcStat {
     pub state: char,
     /// Field 4: the parent's pid.
     pub ppid: i32,
+    /// Field 5: the process group.
+    pub pgrp: i32,
     /// Field 9: PF_* flags.
     pub flags: u64,
     /// Field 22: start time, clock ticks after boot.
@@ -286,7 +288,8 @@ pub fn parse_stat(text: &str) -> Result<ProcStat, SampleError> {
             .ok_or_else(|| bad(format!("field {field} missing or not a number")))
     };
     let ppid = i32::try_from(num(4, 0)?).map_err(|_| bad("field 4 (ppid) out of range".into()))?;
-    let flags = num(9, 4)?;
+    let pgrp = i32::try_from(num(5, 0)?).map_err(|_| bad("field 5 (pgrp) out of range".into()))?;
+    let flags = num(9, 3)?;
     let start_time = num(22, 12)?;
     let rss_pages = num(24, 1)?;
     Ok(ProcStat {
@@ -294,6 +297,7 @@ pub fn parse_stat(text: &str) -> Result<ProcStat, SampleError> {
         comm,
         state,
         ppid,
+        pgrp,
         flags,
         start_time,
         rss_pages,
@@ -374,6 +378,11 @@ pub fn page_size() -> Result<u64, SampleError> {
             "sysconf(_SC_PAGESIZE) gave {other:?}"
         ))),
     }
+}
+
+/// A process's job: its process group (a stat without one, 0, is its own).
+fn job_of(st: &ProcStat) -> Pid {
+    Pid(if st.pgrp > 0 { st.pgrp } else { st.pid })
 }
 
 /// `ProcSource` over a /proc directory. A process that vanishes between
@@ -463,11 +472,16 @@ impl ProcSource for LinuxProcs {
         }
         let uid = parse_status_uid(&status)?;
         let argv = parse_argv(self.read(pid, "cmdline")?);
+        // Another user's exe is unreadable without root: empty.
+        let exe = std::fs::read_link(self.proc_dir.join(pid.0.to_string()).join("exe"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
         Some(ProcIdentity {
             uid,
             start_time: st.start_time,
             name: st.comm,
             argv,
+            exe,
         })
     }
 
@@ -489,12 +503,28 @@ impl ProcSource for LinuxProcs {
         Some(st.start_time)
     }
 
-    /// One stat read: comm and RSS.
-    fn usage(&mut self, pid: Pid, name: &mut String) -> Option<Bytes> {
+    /// One stat read: comm, RSS and the process group.
+    fn usage(&mut self, pid: Pid, name: &mut String) -> Option<Usage> {
         let st = self.stat(pid)?;
         name.clear();
         name.push_str(&st.comm);
-        Some(Bytes(st.rss_pages.saturating_mul(self.page_size)))
+        Some(Usage {
+            footprint: Bytes(st.rss_pages.saturating_mul(self.page_size)),
+            job: job_of(&st),
+        })
+    }
+
+    /// /proc/uptime minus the start time (clock ticks after boot): both
+    /// count from boot, suspend included, read now.
+    fn age(&mut self, start_time: u64) -> Option<Duration> {
+        let hz = match nix::unistd::sysconf(SysconfVar::CLK_TCK) {
+            Ok(Some(n)) if n > 0 => n as f64,
+            _ => return None,
+        };
+        let up = std::fs::read_to_string(self.proc_dir.join("uptime")).ok()?;
+        let up: f64 = up.split_ascii_whitespace().next()?.parse().ok()?;
+        let age = up - start_time as f64 / hz;
+        (age.is_finite() && age >= 0.0).then(|| Duration::from_secs_f64(age))
     }
 
     /// RSS is both footprint and rss on Linux. It misses GPU memory (CUDA
@@ -506,6 +536,7 @@ impl ProcSource for LinuxProcs {
             start_time: st.start_time,
             footprint: rss,
             rss,
+            job: Some(job_of(&st)),
         })
     }
 }

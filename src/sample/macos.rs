@@ -5,7 +5,7 @@
 #![cfg(target_os = "macos")]
 
 use crate::config::Config;
-use crate::discover::{ProcIdentity, ProcMeasure, ProcSource};
+use crate::discover::{ProcIdentity, ProcMeasure, ProcSource, Usage};
 use crate::macos_vm::{self, RateTracker};
 use crate::model::Scope;
 use crate::model::{Bytes, KernelLevel, Pid, Pressure, Snapshot};
@@ -195,6 +195,14 @@ impl MacProcSource {
     }
 }
 
+/// A process's job: its process group (0, unknown, is its own).
+fn job_of(b: &sys::BsdInfo, pid: Pid) -> Pid {
+    i32::try_from(b.pgid)
+        .ok()
+        .filter(|g| *g > 0)
+        .map_or(pid, Pid)
+}
+
 impl ProcSource for MacProcSource {
     fn pids(&mut self, out: &mut Vec<Pid>) -> std::io::Result<()> {
         sys::list_pids(&mut self.pids, self.uid_only)?;
@@ -226,6 +234,7 @@ impl ProcSource for MacProcSource {
             start_time: b.start_time_us,
             name: b.name,
             argv,
+            exe: sys::exe_path(pid.0).unwrap_or_default(),
         })
     }
 
@@ -238,12 +247,23 @@ impl ProcSource for MacProcSource {
     /// The kernel's name and phys_footprint only (no argument copy): the
     /// top list reads this for every pid while red. Without root, other
     /// users' processes are unreadable and left out of that list.
-    fn usage(&mut self, pid: Pid, name: &mut String) -> Option<Bytes> {
+    fn usage(&mut self, pid: Pid, name: &mut String) -> Option<Usage> {
         let b = sys::bsd_info(pid.0).filter(|b| !b.zombie)?;
         let r = sys::rusage(pid.0)?;
         name.clear();
         name.push_str(&b.name);
-        Some(r.phys_footprint)
+        Some(Usage {
+            footprint: r.phys_footprint,
+            job: job_of(&b, pid),
+        })
+    }
+
+    /// Now minus the start time, both wall-clock microseconds since the epoch.
+    fn age(&mut self, start_time: u64) -> Option<Duration> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        now.checked_sub(Duration::from_micros(start_time))
     }
 
     /// A zombie (exited, not yet reaped) is gone: proc_pid_rusage still
@@ -256,6 +276,7 @@ impl ProcSource for MacProcSource {
             start_time,
             footprint: r.phys_footprint,
             rss: r.resident,
+            job: Some(job_of(&b, pid)),
         })
     }
 }

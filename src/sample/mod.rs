@@ -4,7 +4,9 @@
 use crate::config::Config;
 use crate::discover::{Discovery, ProcSource, ProcessEvent};
 use crate::model::Scope;
-use crate::model::{Bytes, MlxProcess, Pid, Pressure, Snapshot, SystemMemory, TopProcess};
+use crate::model::{
+    Bytes, JobUsage, MlxProcess, Pid, Pressure, Snapshot, SystemMemory, TopProcess,
+};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicI32;
 use std::sync::Arc;
@@ -102,11 +104,16 @@ pub trait Sampler: Probe {
     fn rechecks_due(&mut self, at: Duration) -> bool {
         self.processes().discovery.rechecks_due(at)
     }
-    /// Fill `Snapshot::top_processes` from now on (`true`) or stop (`false`):
-    /// the daemon asks while memory is red, so that red held by something
-    /// other than MLX can be named.
+    /// Fill `Snapshot::top_processes` and `jobs` from now on (`true`) or
+    /// stop (`false`): the daemon asks while memory is yellow or red, so
+    /// that who eats the memory can be told (src/attribute.rs).
     fn want_top_processes(&mut self, on: bool) {
         self.processes().top.wanted = on;
+    }
+    /// Whether the next sample reads every process for those lists (it
+    /// then reads maps and argv, and is taken off the loop's thread).
+    fn holders_due(&mut self, at: Duration) -> bool {
+        self.processes().top.due(at)
     }
     /// Where to say which pid is being read now (0 between reads), for the
     /// daemon's error about a sample that does not return.
@@ -136,6 +143,7 @@ pub struct Processes {
 pub struct ProcessRead {
     pub mlx_processes: Vec<MlxProcess>,
     pub top_processes: Vec<TopProcess>,
+    pub jobs: Vec<JobUsage>,
     pub ancestors: Vec<Pid>,
 }
 
@@ -148,6 +156,7 @@ impl ProcessRead {
             pressure,
             mlx_processes: self.mlx_processes,
             top_processes: self.top_processes,
+            jobs: self.jobs,
             ancestors: self.ancestors,
         }
     }
@@ -200,14 +209,9 @@ impl Processes {
         let listed = !std::mem::take(&mut self.skip_discovery);
         let new_only = std::mem::take(&mut self.new_only);
         let candidates = std::mem::take(&mut self.candidates);
-        // Probing candidates lists nothing: the top list keeps its last.
-        let mut top_fresh = listed;
-        let mlx_processes = if listed {
+        let mut mlx_processes = if listed {
             let found = match (new_only, candidates) {
-                (true, Some(ids)) => {
-                    top_fresh = false;
-                    self.discovery.scan_candidates(src, ids, at)
-                }
+                (true, Some(ids)) => self.discovery.scan_candidates(src, ids, at),
                 (true, None) => self.discovery.scan_new_only(src, at)?,
                 (false, _) => self.discovery.scan(src, at)?,
             };
@@ -216,10 +220,16 @@ impl Processes {
         } else {
             self.discovery.remeasure_tracked(src, at)
         };
-        let top_processes = self.top.get(at, top_fresh, &mut self.discovery, src);
+        let (top_processes, jobs) = self.top.get(at, &mut self.discovery, src);
+        if self.discovery.found_since(at) {
+            // A holder checked for the library turned out to be MLX: in
+            // this very sample.
+            mlx_processes = self.discovery.current();
+        }
         Ok(ProcessRead {
             mlx_processes,
             top_processes,
+            jobs,
             ancestors: self.ancestors.clone(),
         })
     }
@@ -270,36 +280,41 @@ pub fn read_ancestors(
     }
 }
 
-/// The top list, read while wanted, at most every TOP_EVERY, only on a
-/// sample that listed pids; the last list is repeated in between.
+/// The top and jobs lists, read while wanted, at most every TOP_EVERY
+/// (each read lists every pid); the last lists are repeated in between.
 #[derive(Default)]
 pub struct TopCache {
     pub wanted: bool,
-    last: Option<(Duration, Vec<TopProcess>)>,
+    last: Option<(Duration, Vec<TopProcess>, Vec<JobUsage>)>,
 }
 
 impl TopCache {
+    /// Whether the next `get` reads afresh.
+    pub fn due(&self, at: Duration) -> bool {
+        self.wanted
+            && self
+                .last
+                .as_ref()
+                .is_none_or(|(t, _, _)| at.saturating_sub(*t) >= TOP_EVERY)
+    }
+
     pub fn get(
         &mut self,
         at: Duration,
-        listed: bool,
         discovery: &mut Discovery,
         src: &mut dyn ProcSource,
-    ) -> Vec<TopProcess> {
+    ) -> (Vec<TopProcess>, Vec<JobUsage>) {
         if !self.wanted {
             self.last = None;
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
-        let stale = self
-            .last
-            .as_ref()
-            .is_none_or(|(t, _)| at.saturating_sub(*t) >= TOP_EVERY);
-        if listed && stale {
-            self.last = Some((at, discovery.top_processes(src, TOP_PROCESSES)));
+        if self.due(at) {
+            let (top, jobs) = discovery.holders(src, at, TOP_PROCESSES);
+            self.last = Some((at, top, jobs));
         }
         self.last
             .as_ref()
-            .map(|(_, v)| v.clone())
+            .map(|(_, t, j)| (t.clone(), j.clone()))
             .unwrap_or_default()
     }
 }

@@ -349,6 +349,8 @@ pub struct BsdInfo {
     pub name: String,
     /// The parent's pid.
     pub ppid: u32,
+    /// The process group.
+    pub pgid: u32,
     /// Exited and not yet reaped (`pbi_status == SZOMB`): no memory of its
     /// own, nothing to signal.
     pub zombie: bool,
@@ -386,8 +388,23 @@ pub fn bsd_info(pid: i32) -> Option<BsdInfo> {
         start_time_us: macos_vm::start_time_us(b.pbi_start_tvsec, b.pbi_start_tvusec),
         name,
         ppid: b.pbi_ppid,
+        pgid: b.pbi_pgid,
         zombie: b.pbi_status == SZOMB,
     })
+}
+
+/// The executable's path (proc_pidpath); `None` when the process is gone
+/// or not ours to read.
+pub fn exe_path(pid: i32) -> Option<String> {
+    let mut buf = vec![0u8; libc::PROC_PIDPATHINFO_MAXSIZE as usize];
+    // SAFETY: `buf` is writable for its length, which is passed; the kernel
+    // writes at most that many bytes and returns how many.
+    let n = unsafe { libc::proc_pidpath(pid, buf.as_mut_ptr().cast(), buf.len() as u32) };
+    if n <= 0 {
+        return None;
+    }
+    buf.truncate(n as usize);
+    Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
 /// A process's start time, microseconds since the epoch: with the pid, its

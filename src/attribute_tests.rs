@@ -1,0 +1,2 @@
+//! Unit tests of src/attribute.rs.
+use super::*;
