@@ -116,7 +116,9 @@ pub fn percent(part: i64, of: Bytes) -> u64 {
     if of.0 == 0 || part <= 0 {
         return if part > 0 { 100 } else { 0 };
     }
-    ((part as f64 / of.0 as f64) * 100.0).round().clamp(0.0, 100.0) as u64
+    ((part as f64 / of.0 as f64) * 100.0)
+        .round()
+        .clamp(0.0, 100.0) as u64
 }
 
 /// Positive growth as a size (`0 B` for none).
@@ -169,7 +171,8 @@ impl Attribution {
         self.frames.push_back(frame);
         // One reading at or before the horizon stays: the window may start there.
         let edge = s.at.saturating_sub(HORIZON);
-        while self.frames.len() > MAX_FRAMES || (self.frames.len() >= 2 && self.frames[1].at <= edge)
+        while self.frames.len() > MAX_FRAMES
+            || (self.frames.len() >= 2 && self.frames[1].at <= edge)
         {
             self.frames.pop_front();
         }
@@ -222,10 +225,7 @@ impl Attribution {
             };
             let growth = p.footprint_bytes.0 as i64 - base as i64;
             let job = p.job.unwrap_or(p.pid);
-            let m = Member {
-                process: p,
-                growth,
-            };
+            let m = Member { process: p, growth };
             match mlx_jobs.iter_mut().find(|j| j.job == job) {
                 Some(j) => {
                     j.growth += growth;
@@ -239,8 +239,11 @@ impl Attribution {
             }
         }
         for j in &mut mlx_jobs {
-            j.members
-                .sort_by(|a, b| b.growth.cmp(&a.growth).then(a.process.pid.cmp(&b.process.pid)));
+            j.members.sort_by(|a, b| {
+                b.growth
+                    .cmp(&a.growth)
+                    .then(a.process.pid.cmp(&b.process.pid))
+            });
         }
         mlx_jobs.sort_by(|a, b| b.growth.cmp(&a.growth).then(a.job.cmp(&b.job)));
         let mut jobs: Vec<JobGrowth<'a>> = s
@@ -289,7 +292,10 @@ impl<'a> Assessment<'a> {
 
     /// "of the 4.60 GiB fall over the last 5.2 s".
     pub fn of_the_fall(&self) -> String {
-        format!("of the {} fall over the last {:.1} s", self.fall.bytes, self.fall.secs)
+        format!(
+            "of the {} fall over the last {:.1} s",
+            self.fall.bytes, self.fall.secs
+        )
     }
 }
 

@@ -557,10 +557,14 @@ impl Discovery {
         // called: does one map MLX?
         grew.sort_by(|a, b| b.0.cmp(&a.0));
         let mut check: Vec<Pid> = top.iter().map(|t| t.1).collect();
-        check.extend(grew.iter().take(HOLDERS_CHECKED).filter(|g| g.0 > 0).map(|g| g.1));
+        check.extend(
+            grew.iter()
+                .take(HOLDERS_CHECKED)
+                .filter(|g| g.0 > 0)
+                .map(|g| g.1),
+        );
         for pid in check {
-            if self.mlx.contains_key(&pid)
-                || self.holder_checked.get(&pid).is_some_and(|t| at < *t)
+            if self.mlx.contains_key(&pid) || self.holder_checked.get(&pid).is_some_and(|t| at < *t)
             {
                 continue;
             }
@@ -612,7 +616,11 @@ impl Discovery {
                 })
             })
             .collect();
-        out.sort_by(|a, b| b.footprint_bytes.cmp(&a.footprint_bytes).then(a.job.cmp(&b.job)));
+        out.sort_by(|a, b| {
+            b.footprint_bytes
+                .cmp(&a.footprint_bytes)
+                .then(a.job.cmp(&b.job))
+        });
         self.last_jobs = jobs.iter().map(|(j, a)| (*j, a.total)).collect();
         self.last_usage = usage_now;
         let top = top
@@ -717,8 +725,7 @@ impl Discovery {
             return;
         }
         let program = Program::of(&id.argv, &id.name);
-        let hosts =
-            self.detect_library && (any_name || may_host_mlx(&id.name, &program, &id.exe));
+        let hosts = self.detect_library && (any_name || may_host_mlx(&id.name, &program, &id.exe));
         let matched = mlx_rule(&self.patterns, &program, || {
             if hosts {
                 src.mlx_library(pid)
@@ -913,7 +920,11 @@ mod tests {
         // is still asked, by its executable; another program is not.
         let renamed = Program::of(&["trainer-0"], "trainer-0");
         assert!(may_host_mlx("trainer-0", &renamed, "/usr/bin/python3.12"));
-        assert!(may_host_mlx("trainer-0", &renamed, "/opt/venv/bin/python3 (deleted)"));
+        assert!(may_host_mlx(
+            "trainer-0",
+            &renamed,
+            "/opt/venv/bin/python3 (deleted)"
+        ));
         assert!(!may_host_mlx("trainer-0", &renamed, "/usr/bin/make"));
         assert!(!may_host_mlx("trainer-0", &renamed, ""));
     }

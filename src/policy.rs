@@ -411,25 +411,12 @@ impl Policy {
             return out;
         }
 
-        let a = self.attribution.assess(s);
         let mut inc = self.incident.take().unwrap_or_default();
         if gap {
             // Red time nobody watched is not red time held: the grace period
             // starts again from this fresh sample (issue 9: SIGSTOP/SIGCONT).
             inc.red_since = None;
         }
-        let lead = lead(&a, s);
-        let about = lead
-            .map(|p| format!(" {}.", describe(p)))
-            .unwrap_or_default();
-        let reasons: Vec<String> = c
-            .reasons
-            .iter()
-            .filter(|r| !matches!(r, Reason::Dwell { .. }))
-            .map(|r| r.to_string())
-            .collect();
-        let why = reasons.join("; ");
-
         // Victim bookkeeping first: which have exited? When the last one
         // has, what the stop freed is measured once memory settles.
         if !inc.victims.is_empty() {
@@ -460,6 +447,19 @@ impl Policy {
                 }
             }
         }
+
+        let a = self.attribution.assess(s);
+        let lead = lead(&a, s);
+        let about = lead
+            .map(|p| format!(" {}.", describe(p)))
+            .unwrap_or_default();
+        let reasons: Vec<String> = c
+            .reasons
+            .iter()
+            .filter(|r| !matches!(r, Reason::Dwell { .. }))
+            .map(|r| r.to_string())
+            .collect();
+        let why = reasons.join("; ");
 
         if c.level >= Level::Yellow && c.previous < Level::Yellow {
             let title = format!("Memory {}: {} available", c.level, s.memory.available_bytes);
@@ -577,11 +577,14 @@ impl Policy {
             }
             return None;
         }
-        // Waiting for the last stop's memory to come back; below the kill
-        // floor the next job that eats is stopped without waiting.
+        // Waiting for the last stop's memory to come back: never on the
+        // very sample that saw the exit; after it, below the kill floor the
+        // next job that eats is stopped without waiting.
         let floor = st.cfg.kill_floor.resolve(s.memory.total_bytes);
-        if inc.settling.is_some() && s.memory.available_bytes >= floor {
-            return None;
+        if let Some(settling) = &inc.settling {
+            if s.at <= settling.exited_at || s.memory.available_bytes >= floor {
+                return None;
+            }
         }
         Policy::choose_and_terminate(st, inc, red, out)
     }

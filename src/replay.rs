@@ -463,8 +463,14 @@ mod tests {
                 ..Default::default()
             };
             s.memory.total_bytes = Bytes::gib(16);
-            s.memory.available_bytes = Bytes::mib(1500);
-            s.mlx_processes.push(MlxProcess::test_job(4242, 100));
+            // At 0 s the job is 4 GiB smaller and memory green: it eats
+            // the fall to red (issue 26: only a job that eats is stopped).
+            s.memory.available_bytes = Bytes::mib(if t == 0 { 6000 } else { 1500 });
+            let mut job = MlxProcess::test_job(4242, 100);
+            if t == 0 {
+                job.footprint_bytes = Bytes::gib(5);
+            }
+            s.mlx_processes.push(job);
             lines.push(TraceLine::Snapshot(Box::new(s)));
         }
         let r = replay(&lines, &cfg);
@@ -480,7 +486,11 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(terms, vec![5.0], "SIGTERM after terminate_after (5 s)");
+        assert_eq!(
+            terms,
+            vec![6.0],
+            "SIGTERM after terminate_after (5 s of red)"
+        );
         assert_eq!(r.final_level, Level::Red);
 
         // A `started` line between runs: the second run starts from green
