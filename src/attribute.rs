@@ -15,7 +15,8 @@
 //!   all it holds; one first seen later than the start (and older than it)
 //!   counts only from when it was first seen.
 //! - A job eats when its growth is at least `MAJOR_SHARE` of the fall and at
-//!   least `MIN_GROWTH` (less is an allocator's jitter).
+//!   least `MIN_GROWTH` (less is an allocator's jitter), of a fall of at
+//!   least `MIN_GROWTH`.
 //! - Of an eating MLX job, a process is signalled when it grew at least
 //!   `MIN_MEMBER_GROWTH` and at least half its even part of the job's growth:
 //!   an idle process that happens to share the group is never signalled.
@@ -106,9 +107,13 @@ pub struct Assessment<'a> {
 }
 
 /// Whether `growth` is a real share of `fall`: at least MAJOR_SHARE of it
-/// and at least MIN_GROWTH. The one rule for "eats".
+/// and at least MIN_GROWTH, of a fall of at least MIN_GROWTH (no fall, no
+/// share: memory that is red but not falling names nobody). The one rule
+/// for "eats".
 pub fn eats(growth: i64, fall: Bytes) -> bool {
-    growth >= MIN_GROWTH.0 as i64 && growth as f64 >= MAJOR_SHARE * fall.0 as f64
+    fall >= MIN_GROWTH
+        && growth >= MIN_GROWTH.0 as i64
+        && growth as f64 >= MAJOR_SHARE * fall.0 as f64
 }
 
 /// `part` as a whole percentage of `of` (at most 100).
@@ -169,11 +174,9 @@ impl Attribution {
             self.frames.pop_back();
         }
         self.frames.push_back(frame);
-        // One reading at or before the horizon stays: the window may start there.
+        // Nothing older than the horizon (after a long gap, nothing but now).
         let edge = s.at.saturating_sub(HORIZON);
-        while self.frames.len() > MAX_FRAMES
-            || (self.frames.len() >= 2 && self.frames[1].at <= edge)
-        {
+        while self.frames.len() > MAX_FRAMES || self.frames.front().is_some_and(|f| f.at < edge) {
             self.frames.pop_front();
         }
     }

@@ -13,7 +13,7 @@ use headroom::config::Config;
 use headroom::discover::{Discovery, ProcIdentity, ProcMeasure, ProcSource};
 use headroom::engine::Engine;
 use headroom::model::Scope;
-use headroom::model::{Bytes, KernelLevel, Level, MlxProcess, Pid, Snapshot, SystemMemory};
+use headroom::model::{Bytes, KernelLevel, MlxProcess, Pid, Snapshot, SystemMemory};
 use headroom::policy::is_gap;
 use headroom::sample::{Fresh, Probe, SampleError};
 use proptest::prelude::*;
@@ -326,22 +326,20 @@ proptest! {
     /// process from that very snapshot — never pid ≤ 1, headroom, its
     /// ancestors, another user's (as a user and as root), a never_kill
     /// match, or (SIGTERM) one below min_victim_footprint; one victim per
-    /// incident; no further SIGTERM in a red period after a termination that
-    /// freed less than half its victim (no cascades); a last reading above
-    /// the red line or a reused pid stops the signal; a gap in sampling does
-    /// not count as red time held.
+    /// job at a time; a SIGTERM only for a process that grew at least 16 MiB
+    /// over the last minute, while memory fell at least 64 MiB (issue 26:
+    /// never one that is not eating); a last reading above the red line or
+    /// a reused pid stops the signal; a gap in sampling does not count as
+    /// red time held.
     #[test]
     fn kill_safety_over_random_timelines((steps, term_after, kill_after) in timeline(), as_root in any::<bool>()) {
         let cfg = config(term_after, kill_after);
         let red_line = Bytes::gib(2);
         let scope = if as_root { Scope::root([]) } else { Scope::user(ME) };
         let mut engine = Engine::new(Pid(SELF_PID), scope);
-        // (victim, its footprint and available memory at its SIGTERM)
-        let mut term_at: HashMap<(Pid, u64), (Bytes, Bytes)> = HashMap::new();
-        // A termination freed too little: no SIGTERM until red ends. The
-        // policy forgets its victim when memory turns green, so does this.
-        let mut cascade_blocked = false;
-        let mut policy_victim: Option<(Pid, u64)> = None;
+        // Every footprint and available reading seen, for the oracle of
+        // "eating": (at, available, footprints).
+        let mut history: Vec<(Duration, Bytes, HashMap<(Pid, u64), Bytes>)> = Vec::new();
         let mut actuator = Actuator::replay();
         // The victim signalled (SIGTERM went out) and not yet seen gone.
         let mut victim: Option<(Pid, u64)> = None;
@@ -349,21 +347,19 @@ proptest! {
         let mut prev_at: Option<Duration> = None;
         for step in &steps {
             let s = &step.snap;
-            let mut freed_too_little = false;
             if let Some(v) = victim {
                 if !s.mlx_processes.iter().any(|p| key(p) == v) {
                     victim = None;
                 }
             }
-            if let Some(v) = policy_victim {
-                if !s.mlx_processes.iter().any(|p| key(p) == v) {
-                    policy_victim = None;
-                    if let Some((fp, before)) = term_at.get(&v) {
-                        let freed = s.memory.available_bytes.saturating_sub(*before);
-                        freed_too_little = freed.0 * 2 < fp.0;
-                    }
-                }
-            }
+            history.push((
+                s.at,
+                s.memory.available_bytes,
+                s.mlx_processes.iter().map(|p| (key(p), p.footprint_bytes)).collect(),
+            ));
+            // The readings of the last minute.
+            let horizon = s.at.saturating_sub(Duration::from_secs(60));
+            let recent: Vec<_> = history.iter().filter(|h| h.0 >= horizon).collect();
             let gap = prev_at.is_some_and(|p| is_gap(p, s.at, cfg.poll_interval.max(cfg.poll_max_interval)));
             prev_at = Some(s.at);
             let cycle = engine.step(s, &cfg, &mut actuator, &mut StepProbe(step));
@@ -390,7 +386,18 @@ proptest! {
                         if let Some(v) = victim {
                             prop_assert!(false, "second SIGTERM to {:?} while victim {v:?} is alive", key(p));
                         }
-                        prop_assert!(!cascade_blocked, "SIGTERM to {:?} after a termination that freed nothing, same red period", key(p));
+                        // Issue 26: it grew, while memory fell.
+                        let least = recent
+                            .iter()
+                            .filter_map(|h| h.2.get(&key(p)))
+                            .min()
+                            .copied()
+                            .unwrap_or(p.footprint_bytes);
+                        prop_assert!(p.footprint_bytes.0 >= least.0 + 16 * Bytes::MIB,
+                            "SIGTERM to {:?}, which grew only {} over the last minute", key(p), p.footprint_bytes.saturating_sub(least));
+                        let high = recent.iter().map(|h| h.1).max().unwrap_or(s.memory.available_bytes);
+                        prop_assert!(high.0 >= s.memory.available_bytes.0 + 64 * Bytes::MIB,
+                            "SIGTERM while memory did not fall: high {high}, now {}", s.memory.available_bytes);
                         prop_assert!(p.footprint_bytes >= Bytes::mib(512), "SIGTERM to a process below min_victim_footprint: {}", p.footprint_bytes);
                         if gap {
                             prop_assert!(o.reason.contains("kill_floor") || o.reason.starts_with("red for 0.0 s"),
@@ -399,22 +406,12 @@ proptest! {
                         if sent {
                             victim = Some(key(p));
                             termed.insert(key(p));
-                            term_at.insert(key(p), (p.footprint_bytes, s.memory.available_bytes));
-                            policy_victim = Some(key(p));
                         }
                     }
                     Sig::Kill => {
                         prop_assert!(termed.contains(&key(p)), "SIGKILL without a SIGTERM first: {p:?}");
                     }
                 }
-            }
-            if cycle.classification.level != Level::Red {
-                cascade_blocked = false;
-            } else if freed_too_little {
-                cascade_blocked = true;
-            }
-            if cycle.classification.level == Level::Green {
-                policy_victim = None;
             }
         }
     }
@@ -467,6 +464,7 @@ impl ProcSource for OneProc {
                 "mlx_lm.lora".into(),
                 "--train".into(),
             ],
+            exe: String::new(),
         })
     }
     fn mlx_library(&mut self, _pid: Pid) -> Option<String> {
@@ -477,6 +475,7 @@ impl ProcSource for OneProc {
             start_time: 5,
             footprint: Bytes::mib(self.mib),
             rss: Bytes::mib(self.mib),
+            job: None,
         })
     }
 }
@@ -511,15 +510,20 @@ fn no_sigkill_for_a_victim_put_in_never_kill_after_its_sigterm() {
     let mut actuator = Actuator::replay();
     let mut signals = Vec::new();
     for i in 0..60u64 {
+        // At 0 s the job is 4 GiB smaller and memory green: it eats the fall.
+        let mut job = victim.clone();
+        if i == 0 {
+            job.footprint_bytes = Bytes::gib(5);
+        }
         let step = Step {
             snap: Snapshot {
                 at: Duration::from_millis(100 * i),
                 memory: SystemMemory {
                     total_bytes: Bytes(TOTAL),
-                    available_bytes: Bytes::mib(1536),
+                    available_bytes: Bytes::mib(if i == 0 { 6144 } else { 1536 }),
                     ..Default::default()
                 },
-                mlx_processes: vec![victim.clone()],
+                mlx_processes: vec![job],
                 ..Default::default()
             },
             fresh_available: Bytes::mib(1536),
@@ -657,6 +661,7 @@ fn process() -> impl Strategy<Value = Proc> {
                 start_time: 5,
                 name: comm,
                 argv,
+                exe: String::new(),
             },
             library,
             mib,
@@ -690,6 +695,7 @@ impl ProcSource for Table {
             start_time: 5,
             footprint: Bytes::mib(p.mib),
             rss: Bytes::mib(p.mib),
+            job: None,
         })
     }
 }
@@ -749,5 +755,233 @@ proptest! {
         let n_real = table.0.iter().filter(|p| p.mlx).count();
         // (the victim SIGTERMed is still listed: the replay actuator sends nothing)
         prop_assert_eq!(found.len(), n_real);
+    }
+}
+
+// ------------------------------------------------ who eats (issue 26)
+
+/// A busy machine around idle MLX jobs: MLX jobs that eat (some in the
+/// same process group as an idle one), non-MLX jobs that eat, available
+/// memory that falls and rises, samples 2 ms to 1.5 s apart, victims that
+/// exit some time after their SIGTERM.
+#[derive(Clone, Debug)]
+struct Busy {
+    /// (footprint MiB, job id) of each idle MLX job; jitter per step.
+    idle: Vec<(u64, i32)>,
+    /// Per step: ms since the last, MiB each eater grows, MiB the others
+    /// (non-MLX) grow, whether a signalled eater exits now, jitter seeds.
+    steps: Vec<(u64, Vec<u64>, u64, bool, u64)>,
+    /// Each eater's job: its own, or an idle job's group.
+    eater_jobs: Vec<Option<usize>>,
+    start_avail: u64,
+}
+
+fn busy() -> impl Strategy<Value = Busy> {
+    (
+        prop::collection::vec((64u64..40_000, 0i32..3), 1..4),
+        1usize..4,
+        8_000u64..60_000,
+    )
+        .prop_flat_map(|(idle, eaters, start_avail)| {
+            let n_idle = idle.len();
+            (
+                Just(idle),
+                prop::collection::vec(
+                    (
+                        prop_oneof![4 => 2u64..200, 4 => 200u64..1500, 1 => 5_000u64..70_000],
+                        prop::collection::vec(prop_oneof![2 => Just(0u64), 3 => 0u64..600], eaters),
+                        prop_oneof![1 => Just(0u64), 2 => 0u64..1200],
+                        prop::bool::weighted(0.3),
+                        any::<u64>(),
+                    ),
+                    10..120,
+                ),
+                prop::collection::vec(prop::option::weighted(0.3, 0..n_idle), eaters),
+                Just(start_avail),
+            )
+        })
+        .prop_map(|(idle, steps, eater_jobs, start_avail)| Busy {
+            idle,
+            steps,
+            eater_jobs,
+            start_avail,
+        })
+}
+
+fn mlx(pid: i32, job: i32, mib: u64) -> MlxProcess {
+    MlxProcess {
+        pid: Pid(pid),
+        uid: ME,
+        start_time: 7,
+        name: "python3".into(),
+        cmdline: "python3 -m mlx_lm.lora --train".into(),
+        footprint_bytes: Bytes::mib(mib),
+        rss_bytes: Bytes::mib(mib),
+        peak_bytes: Bytes::mib(mib),
+        growth_bytes_per_sec: 0.0,
+        program: "mlx_lm.lora".into(),
+        matched_by: "pattern:test".into(),
+        job: Some(Pid(job)),
+        started_at: None,
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(1500))]
+
+    /// Issue 26, the first law: whatever other processes do — MLX jobs and
+    /// non-MLX jobs eating, in the idle job's own process group or not,
+    /// victims exiting and freeing memory — an MLX job whose footprint only
+    /// jitters (±7 MiB, not a real share of any fall) is never signalled.
+    #[test]
+    fn an_mlx_job_that_does_not_eat_is_never_signalled(b in busy()) {
+        let cfg = config(1, 3);
+        let mut engine = Engine::new(Pid(SELF_PID), Scope::user(ME));
+        let mut actuator = Actuator::replay();
+        let idle_pid = |i: usize| 100 + i as i32;
+        let eater_pid = |i: usize| 200 + i as i32;
+        let job_of_idle = |i: usize| 1000 + b.idle[i].1;
+        let mut eaters: Vec<u64> = vec![256; b.eater_jobs.len()];
+        let mut gone: HashSet<i32> = HashSet::new();
+        let mut signalled: HashSet<i32> = HashSet::new();
+        let mut others = 0u64;
+        let mut at = Duration::ZERO;
+        for (dt, grow, other, exit, seed) in &b.steps {
+            at += Duration::from_millis(*dt);
+            for (e, g) in eaters.iter_mut().zip(grow) {
+                *e += g;
+            }
+            others += other;
+            if *exit {
+                gone.extend(signalled.iter().copied());
+            }
+            let mut procs: Vec<MlxProcess> = b
+                .idle
+                .iter()
+                .enumerate()
+                .map(|(i, (mib, _))| {
+                    let jitter = (seed >> (i * 4)) % 15; // 0..=14 MiB around mib
+                    mlx(idle_pid(i), job_of_idle(i), mib + jitter)
+                })
+                .collect();
+            for (i, mib) in eaters.iter().enumerate() {
+                if gone.contains(&eater_pid(i)) {
+                    continue;
+                }
+                let job = b.eater_jobs[i].map_or(2000 + i as i32, job_of_idle);
+                procs.push(mlx(eater_pid(i), job, *mib));
+            }
+            let held: u64 = eaters
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !gone.contains(&eater_pid(*i)))
+                .map(|(_, m)| *m)
+                .sum::<u64>()
+                + others;
+            let avail = b.start_avail.saturating_sub(held).max(64);
+            let step = Step {
+                snap: Snapshot {
+                    at,
+                    memory: SystemMemory {
+                        total_bytes: Bytes(TOTAL),
+                        available_bytes: Bytes::mib(avail),
+                        ..Default::default()
+                    },
+                    mlx_processes: procs.clone(),
+                    ..Default::default()
+                },
+                fresh_available: Bytes::mib(avail),
+                critical: false,
+                now: procs.iter().map(|p| (p.pid, p.start_time)).collect(),
+            };
+            let cycle = engine.step(&step.snap, &cfg, &mut actuator, &mut StepProbe(&step));
+            for (a, _) in &cycle.actions {
+                if let Action::Signal(o) = a {
+                    prop_assert!(o.process.pid.0 >= 200, "signal to the idle MLX job {:?}: {}", o.process.pid, o.reason);
+                    signalled.insert(o.process.pid.0);
+                }
+            }
+        }
+    }
+
+    /// Issue 26, case 5: job A eats and is stopped; it exits 0–3 s later
+    /// giving back any share of its memory, even none; job B eats at
+    /// 200–1000 MiB/s from the start. B is never left running because A
+    /// freed little: it is stopped within 40 s of A's SIGTERM. The idle job
+    /// beside them never is.
+    #[test]
+    fn an_eating_mlx_job_is_stopped_even_after_a_stop_that_freed_little(
+        a_mib in 1024u64..6144,
+        a_rate in 500u64..2000,
+        b_rate in 200u64..1000,
+        freed_pct in 0u64..=100,
+        exit_ms in 0u64..3000,
+        dt in prop_oneof![Just(10u64), 20u64..200, 200u64..1000],
+        idle_mib in 512u64..16_000,
+    ) {
+        let cfg = config(1, 3);
+        let mut engine = Engine::new(Pid(SELF_PID), Scope::user(ME));
+        let mut actuator = Actuator::replay();
+        let start = 6000u64;
+        let mut at = Duration::ZERO;
+        let (mut af, mut bf) = (256f64, 256f64);
+        let mut a_term: Option<Duration> = None;
+        let mut a_gone = false;
+        let mut given_back = 0u64;
+        let mut b_term: Option<Duration> = None;
+        while at < Duration::from_secs(120) && b_term.is_none() {
+            at += Duration::from_millis(dt);
+            let secs = dt as f64 / 1000.0;
+            if a_term.is_none() {
+                af = (af + a_rate as f64 * secs).min(a_mib as f64);
+            }
+            bf += b_rate as f64 * secs;
+            let (a, bm) = (af as u64, bf as u64);
+            if let Some(t) = a_term {
+                if !a_gone && at >= t + Duration::from_millis(exit_ms) {
+                    a_gone = true;
+                    given_back = a * freed_pct / 100;
+                }
+            }
+            let held_a = if a_gone { a - given_back } else { a };
+            let avail = start.saturating_sub(held_a + bm).max(64);
+            let mut procs = vec![mlx(300, 300, idle_mib), mlx(301, 301, bm)];
+            if !a_gone {
+                procs.push(mlx(302, 302, a));
+            }
+            let step = Step {
+                snap: Snapshot {
+                    at,
+                    memory: SystemMemory {
+                        total_bytes: Bytes(TOTAL),
+                        available_bytes: Bytes::mib(avail),
+                        ..Default::default()
+                    },
+                    mlx_processes: procs.clone(),
+                    ..Default::default()
+                },
+                fresh_available: Bytes::mib(avail),
+                critical: false,
+                now: procs.iter().map(|p| (p.pid, p.start_time)).collect(),
+            };
+            let cycle = engine.step(&step.snap, &cfg, &mut actuator, &mut StepProbe(&step));
+            for (act, _) in &cycle.actions {
+                if let Action::Signal(o) = act {
+                    prop_assert!(o.process.pid != Pid(300), "the idle job was signalled: {}", o.reason);
+                    if o.signal == Sig::Term && o.process.pid == Pid(302) {
+                        a_term = Some(at);
+                    }
+                    if o.signal == Sig::Term && o.process.pid == Pid(301) {
+                        b_term = Some(at);
+                    }
+                }
+            }
+        }
+        let first = match (a_term, b_term) {
+            (Some(x), Some(y)) => x.min(y),
+            (x, y) => x.or(y).unwrap_or(at),
+        };
+        prop_assert!(b_term.is_some(), "B (eating {b_rate} MiB/s) still running at {at:?}; A stopped at {a_term:?}");
+        prop_assert!(b_term.unwrap_or(at) <= first + Duration::from_secs(40), "B stopped only at {b_term:?}, A at {a_term:?}");
     }
 }
