@@ -5,6 +5,7 @@
 pub mod lookalikes;
 pub mod mlx_lm;
 pub mod need;
+pub mod noise;
 pub mod swap;
 pub mod tmux;
 
