@@ -64,6 +64,23 @@ fn named(events: &[Value], event: &str, pid: i64) -> usize {
         .count()
 }
 
+/// The decisions of a log, for a failure's message.
+fn decisions(events: &[Value]) -> String {
+    events
+        .iter()
+        .filter(|e| !is(e, "sample") && !is(e, "mlx_process_found"))
+        .map(|e| {
+            let mut e = e.clone();
+            if let Some(m) = e.as_object_mut() {
+                m.remove("cmdline");
+                m.remove("ts");
+            }
+            e.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Wait until red has held `secs` past the event `e`.
 fn red_for(d: &Daemon, e: &Value, secs: f64) {
     let at = e["at"].as_f64().unwrap_or(0.0);
@@ -124,15 +141,21 @@ fn as_root_another_users_mlx_job_eats_and_roots_idle_mlx_job_is_not_stopped() {
     let nv = d.wait_for("no_victim", LONG, |e| is(e, "no_victim"));
     let reason = nv["reason"].as_str().unwrap_or("");
     assert!(
-        reason.contains(&format!("the MLX job eating, mlx_lm.lora (pid {})", theirs.pid()))
-            && reason.contains("another user's"),
+        reason.contains(&format!(
+            "the MLX job eating, mlx_lm.lora (pid {})",
+            theirs.pid()
+        )) && reason.contains("another user's"),
         "{nv}"
     );
     let red = d.wait_for("red_not_mlx", LONG, |e| is(e, "red_not_mlx"));
     let c = &red["contributors"][0];
     assert_eq!(
         (&c["job"], &c["uid"], &c["mlx"]),
-        (&Value::from(theirs.pid()), &Value::from(65534), &Value::from(true)),
+        (
+            &Value::from(theirs.pid()),
+            &Value::from(65534),
+            &Value::from(true)
+        ),
         "{red}"
     );
     red_for(&d, &nv, 3.0);
@@ -338,7 +361,11 @@ fn mlx_jobs_that_renamed_themselves_are_found_and_the_one_that_eats_is_stopped()
     let mut renamed = Kid::new(
         Command::new(&exe)
             .arg0("trainer-0")
-            .arg(renamed_train_py(&work.path().join("a"), "trainer-0", &never))
+            .arg(renamed_train_py(
+                &work.path().join("a"),
+                "trainer-0",
+                &never,
+            ))
             .env("PYTHONPATH", &site)
             .stdout(Stdio::piped())
             .spawn()
@@ -414,14 +441,15 @@ fn a_second_eater_is_stopped_after_the_first_and_the_idle_job_never() {
         return;
     };
     let go = work.path().join("go");
-    let mut a = spawn_fake_mlx(
+    // Two jobs of their own (two terminals): one process group each.
+    let mut a = spawn_fake_mlx_job(
         work.path(),
         "lora",
         &grower_py(5 * GIB / 2, 256 * MIB, 0.05, false, &go),
         &["--train", "--data", "a"],
     );
     a.wait_line("ready", LONG);
-    let mut b = spawn_fake_mlx(
+    let mut b = spawn_fake_mlx_job(
         work.path(),
         "generate",
         &grower_py(6 * GIB, 64 * MIB, 0.16, false, &go),
@@ -446,16 +474,19 @@ fn a_second_eater_is_stopped_after_the_first_and_the_idle_job_never() {
     });
     let st = wait_bounded(&mut b.0, LONG).expect("B exits");
     assert_eq!(st.signal(), Some(libc::SIGTERM));
+    d.wait_for("B's stop measured", LONG, |e| {
+        is(e, "victim_freed") && e["pids"][0] == bp
+    });
     let events = d.events();
     let freed = events
         .iter()
         .find(|e| is(e, "victim_freed"))
-        .expect("victim_freed");
+        .unwrap_or_else(|| panic!("no victim_freed: {}", decisions(&events)));
     assert!(
         freed["at"].as_f64().unwrap_or(f64::MAX) <= second["at"].as_f64().unwrap_or(0.0),
         "B is stopped only once A's memory is back: {freed} / {second}"
     );
-    assert_eq!(freed["pids"][0], a.pid(), "{freed}");
+    assert_eq!(freed["pids"], serde_json::json!([a.pid()]), "{freed}");
     assert_eq!(named(&events, "terminate_sent", idle.pid()), 0);
     assert_eq!(signalled(&events), vec![a.pid(), bp]);
     assert!(alive(idle.pid()));

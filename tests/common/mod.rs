@@ -330,6 +330,25 @@ pub fn spawn_fake_mlx(dir: &Path, module: &str, body: &str, args: &[&str]) -> Ki
     )
 }
 
+/// `spawn_fake_mlx` as a job of its own (its own process group, as a
+/// shell with job control starts each command line): a job apart from the
+/// test harness's other children.
+pub fn spawn_fake_mlx_job(dir: &Path, module: &str, body: &str, args: &[&str]) -> Kid {
+    use std::os::unix::process::CommandExt;
+    write_fake_module(dir, module, body);
+    Kid::new(
+        Command::new(python3())
+            .arg("-m")
+            .arg(format!("mlx_lm.{module}"))
+            .args(args)
+            .env("PYTHONPATH", dir)
+            .process_group(0)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start python3"),
+    )
+}
+
 fn write_fake_module(dir: &Path, module: &str, body: &str) {
     let pkg = dir.join("mlx_lm");
     std::fs::create_dir_all(&pkg).expect("mkdir mlx_lm");
