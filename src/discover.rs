@@ -555,7 +555,7 @@ impl Discovery {
         self.holder_pids = pids;
         // The largest holders and the fastest growers, whatever they are
         // called: does one map MLX?
-        grew.sort_by(|a, b| b.0.cmp(&a.0));
+        grew.sort_by_key(|g| std::cmp::Reverse(g.0));
         let mut check: Vec<Pid> = top.iter().map(|t| t.1).collect();
         check.extend(
             grew.iter()
@@ -748,7 +748,7 @@ impl Discovery {
             .age(id.start_time)
             .and_then(|age| at.checked_sub(age))
             .filter(|t| !t.is_zero())
-            .map(|t| crate::model::secs(t));
+            .map(crate::model::secs);
         let process = MlxProcess {
             pid,
             uid: id.uid,

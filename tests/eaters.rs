@@ -508,20 +508,17 @@ fn the_workers_of_an_eating_mlx_job_are_stopped_together_never_its_launcher_or_t
     };
     let go = work.path().join("go");
     let worker = grower_py(3 * GIB / 2, 128 * MIB, 0.1, false, &go);
-    write_file(&work.path().join("worker_body.py"), &worker);
-    let launcher = format!(
-        "import os, subprocess, sys, time\n\
+    let launcher = "import os, subprocess, sys, time\n\
          tee = subprocess.Popen(['tee', os.devnull], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)\n\
          ws = [subprocess.Popen([sys.executable, '-m', 'mlx_lm.worker', '--rank', str(i)], stdout=tee.stdin) for i in range(3)]\n\
          print('ready', tee.pid, *[w.pid for w in ws], flush=True)\n\
-         time.sleep(600)\n"
-    );
+         time.sleep(600)\n";
     // mlx_lm.worker: the worker body (a real MLX command line).
     let pkg = work.path().join("mlx_lm");
     std::fs::create_dir_all(&pkg).expect("mkdir");
     write_file(&pkg.join("__init__.py"), "");
     write_file(&pkg.join("worker.py"), &worker);
-    write_file(&pkg.join("launch.py"), &launcher);
+    write_file(&pkg.join("launch.py"), launcher);
     let mut job = Kid::new(
         Command::new(python3())
             .args(["-m", "mlx_lm.launch", "--hosts", "localhost"])

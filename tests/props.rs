@@ -315,6 +315,9 @@ fn config(terminate_after: u64, kill_after: u64) -> Config {
     .expect("config")
 }
 
+/// One sample as the oracle of "eating" keeps it: when, available, footprints.
+type Reading = (Duration, Bytes, HashMap<(Pid, u64), Bytes>);
+
 fn key(p: &MlxProcess) -> (Pid, u64) {
     (p.pid, p.start_time)
 }
@@ -339,7 +342,7 @@ proptest! {
         let mut engine = Engine::new(Pid(SELF_PID), scope);
         // Every footprint and available reading seen, for the oracle of
         // "eating": (at, available, footprints).
-        let mut history: Vec<(Duration, Bytes, HashMap<(Pid, u64), Bytes>)> = Vec::new();
+        let mut history: Vec<Reading> = Vec::new();
         let mut actuator = Actuator::replay();
         // The victim signalled (SIGTERM went out) and not yet seen gone.
         let mut victim: Option<(Pid, u64)> = None;
