@@ -381,8 +381,16 @@ impl Daemon {
                 };
                 // While yellow or red, the sample also reads every process
                 // into jobs, so who eats the memory can be told
-                // (src/attribute.rs), and checks the largest for MLX.
-                sampler.want_top_processes(self.engine.level() >= Level::Yellow);
+                // (src/attribute.rs), and checks the largest for MLX; not
+                // the sample about to see red cross (it must be fast).
+                let holders = if self.engine.level() < Level::Yellow {
+                    sample::Holders::Off
+                } else if pace::near_crossing(&self.limits(), self.pace.as_ref()) {
+                    sample::Holders::Keep
+                } else {
+                    sample::Holders::Due
+                };
+                sampler.want_top_processes(holders);
                 let now = Instant::now();
                 let since = |t: Option<Instant>| t.map(|t| now.duration_since(t));
                 let listing = pace::listing(

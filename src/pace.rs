@@ -135,6 +135,15 @@ fn crossing_in(r: &Reading) -> Option<Duration> {
     (secs > 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
 }
 
+/// Whether red is less than one `poll.interval` away at the rate
+/// MemAvailable falls (and not red yet): the sample that will see the
+/// crossing reads nothing it can do without — not every pid (`listing`),
+/// not every process's usage for the jobs list (src/attribute.rs: the
+/// decision needs only the MLX processes, re-measured by every sample).
+pub fn near_crossing(l: &Limits, r: Option<&Reading>) -> bool {
+    r.is_some_and(|r| r.level != Level::Red && crossing_in(r).is_some_and(|c| c < l.base))
+}
+
 /// What the next sample does about the process list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Listing {
@@ -184,7 +193,7 @@ pub fn listing(
             Listing::Skip
         };
     }
-    if crossing_in(r).is_some_and(|c| c < l.base) {
+    if near_crossing(l, Some(r)) {
         return if due(since_full, long) {
             Listing::Full
         } else {

@@ -779,7 +779,7 @@ impl Policy {
             let holding = if s.top_processes.is_empty() {
                 String::new()
             } else {
-                format!("Using the most: {}. ", name_top(&s.top_processes))
+                format!("Using the most memory: {}. ", name_top(&s.top_processes))
             };
             out.push(Action::RedNotMlx {
                 reason: reason.clone(),

@@ -382,7 +382,9 @@ fn a_world_writable_config_owned_by_nobody_is_refused_and_its_hook_never_runs() 
         ),
     );
     let c = cfg.to_str().expect("utf-8");
-    let body = "import time\nprint('ready', flush=True)\ntime.sleep(600)\n";
+    // It eats (issue 26: only a job that eats is stopped): 64 MiB every
+    // 0.25 s up to 768 MiB, then it holds.
+    let body = &common::allocator_py(768 << 20, 64 << 20, 0.25);
 
     // The control: root's own copy of this config runs the hook.
     let mut victim = common::spawn_fake_mlx(dir.path(), &module, body, &[]);

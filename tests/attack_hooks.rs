@@ -334,7 +334,19 @@ struct Run {
 }
 
 impl Run {
+    /// The victim at `ms` (1 ms later on the snapshot clock: the first call
+    /// is preceded by a green sample at 0 where the victim was 4 GiB
+    /// smaller, so it eats the fall to red — issue 26).
     fn at(&mut self, ms: u64, avail_mib: u64) -> Vec<Action> {
+        if self.policy.victim_pending().is_none() && ms == 0 {
+            let mut before = victim_proc();
+            before.footprint_bytes = before.footprint_bytes.saturating_sub(Bytes::gib(4));
+            self.step(0, 8000, before);
+        }
+        self.step(ms + 1, avail_mib, victim_proc())
+    }
+
+    fn step(&mut self, ms: u64, avail_mib: u64, p: MlxProcess) -> Vec<Action> {
         let s = Snapshot {
             at: Duration::from_millis(ms),
             memory: SystemMemory {
@@ -342,7 +354,7 @@ impl Run {
                 available_bytes: Bytes::mib(avail_mib),
                 ..Default::default()
             },
-            mlx_processes: vec![victim_proc()],
+            mlx_processes: vec![p],
             ..Default::default()
         };
         let c = self.classifier.step(&s, &self.cfg.thresholds);
@@ -383,9 +395,10 @@ fn a_pending_sigterm_holds_the_victim_and_kill_after_counts_from_the_send() {
         orders(&r.at(41_000, 100)).is_empty(),
         "below half the floor too"
     );
-    // Sent at 42 s: SIGKILL 10 s after that, not after the decision.
+    // Sent at 42 s (42.001 s on the snapshot clock): SIGKILL 10 s after
+    // that, not after the decision.
     r.policy
-        .signal_finished(&term[0], &Outcome::Done, Duration::from_secs(42));
+        .signal_finished(&term[0], &Outcome::Done, Duration::from_millis(42_001));
     assert!(orders(&r.at(51_999, 1800)).is_empty());
     let k = orders(&r.at(52_000, 1800));
     assert_eq!(k.len(), 1);

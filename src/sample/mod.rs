@@ -104,11 +104,12 @@ pub trait Sampler: Probe {
     fn rechecks_due(&mut self, at: Duration) -> bool {
         self.processes().discovery.rechecks_due(at)
     }
-    /// Fill `Snapshot::top_processes` and `jobs` from now on (`true`) or
-    /// stop (`false`): the daemon asks while memory is yellow or red, so
-    /// that who eats the memory can be told (src/attribute.rs).
-    fn want_top_processes(&mut self, on: bool) {
-        self.processes().top.wanted = on;
+    /// Fill `Snapshot::top_processes` and `jobs` from now on: the daemon
+    /// asks while memory is yellow or red, so that who eats the memory can
+    /// be told (src/attribute.rs); `Keep` repeats the last lists without a
+    /// fresh read (red is about to be crossed: that sample must be fast).
+    fn want_top_processes(&mut self, want: Holders) {
+        self.processes().top.want = want;
     }
     /// Whether the next sample reads every process for those lists (it
     /// then reads maps and argv, and is taken off the loop's thread).
@@ -280,18 +281,30 @@ pub fn read_ancestors(
     }
 }
 
+/// Whether a sample fills the top and jobs lists.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Holders {
+    /// No lists (memory is green).
+    #[default]
+    Off,
+    /// The last lists again, no fresh read.
+    Keep,
+    /// Read afresh when the last read is TOP_EVERY old.
+    Due,
+}
+
 /// The top and jobs lists, read while wanted, at most every TOP_EVERY
 /// (each read lists every pid); the last lists are repeated in between.
 #[derive(Default)]
 pub struct TopCache {
-    pub wanted: bool,
+    pub want: Holders,
     last: Option<(Duration, Vec<TopProcess>, Vec<JobUsage>)>,
 }
 
 impl TopCache {
     /// Whether the next `get` reads afresh.
     pub fn due(&self, at: Duration) -> bool {
-        self.wanted
+        self.want == Holders::Due
             && self
                 .last
                 .as_ref()
@@ -304,7 +317,7 @@ impl TopCache {
         discovery: &mut Discovery,
         src: &mut dyn ProcSource,
     ) -> (Vec<TopProcess>, Vec<JobUsage>) {
-        if !self.wanted {
+        if self.want == Holders::Off {
             self.last = None;
             return (Vec::new(), Vec::new());
         }
