@@ -725,15 +725,18 @@ impl Discovery {
             return;
         }
         let program = Program::of(&id.argv, &id.name);
-        let hosts = self.detect_library && (any_name || may_host_mlx(&id.name, &program, &id.exe));
+        let hosts = self.detect_library && may_host_mlx(&id.name, &program, &id.exe);
         let matched = mlx_rule(&self.patterns, &program, || {
-            if hosts {
+            if hosts || (self.detect_library && any_name) {
                 src.mlx_library(pid)
             } else {
                 None
             }
         });
         let Some(matched_by) = matched else {
+            // A holder looked at whatever its name is rechecked like any
+            // other process (not by its maps on every backoff: that is the
+            // holders check's, at most once per HOLDER_RECHECK).
             self.ignore(pid, at, Some((&id, hosts)));
             return;
         };
@@ -847,6 +850,7 @@ mod tests {
         /// Ids that are threads of a process in `procs` (readable, never
         /// listed): `is_process` says so.
         threads: HashMap<Pid, Pid>,
+        maps_reads: usize,
     }
 
     impl ProcSource for Table {
@@ -870,6 +874,7 @@ mod tests {
             self.procs.get(&pid).map(|_| true)
         }
         fn mlx_library(&mut self, pid: Pid) -> Option<String> {
+            self.maps_reads += 1;
             self.procs.get(&pid).and_then(|p| p.1.clone())
         }
         fn measure(&mut self, pid: Pid) -> Option<ProcMeasure> {
@@ -882,6 +887,55 @@ mod tests {
             name.push_str(&id.name);
             Some(id.start_time)
         }
+    }
+
+    /// Issue 26: while memory is not quiet every process is summed into its
+    /// job, and the largest holders and fastest growers are checked for the
+    /// MLX library whatever they are called (a renamed job is found); a
+    /// holder that is not MLX is not read again before HOLDER_RECHECK, and
+    /// the quiet rechecks do not read its maps.
+    #[test]
+    fn holders_are_summed_by_job_and_the_largest_checked_for_mlx_whatever_their_name() {
+        let mut t = Table::default();
+        let lib = "/v/lib/python3.12/site-packages/mlx/lib/libmlx.so";
+        add(&mut t, 10, 501, "trainer-0 run.py", Some(lib), 3000);
+        add(&mut t, 20, 501, "/usr/lib/firefox/firefox", None, 2000);
+        for pid in 30..38 {
+            add(&mut t, pid, 501, "workers.py --rank 1", None, 100);
+            if let Some(p) = t.procs.get_mut(&Pid(pid)) {
+                p.2.job = Some(Pid(30));
+            }
+        }
+        let mut d = discovery(Scope::user(501));
+        let found = d.scan(&mut t, Duration::ZERO).expect("scan");
+        assert!(found.is_empty(), "its name says nothing: {found:?}");
+        assert_eq!(t.maps_reads, 0);
+        d.take_events();
+        let (top, jobs) = d.holders(&mut t, Duration::from_secs(1), 3);
+        assert_eq!((top[0].pid, top[0].mlx), (Pid(10), true), "{top:?}");
+        assert!(matches!(d.take_events().as_slice(), [ProcessEvent::Found(p)] if p.pid == Pid(10)));
+        let workers = jobs
+            .iter()
+            .find(|j| j.job == Pid(30))
+            .expect("the workers' job");
+        assert_eq!(
+            (workers.processes, workers.footprint_bytes),
+            (8, Bytes::mib(800))
+        );
+        assert!(!workers.mlx);
+        assert!(jobs.iter().any(|j| j.job == Pid(10) && j.mlx), "{jobs:?}");
+        let reads = t.maps_reads;
+        assert!(reads >= 2, "firefox was looked at too: {reads}");
+        d.holders(&mut t, Duration::from_secs(2), 3);
+        assert_eq!(t.maps_reads, reads, "not again within HOLDER_RECHECK");
+        d.scan_new_only(&mut t, Duration::from_secs(70))
+            .expect("scan");
+        assert_eq!(
+            t.maps_reads, reads,
+            "a quiet recheck reads no holder's maps"
+        );
+        d.holders(&mut t, Duration::from_secs(12), 3);
+        assert!(t.maps_reads > reads, "again after HOLDER_RECHECK");
     }
 
     #[test]

@@ -202,9 +202,10 @@ impl Victim {
 }
 
 /// A stop whose processes are all gone: what it freed is measured once
-/// their memory is back — available memory stopped rising (at least
-/// SETTLE_MIN after the exit), or SETTLE_MAX passed — with what the other
-/// jobs grew since the SIGTERM added back (issue 26: "freed" read 50 ms
+/// their memory is back — at least half of what they held came back and
+/// available memory stopped rising (at least SETTLE_MIN after the exit), or
+/// SETTLE_MAX passed — with what the other jobs grew since the SIGTERM
+/// added back (issue 26: "freed" read 50 ms
 /// after the exit, with a second eater's growth subtracted, blocked the
 /// second eater). Until then no other job is stopped, unless available
 /// memory is below `actions.kill_floor`.
@@ -215,6 +216,8 @@ struct Settling {
     available_before: Bytes,
     /// Available at the last sample, to see it stop rising.
     last: Bytes,
+    /// What the stopped processes held at the SIGTERM.
+    held: Bytes,
     /// What every other job held at the SIGTERM (listed jobs, else MLX
     /// processes by job), to add their growth back.
     others_at_term: Vec<(Pid, u64)>,
@@ -438,9 +441,13 @@ impl Policy {
         if inc.victims.is_empty() {
             if let Some(st) = inc.settling.as_mut() {
                 let rose = s.memory.available_bytes.saturating_sub(st.last);
+                let back = s.memory.available_bytes.saturating_sub(st.available_before);
                 let since = s.at.saturating_sub(st.exited_at);
                 st.last = s.memory.available_bytes;
-                if (since >= SETTLE_MIN && rose < SETTLE_STEP) || since >= SETTLE_MAX {
+                // A leader seen exited may still have threads holding its
+                // memory: "stopped rising" counts once half of it is back.
+                let came_back = back.0.saturating_mul(2) >= st.held.0;
+                if (since >= SETTLE_MIN && rose < SETTLE_STEP && came_back) || since >= SETTLE_MAX {
                     if let Some(st) = inc.settling.take() {
                         Policy::freed(st, s, &mut out);
                     }
@@ -701,12 +708,18 @@ impl Policy {
             a.of_the_fall(),
             percent(growth, a.fall.bytes)
         );
+        // Below the floor the next stop may come before the last one's
+        // memory settled: what that one freed is read now, not lost.
+        if let Some(last) = inc.settling.take() {
+            Policy::freed(last, s, out);
+        }
         inc.settling = Some(Settling {
             processes: procs.iter().map(|p| (*p).clone()).collect(),
             term_at: s.at,
             exited_at: s.at,
             available_before: avail,
             last: avail,
+            held: Bytes(procs.iter().map(|p| p.footprint_bytes.0).sum()),
             others_at_term: holdings(s, &[job]),
         });
         for p in &procs {
