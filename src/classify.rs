@@ -504,7 +504,6 @@ mod tests {
             program: "mlx_lm.lora".into(),
             matched_by: "pattern:x".into(),
             job: None,
-            started_at: None,
         });
         let c = classify_once(&s, &t);
         let (l, r) = (c.level, c.reasons);

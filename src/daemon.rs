@@ -383,15 +383,17 @@ impl Daemon {
                 // into jobs, so who eats the memory can be told
                 // (src/attribute.rs), and checks the largest for MLX; not
                 // the sample about to see red cross (it must be fast).
+                let now = Instant::now();
                 let holders = if self.engine.level() < Level::Yellow {
                     sample::Holders::Off
-                } else if pace::near_crossing(&self.limits(), self.pace.as_ref()) {
+                } else if pace::near_crossing(&self.limits(), self.pace.as_ref())
+                    || !sampler.holders_due(now.saturating_duration_since(self.start))
+                {
                     sample::Holders::Keep
                 } else {
-                    sample::Holders::Due
+                    sample::Holders::Read
                 };
                 sampler.want_top_processes(holders);
-                let now = Instant::now();
                 let since = |t: Option<Instant>| t.map(|t| now.duration_since(t));
                 let listing = pace::listing(
                     &self.limits(),
@@ -428,7 +430,7 @@ impl Daemon {
                 if !lists {
                     sampler.skip_discovery_once();
                     // Reading the holders reads argv and maps: off the loop.
-                    if ON_LOOP && !sampler.holders_due(at) {
+                    if ON_LOOP && holders != sample::Holders::Read {
                         self.sample_on_loop(sampler, now);
                         return;
                     }

@@ -70,11 +70,7 @@ pub trait ProcSource {
             job: m.job.unwrap_or(pid),
         })
     }
-    /// How long ago a process of this start time started (`None`: unknown):
-    /// a process younger than an incident grew all it holds during it.
-    fn age(&mut self, _start_time: u64) -> Option<Duration> {
-        None
-    }
+
     /// Whether `pid` names a process now: `None` when no task has that id,
     /// `Some(false)` when it is a thread's id (Linux hands out thread and
     /// process ids from one counter; /proc/TID is readable but never
@@ -643,6 +639,14 @@ impl Discovery {
         (top, out)
     }
 
+    /// Memory is quiet again: what the last holders read saw is stale by
+    /// the next incident (a process's "growth since the last read").
+    pub fn forget_holders(&mut self) {
+        self.last_usage.clear();
+        self.last_jobs.clear();
+        self.holder_checked.clear();
+    }
+
     pub fn take_events(&mut self) -> Vec<ProcessEvent> {
         std::mem::take(&mut self.events)
     }
@@ -745,13 +749,6 @@ impl Discovery {
             return; // replaced between reads; look again next cycle
         }
         self.ignored.remove(&pid);
-        // Its start on the Snapshot clock, if after headroom's: all it
-        // holds was allocated since (src/attribute.rs).
-        let started_at = src
-            .age(id.start_time)
-            .and_then(|age| at.checked_sub(age))
-            .filter(|t| !t.is_zero())
-            .map(crate::model::secs);
         let process = MlxProcess {
             pid,
             uid: id.uid,
@@ -765,7 +762,6 @@ impl Discovery {
             growth_bytes_per_sec: 0.0,
             matched_by,
             job: m.job,
-            started_at,
         };
         self.events.push(ProcessEvent::Found(process.clone()));
         let mut growth = crate::rate::Window::new(GROWTH_WINDOW).with_max_gap(GROWTH_MAX_GAP);

@@ -215,10 +215,6 @@ pub struct MlxProcess {
     /// in traces written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<Pid>,
-    /// When it started, on the Snapshot clock (seconds), if after headroom
-    /// did: all of its memory was allocated since. `None`: before, or unknown.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<f64>,
 }
 
 /// One of the largest processes on the machine, MLX or not: who holds the
@@ -381,7 +377,6 @@ impl MlxProcess {
             program: "mlx_lm.lora".into(),
             matched_by: "pattern:x".into(),
             job: Some(Pid(pid)),
-            started_at: None,
         }
     }
 }

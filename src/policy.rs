@@ -2,7 +2,7 @@
 //! escalation and victim choice, all timed on `Snapshot::at`. No I/O.
 
 use crate::action::{Action, Contributor, Notice, NoticeKind, Outcome, Sig, SignalOrder};
-use crate::attribute::{grown, percent, Assessment, Attribution, Member};
+use crate::attribute::{grown, Assessment, Attribution, Member};
 use crate::classify::{Classification, Reason};
 use crate::cmdline::display_name;
 use crate::config::{Config, NeverKill};
@@ -94,10 +94,8 @@ pub fn choose_victims<'a>(
             format!("it uses {size}, below actions.min_victim_footprint {min_footprint}: stopping it would not free enough to matter")
         };
         refused.push(format!(
-            "the MLX job eating, {who}, made {} {} ({} %), but may not be stopped: {why}",
-            grown(j.growth),
-            a.of_the_fall(),
-            percent(j.growth, a.fall.bytes)
+            "the MLX job eating, {who}, {}, but may not be stopped: {why}",
+            j.made()
         ));
     }
     if !refused.is_empty() {
@@ -148,16 +146,14 @@ pub fn contributors(a: &Assessment) -> Vec<Contributor> {
                 processes: j.members.len() as u32,
                 mlx: true,
                 growth_bytes: grown(j.growth),
-                fall_bytes: a.fall.bytes,
-                secs: a.fall.secs,
+                fall_bytes: j.fall,
+                secs: j.secs,
                 text: format!(
-                    "{}{more} (pid group {}, uid {}, MLX) made {} {} ({} %)",
+                    "{}{more} (pid group {}, uid {}, MLX) {}",
                     display_name(p),
                     j.job,
                     p.uid,
-                    grown(j.growth),
-                    a.of_the_fall(),
-                    percent(j.growth, a.fall.bytes)
+                    j.made()
                 ),
             })
         })
@@ -258,6 +254,9 @@ fn jobs_of(procs: &[MlxProcess]) -> Vec<Pid> {
 #[derive(Default)]
 struct Incident {
     red_since: Option<Duration>,
+    /// The first sample of this stretch of red: the window of who eats
+    /// starts at most PRE_ROLL before it (src/attribute.rs).
+    red_began: Option<Duration>,
     notified: Vec<NoticeKind>,
     /// The processes of the job being stopped (one job at a time).
     victims: Vec<Victim>,
@@ -455,7 +454,16 @@ impl Policy {
             }
         }
 
-        let a = self.attribution.assess(s);
+        if c.level == Level::Red {
+            inc.red_began.get_or_insert(s.at);
+        } else {
+            inc.red_began = None;
+        }
+        let anchor = inc
+            .red_began
+            .unwrap_or(s.at)
+            .saturating_sub(crate::attribute::PRE_ROLL);
+        let a = self.attribution.assess(s, anchor);
         let lead = lead(&a, s);
         let about = lead
             .map(|p| format!(" {}.", describe(p)))
@@ -697,17 +705,13 @@ impl Policy {
             }
         };
         let job = procs.first().map_or(Pid(0), |p| p.job.unwrap_or(p.pid));
-        let growth = a
+        let made = a
             .mlx_jobs
             .iter()
             .find(|j| j.job == job)
-            .map_or(0, |j| j.growth);
-        let reason = format!(
-            "{reason}; its job made {} {} ({} %)",
-            grown(growth),
-            a.of_the_fall(),
-            percent(growth, a.fall.bytes)
-        );
+            .map(|j| j.made())
+            .unwrap_or_default();
+        let reason = format!("{reason}; its job {made}");
         // Below the floor the next stop may come before the last one's
         // memory settled: what that one freed is read now, not lost.
         if let Some(last) = inc.settling.take() {

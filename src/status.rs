@@ -11,7 +11,7 @@ use std::time::Instant;
 /// One sample, classified on its own, rendered as text or JSON.
 pub fn status(cfg: &Config, as_json: bool) -> Result<String, crate::Error> {
     let (mut sampler, _) = sample::open(cfg, Instant::now())?;
-    sampler.want_top_processes(crate::sample::Holders::Due);
+    sampler.want_top_processes(crate::sample::Holders::Read);
     let snap = sampler.sample()?;
     let agent = crate::agent::report::probe();
     Ok(crate::agent::report::append(

@@ -327,7 +327,6 @@ mod tests {
             program: "mlx_lm.lora".into(),
             matched_by: "pattern:x".into(),
             job: None,
-            started_at: None,
         }
     }
 

@@ -323,7 +323,6 @@ fn victim_proc() -> MlxProcess {
         growth_bytes_per_sec: 0.0,
         matched_by: "pattern:test".into(),
         job: None,
-        started_at: None,
     }
 }
 

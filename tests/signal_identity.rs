@@ -37,7 +37,6 @@ fn order(pid: i32, start_time: u64, signal: Sig) -> SignalOrder {
             program: "mlx_lm.lora".into(),
             matched_by: "pattern:test".into(),
             job: None,
-            started_at: None,
         },
         available_bytes: Bytes::mib(100),
         red_line_bytes: Bytes::gib(2),

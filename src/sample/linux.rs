@@ -514,19 +514,6 @@ impl ProcSource for LinuxProcs {
         })
     }
 
-    /// /proc/uptime minus the start time (clock ticks after boot): both
-    /// count from boot, suspend included, read now.
-    fn age(&mut self, start_time: u64) -> Option<Duration> {
-        let hz = match nix::unistd::sysconf(SysconfVar::CLK_TCK) {
-            Ok(Some(n)) if n > 0 => n as f64,
-            _ => return None,
-        };
-        let up = std::fs::read_to_string(self.proc_dir.join("uptime")).ok()?;
-        let up: f64 = up.split_ascii_whitespace().next()?.parse().ok()?;
-        let age = up - start_time as f64 / hz;
-        (age.is_finite() && age >= 0.0).then(|| Duration::from_secs_f64(age))
-    }
-
     /// RSS is both footprint and rss on Linux. It misses GPU memory (CUDA
     /// device buffers) and counts shared file pages in full.
     fn measure(&mut self, pid: Pid) -> Option<ProcMeasure> {

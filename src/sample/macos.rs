@@ -258,14 +258,6 @@ impl ProcSource for MacProcSource {
         })
     }
 
-    /// Now minus the start time, both wall-clock microseconds since the epoch.
-    fn age(&mut self, start_time: u64) -> Option<Duration> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?;
-        now.checked_sub(Duration::from_micros(start_time))
-    }
-
     /// A zombie (exited, not yet reaped) is gone: proc_pid_rusage still
     /// answers for it, so the state is checked first.
     fn measure(&mut self, pid: Pid) -> Option<ProcMeasure> {

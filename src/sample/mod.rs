@@ -111,8 +111,9 @@ pub trait Sampler: Probe {
     fn want_top_processes(&mut self, want: Holders) {
         self.processes().top.want = want;
     }
-    /// Whether the next sample reads every process for those lists (it
-    /// then reads maps and argv, and is taken off the loop's thread).
+    /// Whether a fresh read of every process for those lists is due at
+    /// `at` (it reads maps and argv: a sample asked to read them is taken
+    /// off the loop's thread).
     fn holders_due(&mut self, at: Duration) -> bool {
         self.processes().top.due(at)
     }
@@ -289,8 +290,10 @@ pub enum Holders {
     Off,
     /// The last lists again, no fresh read.
     Keep,
-    /// Read afresh when the last read is TOP_EVERY old.
-    Due,
+    /// Read afresh now (the caller asked `holders_due` first: only it
+    /// looks at the clock, so a sample it takes on its own thread never
+    /// reads them — review of issue 26).
+    Read,
 }
 
 /// The top and jobs lists, read while wanted, at most every TOP_EVERY
@@ -302,13 +305,11 @@ pub struct TopCache {
 }
 
 impl TopCache {
-    /// Whether the next `get` reads afresh.
+    /// Whether a fresh read is due at `at` (none for TOP_EVERY).
     pub fn due(&self, at: Duration) -> bool {
-        self.want == Holders::Due
-            && self
-                .last
-                .as_ref()
-                .is_none_or(|(t, _, _)| at.saturating_sub(*t) >= TOP_EVERY)
+        self.last
+            .as_ref()
+            .is_none_or(|(t, _, _)| at.saturating_sub(*t) >= TOP_EVERY)
     }
 
     pub fn get(
@@ -318,10 +319,12 @@ impl TopCache {
         src: &mut dyn ProcSource,
     ) -> (Vec<TopProcess>, Vec<JobUsage>) {
         if self.want == Holders::Off {
-            self.last = None;
+            if self.last.take().is_some() {
+                discovery.forget_holders();
+            }
             return (Vec::new(), Vec::new());
         }
-        if self.due(at) {
+        if self.want == Holders::Read {
             let (top, jobs) = discovery.holders(src, at, TOP_PROCESSES);
             self.last = Some((at, top, jobs));
         }
