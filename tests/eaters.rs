@@ -106,29 +106,10 @@ fn as_root_another_users_mlx_job_eats_and_roots_idle_mlx_job_is_not_stopped() {
         return;
     };
     let go = work.path().join("go");
-    let pkg = work.path().join("mlx_lm");
-    write_file(
-        &pkg.join("lora.py"),
+    let theirs = spawn_mlx_lora_as_nobody(
+        work.path(),
         &grower_py(9 * GIB / 2, 256 * MIB, 0.25, false, &go),
     );
-    for p in [&pkg, &pkg.join("__init__.py"), &pkg.join("lora.py")] {
-        let mode = if p.is_dir() { 0o755 } else { 0o644 };
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
-    }
-    let mut theirs = Kid::new(
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(python3())
-            .args(["-m", "mlx_lm.lora", "--train"])
-            .env("PYTHONPATH", work.path())
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .current_dir(work.path())
-            .process_group(0)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("setpriv python (apt-get install util-linux)"),
-    );
-    theirs.wait_line("ready", LONG);
     let noise = Noise::start(CHURN);
     let look = Lookalikes::start(work.path());
     let d = Daemon::start(&config(avail0 - 3 * GIB - CHURN, ""), &[]);
@@ -203,15 +184,6 @@ fn forked_workers_eat_beside_an_idle_mlx_job_nothing_is_stopped_and_the_group_is
     workers.wait_line("ready", LONG);
     let group = workers.pid();
     // The children are killed with their group (the parent's Kid kills only it).
-    struct Group(i32);
-    impl Drop for Group {
-        fn drop(&mut self) {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(self.0),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
     let _group = Group(group as i32);
     let noise = Noise::start(CHURN);
     let look = Lookalikes::start(work.path());
@@ -535,15 +507,6 @@ fn the_workers_of_an_eating_mlx_job_are_stopped_together_never_its_launcher_or_t
         .filter_map(|w| w.parse().ok())
         .collect();
     let (tee, workers) = (pids[0], pids[1..].to_vec());
-    struct Group(i32);
-    impl Drop for Group {
-        fn drop(&mut self) {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(self.0),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
     let _group = Group(job.pid() as i32);
     let noise = Noise::start(CHURN);
     let look = Lookalikes::start(work.path());

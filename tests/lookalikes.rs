@@ -450,27 +450,7 @@ fn as_root_another_users_mlx_job_is_reported_not_signalled_until_actions_users_n
     std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let go = work.path().join("go");
     let body = grower_py(5 * GIB, 256 * MIB, 0.05, false, &go);
-    let pkg = work.path().join("mlx_lm");
-    std::fs::create_dir_all(&pkg).expect("mkdir");
-    write_file(&pkg.join("__init__.py"), "");
-    write_file(&pkg.join("lora.py"), &body);
-    for p in [&pkg, &pkg.join("__init__.py"), &pkg.join("lora.py")] {
-        let mode = if p.is_dir() { 0o755 } else { 0o644 };
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
-    }
-    let mut theirs = Kid::new(
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(python3())
-            .args(["-m", "mlx_lm.lora", "--train"])
-            .env("PYTHONPATH", work.path())
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .current_dir(work.path())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("setpriv python (apt-get install util-linux)"),
-    );
-    theirs.wait_line("ready", LONG);
+    let mut theirs = spawn_mlx_lora_as_nobody(work.path(), &body);
     let pid = theirs.pid();
     let Some(avail0) = need::memory(
         "as_root_another_users_mlx_job_is_reported_not_signalled_until_actions_users_names_them",

@@ -809,6 +809,26 @@ fn busy() -> impl Strategy<Value = Busy> {
         })
 }
 
+/// One sample of these processes with `avail_mib` available (and read
+/// again right before a signal), every process still what it was.
+fn sample_of(at: Duration, total: Bytes, avail_mib: u64, procs: Vec<MlxProcess>) -> Step {
+    Step {
+        now: procs.iter().map(|p| (p.pid, p.start_time)).collect(),
+        snap: Snapshot {
+            at,
+            memory: SystemMemory {
+                total_bytes: total,
+                available_bytes: Bytes::mib(avail_mib),
+                ..Default::default()
+            },
+            mlx_processes: procs,
+            ..Default::default()
+        },
+        fresh_available: Bytes::mib(avail_mib),
+        critical: false,
+    }
+}
+
 fn mlx(pid: i32, job: i32, mib: u64) -> MlxProcess {
     MlxProcess {
         pid: Pid(pid),
@@ -879,21 +899,7 @@ proptest! {
                 .sum::<u64>()
                 + others;
             let avail = b.start_avail.saturating_sub(held).max(64);
-            let step = Step {
-                snap: Snapshot {
-                    at,
-                    memory: SystemMemory {
-                        total_bytes: Bytes(TOTAL),
-                        available_bytes: Bytes::mib(avail),
-                        ..Default::default()
-                    },
-                    mlx_processes: procs.clone(),
-                    ..Default::default()
-                },
-                fresh_available: Bytes::mib(avail),
-                critical: false,
-                now: procs.iter().map(|p| (p.pid, p.start_time)).collect(),
-            };
+            let step = sample_of(at, Bytes(TOTAL), avail, procs);
             let cycle = engine.step(&step.snap, &cfg, &mut actuator, &mut StepProbe(&step));
             for (a, _) in &cycle.actions {
                 if let Action::Signal(o) = a {
@@ -949,21 +955,7 @@ proptest! {
             if !a_gone {
                 procs.push(mlx(302, 302, a));
             }
-            let step = Step {
-                snap: Snapshot {
-                    at,
-                    memory: SystemMemory {
-                        total_bytes: Bytes(TOTAL),
-                        available_bytes: Bytes::mib(avail),
-                        ..Default::default()
-                    },
-                    mlx_processes: procs.clone(),
-                    ..Default::default()
-                },
-                fresh_available: Bytes::mib(avail),
-                critical: false,
-                now: procs.iter().map(|p| (p.pid, p.start_time)).collect(),
-            };
+            let step = sample_of(at, Bytes(TOTAL), avail, procs);
             let cycle = engine.step(&step.snap, &cfg, &mut actuator, &mut StepProbe(&step));
             for (act, _) in &cycle.actions {
                 if let Action::Signal(o) = act {
@@ -1040,21 +1032,7 @@ proptest! {
             }
             let held = loader + shrinker + if gone { 0 } else { mlx_eater } + other;
             let avail = start.saturating_sub(held).max(64);
-            let step = Step {
-                snap: Snapshot {
-                    at,
-                    memory: SystemMemory {
-                        total_bytes: Bytes(64 << 30),
-                        available_bytes: Bytes::mib(avail),
-                        ..Default::default()
-                    },
-                    mlx_processes: procs.clone(),
-                    ..Default::default()
-                },
-                fresh_available: Bytes::mib(avail),
-                critical: false,
-                now: procs.iter().map(|p| (p.pid, p.start_time)).collect(),
-            };
+            let step = sample_of(at, Bytes(64 << 30), avail, procs);
             let cycle_out = engine.step(&step.snap, &cfg, &mut actuator, &mut StepProbe(&step));
             for (a, _) in &cycle_out.actions {
                 if let Action::Signal(o) = a {

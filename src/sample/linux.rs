@@ -275,7 +275,7 @@ pub fn parse_stat(text: &str) -> Result<ProcStat, SampleError> {
         .ok_or_else(|| bad("no pid before the name".into()))?;
     let comm = text[open + 1..close].to_string();
     // Field 3 onwards. Each `num` call passes over `skip` fields after the
-    // last one read: none, then 5..=8, then 10..=21, then 23.
+    // last one read: none (4), none (5), then 6..=8, then 10..=21, then 23.
     let mut f = text[close + 1..].split_ascii_whitespace();
     let mut state_chars = f.next().unwrap_or("").chars();
     let state = match (state_chars.next(), state_chars.next()) {

@@ -317,14 +317,8 @@ pub fn grower_py(total: u64, step: u64, pause: f64, ignore_term: bool, go: &Path
 /// a real MLX command line (the pattern is what is under test, not mlx_lm
 /// itself, so a fake `mlx_lm` package in `dir` provides the module).
 pub fn spawn_fake_mlx(dir: &Path, module: &str, body: &str, args: &[&str]) -> Kid {
-    write_fake_module(dir, module, body);
     Kid::new(
-        Command::new(python3())
-            .arg("-m")
-            .arg(format!("mlx_lm.{module}"))
-            .args(args)
-            .env("PYTHONPATH", dir)
-            .stdout(Stdio::piped())
+        fake_mlx_command(dir, module, body, args)
             .spawn()
             .expect("start python3"),
     )
@@ -335,18 +329,65 @@ pub fn spawn_fake_mlx(dir: &Path, module: &str, body: &str, args: &[&str]) -> Ki
 /// test harness's other children.
 pub fn spawn_fake_mlx_job(dir: &Path, module: &str, body: &str, args: &[&str]) -> Kid {
     use std::os::unix::process::CommandExt;
-    write_fake_module(dir, module, body);
     Kid::new(
-        Command::new(python3())
-            .arg("-m")
-            .arg(format!("mlx_lm.{module}"))
-            .args(args)
-            .env("PYTHONPATH", dir)
+        fake_mlx_command(dir, module, body, args)
             .process_group(0)
-            .stdout(Stdio::piped())
             .spawn()
             .expect("start python3"),
     )
+}
+
+fn fake_mlx_command(dir: &Path, module: &str, body: &str, args: &[&str]) -> Command {
+    write_fake_module(dir, module, body);
+    let mut c = Command::new(python3());
+    c.arg("-m")
+        .arg(format!("mlx_lm.{module}"))
+        .args(args)
+        .env("PYTHONPATH", dir)
+        .stdout(Stdio::piped());
+    c
+}
+
+/// `python3 -m mlx_lm.lora --train` running `body` as `nobody` (uid 65534),
+/// a job of its own, from a fake `mlx_lm` package in `dir` that nobody can
+/// read (`dir` must be reachable by nobody); it has printed "ready".
+pub fn spawn_mlx_lora_as_nobody(dir: &Path, body: &str) -> Kid {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let pkg = dir.join("mlx_lm");
+    write_fake_module(dir, "lora", body);
+    for p in [&pkg, &pkg.join("__init__.py"), &pkg.join("lora.py")] {
+        let mode = if p.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let mut kid = Kid::new(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(python3())
+            .args(["-m", "mlx_lm.lora", "--train"])
+            .env("PYTHONPATH", dir)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .current_dir(dir)
+            .process_group(0)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("setpriv python (apt-get install util-linux)"),
+    );
+    kid.wait_line("ready", Duration::from_secs(120));
+    kid
+}
+
+/// A process group we started, killed whole (SIGKILL) on drop: forked
+/// workers a `Kid` (one pid) would leave behind.
+pub struct Group(pub i32);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
 
 fn write_fake_module(dir: &Path, module: &str, body: &str) {
