@@ -112,7 +112,7 @@ fn as_root_another_users_mlx_job_eats_and_roots_idle_mlx_job_is_not_stopped() {
     );
     let noise = Noise::start(CHURN);
     let look = Lookalikes::start(work.path());
-    let d = Daemon::start(&config(avail0 - 3 * GIB - CHURN, ""), &[]);
+    let d = Daemon::start(&config(avail0 - 5 * GIB / 2 - CHURN, ""), &[]);
     for p in [ours.pid(), theirs.pid()] {
         d.wait_for("both MLX jobs found", LONG, |e| {
             is(e, "mlx_process_found") && e["pid"] == p
@@ -187,7 +187,7 @@ fn forked_workers_eat_beside_an_idle_mlx_job_nothing_is_stopped_and_the_group_is
     let _group = Group(group as i32);
     let noise = Noise::start(CHURN);
     let look = Lookalikes::start(work.path());
-    let d = Daemon::start(&config(avail0 - 3 * GIB - CHURN, ""), &[]);
+    let d = Daemon::start(&config(avail0 - 5 * GIB / 2 - CHURN, ""), &[]);
     let idle_pid = idle.pid();
     d.wait_for("the idle job found", LONG, |e| {
         is(e, "mlx_process_found") && e["pid"] == idle_pid
@@ -249,7 +249,7 @@ fn a_jittering_mlx_job_beside_a_fast_non_mlx_hog_is_not_stopped() {
     hog.wait_line("ready", LONG);
     let noise = Noise::start(CHURN);
     let look = Lookalikes::start(work.path());
-    let d = Daemon::start(&config(avail0 - 5 * GIB / 2 - CHURN, ""), &[]);
+    let d = Daemon::start(&config(avail0 - 2 * GIB - CHURN, ""), &[]);
     let jp = jitter.pid();
     d.wait_for("the jittering job found", LONG, |e| {
         is(e, "mlx_process_found") && e["pid"] == jp
@@ -292,7 +292,7 @@ fn real_python(py: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// Python importing real MLX once named `name` by prctl (what
-/// setproctitle, Ray and worker pools do), then growing 3 GiB of MLX arrays
+/// setproctitle, Ray and worker pools do), then growing 4 GiB of MLX arrays
 /// once `go` exists; written as `dir`/run.py.
 fn renamed_train_py(dir: &Path, name: &str, go: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).expect("mkdir");
@@ -304,7 +304,7 @@ fn renamed_train_py(dir: &Path, name: &str, go: &Path) -> PathBuf {
              ctypes.CDLL(None).prctl(15, {name:?}.encode(), 0, 0, 0)\n\
              import mlx.core as mx\nprint('ready', flush=True)\n\
              while not os.path.exists({go:?}):\n    time.sleep(0.05)\n\
-             held = []\nfor i in range(12):\n    a = mx.ones((64 * 1024 * 1024,), dtype=mx.float32)\n    mx.eval(a)\n    held.append(a)\n    time.sleep(0.1)\n\
+             held = []\nfor i in range(16):\n    a = mx.ones((64 * 1024 * 1024,), dtype=mx.float32)\n    mx.eval(a)\n    held.append(a)\n    time.sleep(0.1)\n\
              print('done', flush=True)\ntime.sleep(600)\n",
             go = go.display().to_string()
         ),
@@ -430,7 +430,7 @@ fn a_second_eater_is_stopped_after_the_first_and_the_idle_job_never() {
     b.wait_line("ready", LONG);
     let noise = Noise::start(CHURN);
     let look = Lookalikes::start(work.path());
-    let d = Daemon::start(&config(avail0 - 2 * GIB - CHURN, ""), &[]);
+    let d = Daemon::start(&config(avail0 - 3 * GIB / 2 - CHURN, ""), &[]);
     for p in [idle.pid(), a.pid(), b.pid()] {
         d.wait_for("every job found", LONG, |e| {
             is(e, "mlx_process_found") && e["pid"] == p
@@ -479,7 +479,7 @@ fn the_workers_of_an_eating_mlx_job_are_stopped_together_never_its_launcher_or_t
         return;
     };
     let go = work.path().join("go");
-    let worker = grower_py(3 * GIB / 2, 128 * MIB, 0.1, false, &go);
+    let worker = grower_py(2 * GIB, 128 * MIB, 0.1, false, &go);
     let launcher = "import os, subprocess, sys, time\n\
          tee = subprocess.Popen(['tee', os.devnull], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)\n\
          ws = [subprocess.Popen([sys.executable, '-m', 'mlx_lm.worker', '--rank', str(i)], stdout=tee.stdin) for i in range(3)]\n\
