@@ -259,7 +259,7 @@ impl Attribution {
             let grown = self.grown(start, s, p.footprint_bytes.0, |f| {
                 f.procs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
             });
-            let job = p.job.unwrap_or(p.pid);
+            let job = p.job_id();
             let m = Member { process: p, grown };
             match mlx_jobs.iter_mut().find(|j| j.job == job) {
                 Some(j) => {

@@ -567,7 +567,7 @@ impl Discovery {
             self.holder_checked.insert(pid, at + HOLDER_RECHECK);
             self.reading.store(pid.0, Ordering::Relaxed);
             self.examine_with(src, pid, at, true);
-            if let Some(job) = self.mlx.get(&pid).map(|t| t.process.job.unwrap_or(pid)) {
+            if let Some(job) = self.mlx.get(&pid).map(|t| t.process.job_id()) {
                 if let Some(acc) = jobs.get_mut(&job) {
                     acc.mlx = true;
                 }

@@ -217,6 +217,14 @@ pub struct MlxProcess {
     pub job: Option<Pid>,
 }
 
+impl MlxProcess {
+    /// Its job: its process group, or itself where that was not recorded
+    /// (older traces). The one rule every caller uses.
+    pub fn job_id(&self) -> Pid {
+        self.job.unwrap_or(self.pid)
+    }
+}
+
 /// One of the largest processes on the machine, MLX or not: who holds the
 /// memory when red is not MLX's doing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

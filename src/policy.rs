@@ -235,7 +235,7 @@ fn holdings(s: &Snapshot, skip: &[Pid]) -> Vec<(Pid, u64)> {
         out.extend(s.jobs.iter().map(|j| (j.job, j.footprint_bytes.0)));
     } else {
         for p in &s.mlx_processes {
-            let job = p.job.unwrap_or(p.pid);
+            let job = p.job_id();
             match out.iter_mut().find(|(j, _)| *j == job) {
                 Some((_, v)) => *v += p.footprint_bytes.0,
                 None => out.push((job, p.footprint_bytes.0)),
@@ -248,7 +248,7 @@ fn holdings(s: &Snapshot, skip: &[Pid]) -> Vec<(Pid, u64)> {
 
 /// The job of each process.
 fn jobs_of(procs: &[MlxProcess]) -> Vec<Pid> {
-    procs.iter().map(|p| p.job.unwrap_or(p.pid)).collect()
+    procs.iter().map(|p| p.job_id()).collect()
 }
 
 #[derive(Default)]
@@ -704,7 +704,7 @@ impl Policy {
                 return None;
             }
         };
-        let job = procs.first().map_or(Pid(0), |p| p.job.unwrap_or(p.pid));
+        let job = procs.first().map_or(Pid(0), |p| p.job_id());
         let made = a
             .mlx_jobs
             .iter()

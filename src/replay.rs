@@ -288,7 +288,7 @@ pub fn decision_text(d: &Decision) -> String {
                 } => format!(
                     "stopping {} process(es) of pid group {} freed {freed_bytes} ({others_growth_bytes} grown by others added back) {after_secs:.1} s after SIGTERM",
                     processes.len(),
-                    processes.first().map(|p| p.job.unwrap_or(p.pid).0).unwrap_or(0),
+                    processes.first().map(|p| p.job_id().0).unwrap_or(0),
                 ),
                 Action::VictimExited {
                     process,
