@@ -404,20 +404,25 @@ impl<'a> Assessment<'a> {
     }
 }
 
+/// "workers.py and 7 more": a job by its largest process and how many
+/// others it has (the one wording of the notices, the log and `status`).
+pub fn and_more(name: &str, processes: usize) -> String {
+    match processes {
+        0 | 1 => name.to_string(),
+        n => format!("{name} and {} more", n - 1),
+    }
+}
+
 impl JobGrowth<'_> {
     /// "python3 workers.py and 7 more (pid group 4120, uid 0) made 4.10 GiB
     /// of the 4.60 GiB fall (89 %)".
     pub fn describe(&self) -> String {
         let j = self.job;
-        let more = match j.processes {
-            0 | 1 => String::new(),
-            n => format!(" and {} more", n - 1),
-        };
         let uid = j.uid.map(|u| format!(", uid {u}")).unwrap_or_default();
         let mlx = if j.mlx { ", MLX" } else { "" };
         format!(
-            "{}{more} (pid group {}{uid}{mlx}) made {} of the {} fall over {:.1} s ({} %)",
-            crate::cmdline::printable(&j.name),
+            "{} (pid group {}{uid}{mlx}) made {} of the {} fall over {:.1} s ({} %)",
+            and_more(&crate::cmdline::printable(&j.name), j.processes as usize),
             j.job,
             grown(self.growth),
             self.fall,

@@ -2,7 +2,7 @@
 //! escalation and victim choice, all timed on `Snapshot::at`. No I/O.
 
 use crate::action::{Action, Contributor, Notice, NoticeKind, Outcome, Sig, SignalOrder};
-use crate::attribute::{grown, Assessment, Attribution, Member};
+use crate::attribute::{and_more, grown, Assessment, Attribution, Member};
 use crate::classify::{Classification, Reason};
 use crate::cmdline::display_name;
 use crate::config::{Config, NeverKill};
@@ -135,10 +135,6 @@ pub fn contributors(a: &Assessment) -> Vec<Contributor> {
         .take(crate::sample::TOP_PROCESSES)
         .filter_map(|j| {
             let p = j.members.first()?.process;
-            let more = match j.members.len() {
-                1 => String::new(),
-                n => format!(" and {} more", n - 1),
-            };
             Some(Contributor {
                 job: j.job,
                 name: display_name(p),
@@ -149,8 +145,8 @@ pub fn contributors(a: &Assessment) -> Vec<Contributor> {
                 fall_bytes: j.fall,
                 secs: j.secs,
                 text: format!(
-                    "{}{more} (pid group {}, uid {}, MLX) {}",
-                    display_name(p),
+                    "{} (pid group {}, uid {}, MLX) {}",
+                    and_more(&display_name(p), j.members.len()),
                     j.job,
                     p.uid,
                     j.made()
