@@ -459,11 +459,16 @@ impl Policy {
             .red_began
             .unwrap_or(s.at)
             .saturating_sub(crate::attribute::PRE_ROLL);
-        let a = self.attribution.assess(s, anchor);
-        let lead = lead(&a, s);
-        let about = lead
-            .map(|p| format!(" {}.", describe(p)))
-            .unwrap_or_default();
+        // Who eats is worked out where it is used — every red sample, and the
+        // notice on entering yellow — not on every yellow sample (up to one
+        // every 2 ms near the red line).
+        let yellow_entry = c.level == Level::Yellow && c.previous < Level::Yellow;
+        let a = (c.level == Level::Red || yellow_entry).then(|| self.attribution.assess(s, anchor));
+        let lead = a.as_ref().and_then(|a| lead(a, s));
+        let about = || {
+            lead.map(|p| format!(" {}.", describe(p)))
+                .unwrap_or_default()
+        };
         let reasons: Vec<String> = c
             .reasons
             .iter()
@@ -475,7 +480,7 @@ impl Policy {
         if c.level >= Level::Yellow && c.previous < Level::Yellow {
             let title = format!("Memory {}: {} available", c.level, s.memory.available_bytes);
             if c.level == Level::Yellow {
-                let body = format!("{why}.{about}");
+                let body = format!("{why}.{}", about());
                 self.notice(
                     cfg,
                     &mut inc.notified,
@@ -490,10 +495,10 @@ impl Policy {
                 );
             }
         }
-        if c.level == Level::Red {
+        if let (Level::Red, Some(a)) = (c.level, a.as_ref()) {
             if c.previous != Level::Red {
                 let title = format!("Memory red: {} available", s.memory.available_bytes);
-                let body = format!("{why}.{about}");
+                let body = format!("{why}.{}", about());
                 self.notice(
                     cfg,
                     &mut inc.notified,
@@ -510,7 +515,7 @@ impl Policy {
             let red_since = *inc.red_since.get_or_insert(s.at);
             let st = RedStep {
                 s,
-                a: &a,
+                a,
                 cfg,
                 guard: Guard {
                     self_pid: self.self_pid,
@@ -552,7 +557,7 @@ impl Policy {
                 }
             }
             if red.nobody.is_some() && !red.nobody_said {
-                self.name_the_holders(s, &a, cfg, &mut inc, &mut red, &why, &mut out);
+                self.name_the_holders(s, a, cfg, &mut inc, &mut red, &why, &mut out);
             }
             inc.red = red;
         } else {
