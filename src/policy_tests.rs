@@ -121,6 +121,16 @@ fn notices(a: &[Action]) -> Vec<NoticeKind> {
         .collect()
 }
 
+/// The contributors of the first `red_not_mlx`.
+fn contributors_named(a: &[Action]) -> Vec<Contributor> {
+    a.iter()
+        .find_map(|a| match a {
+            Action::RedNotMlx { contributors, .. } => Some(contributors.clone()),
+            _ => None,
+        })
+        .expect("red_not_mlx")
+}
+
 fn no_victims(a: &[Action]) -> Vec<String> {
     a.iter()
         .filter_map(|a| match a {
@@ -639,13 +649,7 @@ fn an_idle_mlx_job_beside_forked_workers_that_eat_is_not_stopped_and_they_are_na
     assert!(signals(&all).is_empty(), "{all:?}");
     let nv = no_victims(&all);
     assert!(nv[0].contains("no MLX job is eating"), "{}", nv[0]);
-    let named = all
-        .iter()
-        .find_map(|a| match a {
-            Action::RedNotMlx { contributors, .. } => Some(contributors.clone()),
-            _ => None,
-        })
-        .expect("red_not_mlx");
+    let named = contributors_named(&all);
     assert_eq!(named.len(), 1, "{named:?}");
     assert_eq!(named[0].job, Pid(4120));
     assert!(
@@ -718,13 +722,7 @@ fn as_root_another_users_eating_mlx_job_protects_roots_idle_one() {
         "{}",
         nv[0]
     );
-    let named = all
-        .iter()
-        .find_map(|a| match a {
-            Action::RedNotMlx { contributors, .. } => Some(contributors.clone()),
-            _ => None,
-        })
-        .expect("red_not_mlx");
+    let named = contributors_named(&all);
     assert_eq!(
         (named[0].job, named[0].uid, named[0].mlx),
         (Pid(20), Some(65534), true),
