@@ -363,32 +363,14 @@ fn mlx_jobs_that_renamed_themselves_are_found_and_the_one_that_eats_is_stopped()
     let look = Lookalikes::start(work.path());
     let d = Daemon::start(&config(avail0 - 2 * GIB - CHURN, ""), &[]);
     let rp = renamed.pid();
-    let found = d.wait_for("the renamed idle job found", LONG, |e| {
-        is(e, "mlx_process_found") && e["pid"] == rp
-    });
-    assert!(
-        found["matched_by"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("library:"),
-        "{found}"
-    );
+    let found = d.wait_found_by_library("the renamed idle job found", rp);
     assert_eq!(found["name"], "trainer-0", "{found}");
     let wp = worker.pid();
     // Quiet, the copy is not looked at (nothing says it may load MLX).
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(named(&d.events(), "mlx_process_found", wp), 0);
     std::fs::write(&go, "go").expect("go");
-    let found = d.wait_for("the copy found while memory is not quiet", LONG, |e| {
-        is(e, "mlx_process_found") && e["pid"] == wp
-    });
-    assert!(
-        found["matched_by"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("library:"),
-        "{found}"
-    );
+    d.wait_found_by_library("the copy found while memory is not quiet", wp);
     let term = d.wait_for("terminate_sent", LONG, |e| is(e, "terminate_sent"));
     assert_eq!(term["pid"], wp, "{term}");
     let st = wait_bounded(&mut worker.0, LONG).expect("it exits");

@@ -136,16 +136,7 @@ fn real_mlx_child_gets_sigterm_and_nothing_else_is_signalled() {
     let pid = mlx.pid();
     // A bystander that is not MLX and must survive.
     let mut bystander = Kid::new(Command::new("sleep").arg("600").spawn().expect("sleep"));
-    let found = d.wait_for("the MLX child found by its library", LONG, |e| {
-        is(e, "mlx_process_found") && e["pid"] == pid
-    });
-    assert!(
-        found["matched_by"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("library:"),
-        "{found}"
-    );
+    d.wait_found_by_library("the MLX child found by its library", pid);
     go(&gofile);
 
     let term = d.wait_for("terminate_sent", LONG, |e| is(e, "terminate_sent"));

@@ -160,6 +160,22 @@ impl Daemon {
         wait_for_event(&self.log, what, timeout, pred)
     }
 
+    /// Wait (bounded) until `pid` is found as MLX by the library it maps
+    /// (not by a pattern); returns the `mlx_process_found` event.
+    pub fn wait_found_by_library(&self, what: &str, pid: i64) -> Value {
+        let found = self.wait_for(what, Duration::from_secs(120), |e| {
+            is(e, "mlx_process_found") && e["pid"] == pid
+        });
+        assert!(
+            found["matched_by"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("library:"),
+            "{what}: {found}"
+        );
+        found
+    }
+
     /// SIGTERM, then wait (bounded) for the exit status.
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
         self.signal(nix::sys::signal::Signal::SIGTERM);
